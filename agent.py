@@ -1,0 +1,78 @@
+"""The AgentCore app: ``POST /invocations`` and ``GET /ping`` on port 8080. Wiring only.
+
+Run with ``python agent.py`` (or ``make run``), or ``uvicorn agent:app``.
+Settings come from the environment (see README); a wrong one stops start-up
+with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bedrock_agentcore.runtime import BedrockAgentCoreApp
+from bedrock_agentcore.runtime.context import RequestContext
+
+from assistant import Assistant
+from config import Settings
+from errors import ConfigError
+from memory import create_store
+from models import create_model
+
+logger = logging.getLogger(__name__)
+
+_assistant: Assistant | None = None
+
+
+def build_assistant(settings: Settings | None = None) -> Assistant:
+    settings = settings or Settings.from_env()
+    return Assistant(settings, create_store(settings), create_model(settings))
+
+
+def get_assistant() -> Assistant:
+    global _assistant
+    if _assistant is None:
+        _assistant = build_assistant()
+    return _assistant
+
+
+def set_assistant(assistant: Assistant | None) -> None:
+    """Install the assistant the entrypoint uses (tests and embedders)."""
+    global _assistant
+    _assistant = assistant
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    get_assistant()  # build (and validate) everything before the first request
+    yield
+
+
+app = BedrockAgentCoreApp(lifespan=lifespan)
+
+
+@app.entrypoint
+def chat_handler(payload: Any, context: RequestContext) -> Any:
+    """Answer one message of one actor's session, with that session's memory."""
+    return get_assistant().handle(payload, context)
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    set_assistant(build_assistant(settings))
+    app.run(port=int(os.environ.get("PORT", "8080")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The request service behind the entrypoint: validate, resolve identity, run one turn.
+
+``agent.py`` only wires this to the AgentCore runtime. Errors are mapped to a
+JSON body and an HTTP status here, once, and the request is logged here, once,
+with its ids, outcome and latency (never the message text at INFO).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
+from starlette.responses import JSONResponse
+from strands import Agent
+from strands.models import Model
+from strands.types.exceptions import ModelThrottledException
+
+from config import Settings
+from errors import AssistantError, BadRequest, ModelError
+from hooks.memory import MemoryHooks, reply_text
+from identity import resolve_actor_id, resolve_session_id
+from memory.base import SessionStore
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. The earlier messages of this conversation are included above the "
+    "newest one; use them to answer consistently."
+)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    message: str
+    actor_id: str
+    session_id: str
+
+
+class KeyedLocks:
+    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[object, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: object) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (None, 0))
+            if lock is None:
+                lock = threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+def parse_request(payload: object, session_id: str | None, headers: Mapping[str, str] | None,
+                  settings: Settings) -> ChatRequest:
+    """Check the payload and the ids; raise ``BadRequest`` saying exactly what is wrong."""
+    if not isinstance(payload, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(payload).__name__}")
+    message = payload.get("message")
+    prompt = payload.get("prompt")
+    if message is not None and prompt is not None and message != prompt:
+        raise BadRequest("'message' and 'prompt' are the same field; send one of them")
+    if message is None:
+        message = prompt
+    if message is None:
+        raise BadRequest("'message' is required")
+    if not isinstance(message, str):
+        raise BadRequest(f"'message' must be a string, got {type(message).__name__}")
+    if not message.strip():
+        raise BadRequest("'message' must not be empty")
+    if len(message) > settings.max_message_chars:
+        raise BadRequest(
+            f"'message' is {len(message)} characters long; the limit is {settings.max_message_chars} "
+            "(MAX_MESSAGE_CHARS)"
+        )
+    return ChatRequest(
+        message=message,
+        actor_id=resolve_actor_id(payload, headers),
+        session_id=resolve_session_id(session_id),
+    )
+
+
+def model_error(error: Exception) -> ModelError:
+    if isinstance(error, ModelThrottledException):
+        return ModelError(f"throttled: {error}", status=503)
+    return ModelError(f"{type(error).__name__}: {error}")
+
+
+class Assistant:
+    """Everything one process needs to answer requests: settings, one store, one model."""
+
+    def __init__(self, settings: Settings, store: SessionStore, model: Model) -> None:
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self._session_locks = KeyedLocks()
+
+    def build_agent(self, hooks: MemoryHooks) -> Agent:
+        """A fresh Agent per request: Strands Agents must not be shared by concurrent calls."""
+        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, hooks=[hooks], callback_handler=None)
+
+    def chat(self, request: ChatRequest) -> dict[str, Any]:
+        """One turn: load history, ask the model, store the exchange. Serialised per session."""
+        hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
+        with self._session_locks.hold((request.actor_id, request.session_id)):
+            agent = self.build_agent(hooks)
+            try:
+                result = agent(request.message)
+            except AssistantError:
+                raise
+            except Exception as e:  # the model (or its client) failed; the store was not written
+                raise model_error(e) from e
+        return {
+            "response": reply_text(result),
+            "session_id": request.session_id,
+            "actor_id": request.actor_id,
+            "message_count": hooks.message_count or 0,
+            "history_length": hooks.history_length,
+        }
+
+    def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
+        """The entrypoint's body: returns the response dict, or a JSON error response."""
+        started = time.perf_counter()
+        request_id = BedrockAgentCoreContext.get_request_id()
+        session_id = getattr(context, "session_id", None)
+        headers = getattr(context, "request_headers", None)
+        actor_id: str | None = None
+        try:
+            request = parse_request(payload, session_id, headers, self.settings)
+            actor_id, session_id = request.actor_id, request.session_id
+            body = self.chat(request)
+        except AssistantError as e:
+            log = logger.warning if e.status < 500 else logger.error
+            log(
+                "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<%d> | %.1f ms | %s",
+                request_id, actor_id, session_id, self.store.name, e.status,
+                (time.perf_counter() - started) * 1e3, e.message,
+            )
+            return JSONResponse(e.body(), status_code=e.status)
+        logger.info(
+            "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms "
+            "| message_count=%d history_length=%d",
+            request_id, actor_id, session_id, self.store.name, (time.perf_counter() - started) * 1e3,
+            body["message_count"], body["history_length"],
+        )
+        return body
+
+    def close(self) -> None:
+        self.store.close()

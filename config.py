@@ -1,0 +1,109 @@
+"""Settings read once from the environment and validated at start-up.
+
+Every setting has one name, one default and one check; a bad value raises
+``ConfigError`` whose message names the variable, so a deployment fails at
+start-up with one clear line instead of on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from errors import ConfigError
+
+BACKENDS = ("memory", "sqlite", "redis", "agentcore")
+MODEL_PROVIDERS = ("bedrock", "local", "echo")
+DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name}={value} must be {bound}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    value = raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the assistant reads from its environment."""
+
+    memory_backend: str = "sqlite"
+    session_db: Path = Path(".data/sessions.db")
+    sqlite_synchronous: str = "NORMAL"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "agentcore:"
+    session_ttl: int | None = None
+    memory_id: str | None = None
+    aws_region: str = "us-west-2"
+    memory_k: int = 10
+    model_provider: str | None = None  # None: decided at start-up (bedrock with AWS credentials, else local)
+    bedrock_model_id: str = DEFAULT_BEDROCK_MODEL_ID
+    local_model_path: str | None = None
+    max_tokens: int = 512
+    max_message_chars: int = 32_000
+    log_level: str = "INFO"
+    rolling_summary: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        memory_id = (env.get("MEMORY_ID") or env.get("BEDROCK_AGENTCORE_MEMORY_ID") or "").strip() or None
+        backend = _choice(env, "MEMORY_BACKEND", BACKENDS, None) or ("agentcore" if memory_id else "sqlite")
+        if backend == "agentcore" and not memory_id:
+            raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
+        if memory_id is not None and len(memory_id) < 12:
+            raise ConfigError(f"MEMORY_ID={memory_id!r} is too short (AgentCore memory ids have at least 12 characters)")
+        synchronous = (env.get("SQLITE_SYNCHRONOUS") or "NORMAL").strip().upper()
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError(f"SQLITE_SYNCHRONOUS={synchronous!r} is not one of NORMAL, FULL")
+        log_level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        redis_url = (env.get("REDIS_URL") or cls.redis_url).strip()
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+        rolling = (env.get("ROLLING_SUMMARY") or "on").strip().lower()
+        if rolling not in ("on", "off", "1", "0", "true", "false"):
+            raise ConfigError(f"ROLLING_SUMMARY={rolling!r} is not one of on, off")
+        local_model_path = (env.get("LOCAL_MODEL_PATH") or "").strip() or None
+        if local_model_path and not Path(local_model_path).is_file():
+            raise ConfigError(f"LOCAL_MODEL_PATH={local_model_path!r} is not a file")
+        return cls(
+            memory_backend=backend,
+            session_db=Path((env.get("SESSION_DB") or "").strip() or cls.session_db),
+            sqlite_synchronous=synchronous,
+            redis_url=redis_url,
+            key_prefix=env.get("KEY_PREFIX", cls.key_prefix),
+            session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
+            memory_id=memory_id,
+            aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),
+            memory_k=_int(env, "MEMORY_K", cls.memory_k, minimum=1, maximum=100),
+            model_provider=_choice(env, "MODEL_PROVIDER", MODEL_PROVIDERS, None),
+            bedrock_model_id=(env.get("BEDROCK_MODEL_ID") or cls.bedrock_model_id).strip(),
+            local_model_path=local_model_path,
+            max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens, minimum=1, maximum=32_000),
+            max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
+            log_level=log_level,
+            rolling_summary=rolling in ("on", "1", "true"),
+        )

@@ -1,0 +1,56 @@
+"""Every error the assistant maps to an HTTP status lives here.
+
+The entrypoint catches ``AssistantError`` once, at the boundary, and turns it
+into a JSON body; nothing below it logs and re-raises the same failure.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """Base class: an error with an HTTP status and a message safe to show the caller."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.message}
+
+
+class ConfigError(AssistantError):
+    """A setting in the environment is wrong; raised at start-up."""
+
+
+class BadRequest(AssistantError):
+    """The caller sent something we refuse (HTTP 400)."""
+
+    status = 400
+
+
+class Forbidden(AssistantError):
+    """The caller asked for an identity its token does not grant (HTTP 403)."""
+
+    status = 403
+
+
+class StoreUnavailable(AssistantError):
+    """The session store cannot be reached or written right now (HTTP 503)."""
+
+    status = 503
+
+    def __init__(self, store: str, detail: str) -> None:
+        super().__init__(f"session store '{store}' is unavailable: {detail}")
+        self.store = store
+
+
+class ModelError(AssistantError):
+    """The model call failed (HTTP 502, or 503 when throttled / unavailable)."""
+
+    status = 502
+
+    def __init__(self, detail: str, *, status: int = 502) -> None:
+        super().__init__(f"model call failed: {detail}")
+        self.status = status

@@ -1,0 +1,5 @@
+"""Strands hook providers."""
+
+from hooks.memory import MemoryHooks
+
+__all__ = ["MemoryHooks"]

@@ -1,0 +1,115 @@
+"""Memory hooks: load the last k turns before the agent answers, store the new turn after.
+
+Only the new exchange (the user's message and the final assistant text) is
+written back, as one event: replayed history is never stored twice, and tool
+calls never reach the store, so the history replayed next time always
+alternates user / assistant and has no ``toolUse`` without its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+from strands.agent import AgentResult
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvider, HookRegistry
+from strands.types.content import Message, Messages
+
+from memory.base import SessionStore, Turn
+
+logger = logging.getLogger(__name__)
+
+
+def text_of(message: Message | None) -> str:
+    """The text blocks of a Strands message, joined."""
+    if not message:
+        return ""
+    return "".join(block["text"] for block in message.get("content", []) if "text" in block)
+
+
+def reply_text(result: AgentResult) -> str:
+    return text_of(result.message).strip()
+
+
+def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:
+    """Stored turns as Strands messages that Bedrock Converse accepts.
+
+    Each kept turn becomes one user message and one assistant message, so the
+    history starts with ``user``, alternates, and ends with ``assistant``
+    (the new user message follows it). A turn without both a user and an
+    assistant text (a foreign or damaged record) is left out, with a warning.
+    Returns the messages and the number of turns kept.
+    """
+    messages: Messages = []
+    kept = 0
+    for turn in turns:
+        user = "\n".join(m.text for m in turn if m.role == MessageRole.USER and m.text)
+        assistant = "\n".join(m.text for m in turn if m.role == MessageRole.ASSISTANT and m.text)
+        if not user or not assistant:
+            logger.warning("skipping a stored turn without both a user and an assistant message")
+            continue
+        messages.append({"role": "user", "content": [{"text": user}]})
+        messages.append({"role": "assistant", "content": [{"text": assistant}]})
+        kept += 1
+    return messages, kept
+
+
+class MemoryHooks(HookProvider):
+    """Binds one Agent invocation to one (actor, session) of a store. Build one per request."""
+
+    def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int) -> None:
+        self.store = store
+        self.actor_id = actor_id
+        self.session_id = session_id
+        self.k = k
+        #: turns put in front of the new message (set by ``load_history``)
+        self.history_length = 0
+        #: the session's USER message count after this turn was stored (set by ``save_turn``)
+        self.message_count: int | None = None
+        #: set by a tool (clear_session) when this exchange must not be written back
+        self.skip_store = False
+        self._user_text: str | None = None
+
+    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
+        registry.add_callback(BeforeInvocationEvent, self.load_history)
+        registry.add_callback(AfterInvocationEvent, self.save_turn)
+
+    def _ids(self) -> str:
+        return f"actor_id=<{self.actor_id}> | session_id=<{self.session_id}>"
+
+    def load_history(self, event: BeforeInvocationEvent) -> None:
+        started = time.perf_counter()
+        self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
+        turns = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
+        history, self.history_length = turns_to_messages(turns)
+        event.agent.messages[0:0] = history
+        logger.debug(
+            "%s | loaded %d turns in %.2f ms", self._ids(), self.history_length, (time.perf_counter() - started) * 1e3
+        )
+
+    def save_turn(self, event: AfterInvocationEvent) -> None:
+        if event.result is None:
+            return  # the invocation failed: nothing to store, the session stays as it was
+        if self.skip_store:
+            logger.debug("%s | this exchange is not stored (skip_store)", self._ids())
+            return
+        reply = reply_text(event.result)
+        if not self._user_text or not reply:
+            logger.warning("%s | nothing stored: empty user message or empty reply", self._ids())
+            return
+        self.store_exchange(self._user_text, reply)
+
+    def store_exchange(self, user_text: str, reply: str) -> int:
+        """Write one exchange as one event; remember and return the session's message count."""
+        started = time.perf_counter()
+        self.message_count = self.store.add_turns(
+            self.actor_id,
+            self.session_id,
+            [ConversationalMessage(user_text, MessageRole.USER), ConversationalMessage(reply, MessageRole.ASSISTANT)],
+        )
+        logger.debug(
+            "%s | stored turn %d in %.2f ms", self._ids(), self.message_count, (time.perf_counter() - started) * 1e3
+        )
+        return self.message_count

@@ -1,0 +1,92 @@
+"""A Strands model for tests: replays scripted replies and records what it was sent.
+
+Each call to ``stream`` takes the next scripted step: a string (a text reply),
+a dict ``{"tool": name, "input": {...}}`` (a ``toolUse``), or an Exception
+(raised, as a failing model would). Calling it more often than scripted fails
+loudly; ``calls`` holds a deep copy of the messages of every call, so a test can
+assert exactly which history the model saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import AsyncGenerator, AsyncIterable
+from typing import Any
+
+from strands.models import Model
+from strands.types.content import Messages
+from strands.types.streaming import StreamEvent
+
+from models import last_user_text, text_stream
+
+Step = str | dict[str, Any] | BaseException
+
+
+class ScriptedModel(Model):
+    def __init__(self, *steps: Step, echo: bool = False) -> None:
+        """``echo=True`` answers ``You said '<message>'`` once the script has run out."""
+        self.steps: list[Step] = list(steps)
+        self.echo = echo
+        self.calls: list[Messages] = []
+        self.system_prompts: list[str | None] = []
+        self._lock = threading.Lock()
+        self.config: dict[str, Any] = {"model_id": "scripted"}
+
+    def update_config(self, **model_config: Any) -> None:
+        self.config.update(model_config)
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
+
+    async def structured_output(self, output_model: Any, prompt: Messages, system_prompt: str | None = None,
+                                **kwargs: Any) -> AsyncGenerator[dict[str, Any], None]:
+        raise NotImplementedError
+        yield {}  # pragma: no cover
+
+    @property
+    def last_messages(self) -> Messages:
+        assert self.calls, "the model was never called"
+        return self.calls[-1]
+
+    def seen_texts(self, call: int = -1) -> list[tuple[str, str]]:
+        """(role, text) of every text block the model saw in one call."""
+        return [
+            (m["role"], b["text"]) for m in self.calls[call] for b in m["content"] if "text" in b
+        ]
+
+    async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> AsyncIterable[StreamEvent]:
+        with self._lock:
+            self.calls.append([{"role": m["role"], "content": copy.deepcopy(m["content"])} for m in messages])
+            self.system_prompts.append(system_prompt)
+            if self.steps:
+                step: Step = self.steps.pop(0)
+            elif self.echo:
+                step = f"You said '{last_user_text(messages)}'"
+            else:
+                raise AssertionError(f"ScriptedModel called more often than scripted (call {len(self.calls)})")
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, dict):
+            tool_use_id = step.get("id", f"tooluse-{len(self.calls)}")
+            events: list[StreamEvent] = [
+                {"messageStart": {"role": "assistant"}},
+                {"contentBlockStart": {"start": {"toolUse": {"toolUseId": tool_use_id, "name": step["tool"]}}}},
+                {"contentBlockDelta": {"delta": {"toolUse": {"input": _json(step.get("input", {}))}}}},
+                {"contentBlockStop": {}},
+                {"messageStop": {"stopReason": "tool_use"}},
+            ]
+        else:
+            events = text_stream(step)
+        for event in events:
+            yield event
+
+    def assert_script_done(self) -> None:
+        assert not self.steps, f"scripted steps left over: {self.steps!r}"
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

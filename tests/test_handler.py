@@ -1,0 +1,135 @@
+"""The entrypoint called directly, as the seed's tests do: ``chat_handler(payload, context)``."""
+
+from __future__ import annotations
+
+import pytest
+from bedrock_agentcore.runtime.context import RequestContext
+from starlette.responses import JSONResponse
+
+from agent import chat_handler
+from assistant import Assistant
+from tests.scripted_model import ScriptedModel
+
+ACTOR_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id"
+
+
+def ctx(session_id: str | None = None, **headers: str) -> RequestContext:
+    return RequestContext(session_id=session_id, request_headers=headers or None)
+
+
+def error_of(response: object) -> tuple[int, str]:
+    assert isinstance(response, JSONResponse), f"expected an error response, got {response!r}"
+    import json
+
+    return response.status_code, json.loads(response.body)["error"]
+
+
+def test_session_persistence(assistant: Assistant) -> None:
+    """The seed's test: the second message of a session counts 2."""
+    session_id = "test-session-001"
+    response1 = chat_handler({"message": "Hello"}, ctx(session_id))
+    assert response1["message_count"] == 1
+    response2 = chat_handler({"message": "World"}, ctx(session_id))
+    assert response2["message_count"] == 2
+    assert response2["history_length"] == 1
+
+
+def test_session_isolation(assistant: Assistant) -> None:
+    """The seed's test: two sessions each start at 1."""
+    response1 = chat_handler({"message": "Hello"}, ctx("session-a"))
+    response2 = chat_handler({"message": "Hello"}, ctx("session-b"))
+    assert response1["message_count"] == 1
+    assert response2["message_count"] == 1
+
+
+def test_response_has_every_field(assistant: Assistant) -> None:
+    response = chat_handler({"message": "Hello"}, ctx("conv1"))
+    assert response == {
+        "response": "You said 'Hello'",
+        "session_id": "conv1",
+        "actor_id": "default_user",
+        "message_count": 1,
+        "history_length": 0,
+    }
+
+
+def test_model_sees_the_first_exchange_on_the_second_call(assistant: Assistant, model: ScriptedModel) -> None:
+    chat_handler({"message": "My name is Ana"}, ctx("conv1"))
+    chat_handler({"message": "Who am I?"}, ctx("conv1"))
+    assert model.seen_texts() == [
+        ("user", "My name is Ana"), ("assistant", "You said 'My name is Ana'"), ("user", "Who am I?"),
+    ]
+    chat_handler({"message": "Who am I?"}, ctx("conv2"))
+    assert model.seen_texts() == [("user", "Who am I?")]
+
+
+def test_missing_session_id_uses_default(assistant: Assistant) -> None:
+    assert chat_handler({"message": "Hello"}, ctx())["session_id"] == "default"
+    assert chat_handler({"message": "Hello"}, ctx())["message_count"] == 2
+
+
+def test_actor_from_payload_then_header_then_default(assistant: Assistant) -> None:
+    assert chat_handler({"message": "hi", "actor_id": "alice"}, ctx("s", **{ACTOR_HEADER: "bob"}))["actor_id"] == "alice"
+    assert chat_handler({"message": "hi"}, ctx("s", **{ACTOR_HEADER.lower(): "bob"}))["actor_id"] == "bob"
+    assert chat_handler({"message": "hi"}, ctx("s"))["actor_id"] == "default_user"
+
+
+def test_same_session_under_two_actors_is_two_conversations(assistant: Assistant, model: ScriptedModel) -> None:
+    chat_handler({"message": "alice's secret", "actor_id": "alice"}, ctx("shared"))
+    bob = chat_handler({"message": "hello", "actor_id": "bob"}, ctx("shared"))
+    assert bob["message_count"] == 1 and bob["history_length"] == 0
+    assert model.seen_texts() == [("user", "hello")]
+
+
+def test_prompt_is_accepted_as_message(assistant: Assistant) -> None:
+    assert chat_handler({"prompt": "Hello"}, ctx("c"))["response"] == "You said 'Hello'"
+    assert chat_handler({"prompt": "Hi", "message": "Hi"}, ctx("c"))["message_count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "session_id", "needle"),
+    [
+        ([1, 2], "ok", "JSON object"),
+        ("Hello", "ok", "JSON object"),
+        (None, "ok", "JSON object"),
+        ({}, "ok", "'message' is required"),
+        ({"message": ""}, "ok", "must not be empty"),
+        ({"message": "   \n"}, "ok", "must not be empty"),
+        ({"message": 42}, "ok", "must be a string"),
+        ({"message": ["a"]}, "ok", "must be a string"),
+        ({"message": "x" * 32_001}, "ok", "MAX_MESSAGE_CHARS"),
+        ({"message": "a", "prompt": "b"}, "ok", "'prompt'"),
+        ({"message": "hi"}, "a:b", "session id"),
+        ({"message": "hi"}, "../etc", "session id"),
+        ({"message": "hi"}, "_leading", "session id"),
+        ({"message": "hi"}, "x" * 101, "limit is 100"),
+        ({"message": "hi"}, "nul\x00byte", "session id"),
+        ({"message": "hi", "actor_id": "a:b"}, "ok", "actor_id"),
+        ({"message": "hi", "actor_id": ""}, "ok", "actor_id"),
+        ({"message": "hi", "actor_id": 7}, "ok", "actor_id"),
+        ({"message": "hi", "actor_id": "a" * 256}, "ok", "limit is 255"),
+        ({"message": "hi", "actor_id": "alice/../bob"}, "ok", "actor_id"),
+    ],
+)
+def test_bad_input_is_a_400_that_says_what_is_wrong_and_stores_nothing(
+    assistant: Assistant, payload: object, session_id: str, needle: str
+) -> None:
+    chat_handler({"message": "keep me"}, ctx("ok"))
+    before = assistant.store.list_events("default_user", "ok")
+    status, error = error_of(chat_handler(payload, ctx(session_id)))
+    assert status == 400
+    assert needle in error
+    assert assistant.store.list_events("default_user", "ok") == before
+    assert chat_handler({"message": "still here"}, ctx("ok"))["message_count"] == 2
+
+
+def test_model_failure_is_a_json_error_and_the_session_stays_usable(assistant: Assistant,
+                                                                     model: ScriptedModel) -> None:
+    chat_handler({"message": "first"}, ctx("c"))
+    model.steps.append(RuntimeError("upstream broke"))
+    status, error = error_of(chat_handler({"message": "second"}, ctx("c")))
+    assert status == 502
+    assert "upstream broke" in error
+    third = chat_handler({"message": "third"}, ctx("c"))
+    assert third["message_count"] == 2
+    assert model.seen_texts()[:2] == [("user", "first"), ("assistant", "You said 'first'")]
