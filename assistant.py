@@ -35,11 +35,17 @@ SYSTEM_PROMPT = (
 )
 
 
+#: payload ``action`` values: session operations run without the model (see ``Assistant.run_action``)
+ACTIONS = ("summarize_session", "clear_session")
+
+
 @dataclass(frozen=True)
 class ChatRequest:
-    message: str
+    message: str | None  # None only for an action
     actor_id: str
     session_id: str
+    action: str | None = None
+    stream: bool = False
 
 
 class KeyedLocks:
@@ -73,6 +79,14 @@ def parse_request(payload: object, session_id: str | None, headers: Mapping[str,
     """Check the payload and the ids; raise ``BadRequest`` saying exactly what is wrong."""
     if not isinstance(payload, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(payload).__name__}")
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest(f"'stream' must be true or false, got {type(stream).__name__}")
+    action = payload.get("action")
+    if action is not None:
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise BadRequest(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
+        return ChatRequest(None, resolve_actor_id(payload, headers), resolve_session_id(session_id), action=action)
     message = payload.get("message")
     prompt = payload.get("prompt")
     if message is not None and prompt is not None and message != prompt:
@@ -94,6 +108,7 @@ def parse_request(payload: object, session_id: str | None, headers: Mapping[str,
         message=message,
         actor_id=resolve_actor_id(payload, headers),
         session_id=resolve_session_id(session_id),
+        stream=stream,
     )
 
 
@@ -116,8 +131,17 @@ class Assistant:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls."""
         return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, hooks=[hooks], callback_handler=None)
 
+    def run_action(self, request: ChatRequest) -> dict[str, Any]:
+        """A session operation without the model (payload ``action``)."""
+        raise BadRequest(f"action {request.action!r} is not available yet")
+
+    def chat_stream(self, request: ChatRequest) -> Any:
+        """One turn streamed as Server-Sent Events (payload ``"stream": true``)."""
+        raise BadRequest("streaming is not available yet")
+
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
+        assert request.message is not None
         hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
         with self._session_locks.hold((request.actor_id, request.session_id)):
             agent = self.build_agent(hooks)
@@ -145,7 +169,12 @@ class Assistant:
         try:
             request = parse_request(payload, session_id, headers, self.settings)
             actor_id, session_id = request.actor_id, request.session_id
-            body = self.chat(request)
+            if request.action is not None:
+                body = self.run_action(request)
+            elif request.stream:
+                return self.chat_stream(request)
+            else:
+                body = self.chat(request)
         except AssistantError as e:
             log = logger.warning if e.status < 500 else logger.error
             log(
@@ -155,10 +184,9 @@ class Assistant:
             )
             return JSONResponse(e.body(), status_code=e.status)
         logger.info(
-            "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms "
-            "| message_count=%d history_length=%d",
+            "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms | %s",
             request_id, actor_id, session_id, self.store.name, (time.perf_counter() - started) * 1e3,
-            body["message_count"], body["history_length"],
+            " ".join(f"{k}={v}" for k, v in body.items() if k in ("action", "message_count", "history_length", "deleted")),
         )
         return body
 
