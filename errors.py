@@ -30,6 +30,12 @@ class BadRequest(AssistantError):
     status = 400
 
 
+class Unauthorized(AssistantError):
+    """The caller's credentials cannot be read (HTTP 401)."""
+
+    status = 401
+
+
 class Forbidden(AssistantError):
     """The caller asked for an identity its token does not grant (HTTP 403)."""
 

@@ -3,6 +3,12 @@
 An id that does not match AgentCore Memory's own pattern is refused with a 400,
 never mapped to some other key: the caller either gets exactly the session it
 named or an error.
+
+With a JWT authorizer on the AgentCore runtime, the runtime validates the
+bearer token before the request reaches us and forwards the ``Authorization``
+header: the token's ``sub`` is then the actor, and a payload or header actor
+that disagrees is refused (403). Without an authorizer (local development), the
+payload / header actor is trusted input.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from errors import BadRequest
+import jwt
+
+from errors import BadRequest, Forbidden, Unauthorized
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]*")
 MAX_SESSION_ID = 100
@@ -50,11 +58,42 @@ def resolve_session_id(context_session_id: str | None) -> str:
     return validate_id("session id", context_session_id, MAX_SESSION_ID)
 
 
+def bearer_subject(headers: Mapping[str, str] | None) -> str | None:
+    """The ``sub`` claim of a bearer JWT, or None when no bearer token was sent.
+
+    The signature is not checked here: the AgentCore runtime's JWT authorizer
+    already did, and only it holds the issuer's keys.
+    """
+    value = header(headers, "authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None  # e.g. SigV4: not an end-user identity
+    try:
+        claims = jwt.decode(token.strip(), options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise Unauthorized(f"the Authorization bearer token is not a readable JWT: {e}") from e
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("the bearer token has no 'sub' claim")
+    if len(subject) > MAX_ACTOR_ID or not ID_PATTERN.fullmatch(subject):
+        raise Forbidden("the bearer token's 'sub' is not a usable actor id ([a-zA-Z0-9][a-zA-Z0-9-_]*, <= 255)")
+    return subject
+
+
 def resolve_actor_id(payload: Mapping[str, object], headers: Mapping[str, str] | None) -> str:
-    """Payload ``actor_id``, else the custom actor header, else ``default_user``."""
+    """The token's ``sub`` when a bearer JWT is present; else payload ``actor_id``, the actor header, ``default_user``."""
+    claimed: str | None = None
     if "actor_id" in payload and payload["actor_id"] is not None:
-        return validate_id("actor_id", payload["actor_id"], MAX_ACTOR_ID)
-    from_header = header(headers, ACTOR_HEADER)
-    if from_header is not None:
-        return validate_id("actor id header", from_header, MAX_ACTOR_ID)
-    return DEFAULT_ACTOR_ID
+        claimed = validate_id("actor_id", payload["actor_id"], MAX_ACTOR_ID)
+    else:
+        from_header = header(headers, ACTOR_HEADER)
+        if from_header is not None:
+            claimed = validate_id("actor id header", from_header, MAX_ACTOR_ID)
+    subject = bearer_subject(headers)
+    if subject is not None:
+        if claimed is not None and claimed != subject:
+            raise Forbidden("the requested actor does not match the authenticated user (the token's 'sub')")
+        return subject
+    return claimed if claimed is not None else DEFAULT_ACTOR_ID
