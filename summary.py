@@ -71,8 +71,14 @@ class Summarizer:
     # -- the model call ------------------------------------------------------------------------
 
     def complete(self, prompt: str) -> str:
-        """One tool-less model call; the clipped summary text. Model errors propagate unchanged."""
-        agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None)
+        """One tool-less model call; the clipped summary text. Model errors propagate unchanged.
+
+        No Strands-level retries (``retry_strategy=None``): its default backs off for up to a minute
+        on throttling, which a best-effort rolling summary must not add to a turn. The model
+        client's own retries (botocore's, for Bedrock) still apply; a failed fold is retried next turn.
+        """
+        agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
+                      retry_strategy=None)
         text = reply_text(agent(prompt))
         if not text:
             raise SummaryError("the model returned an empty summary")
@@ -127,8 +133,8 @@ class Summarizer:
         parts.append("Conversation:\n" + "\n\n".join(blocks))
         text = self.complete("\n\n".join(parts))
         logger.info(
-            "actor_id=<%s> | session_id=<%s> | summarised %d turns (%d left out) in %.1f ms",
-            actor_id, session_id, len(turns), omitted, (time.perf_counter() - started) * 1e3,
+            "actor_id=<%s> | session_id=<%s> | summarised %d turns (verbatim from turn %d) in %.1f ms",
+            actor_id, session_id, len(turns), omitted + 1, (time.perf_counter() - started) * 1e3,
         )
         return text
 

@@ -124,3 +124,14 @@ def test_the_stored_summary_stays_bounded_with_a_model_that_echoes_everything(st
     assert summary is not None and summary.through_turn == 21
     assert len(summary.text) <= 800
     assert max(len(t) for t in summary_inputs(model)) < 800 + 2 * 2_000 + 300
+
+
+def test_rolling_summary_setting() -> None:
+    from config import Settings
+    from errors import ConfigError
+
+    assert Settings.from_env({}).rolling_summary is True
+    assert Settings.from_env({"ROLLING_SUMMARY": "off"}).rolling_summary is False
+    assert Settings.from_env({"ROLLING_SUMMARY": "ON"}).rolling_summary is True
+    with pytest.raises(ConfigError, match="ROLLING_SUMMARY"):
+        Settings.from_env({"ROLLING_SUMMARY": "sometimes"})
