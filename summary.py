@@ -139,21 +139,27 @@ class Summarizer:
         return text
 
     def fold(self, store: SessionStore, actor_id: str, session_id: str, current: Summary | None,
-             message_count: int, k: int) -> Summary | None:
+             message_count: int, k: int, window: Sequence[Turn] = ()) -> Summary | None:
         """The rolling summary extended by the turns that left the k-turn window; None if none did.
 
         Called after turn ``message_count`` was stored: turns 1..``message_count - k``
         are out of the window. Only those not yet in ``current`` are sent, with
         ``current`` itself, so one fold costs one bounded call, normally over one turn.
+        ``window`` is the k turns loaded before this turn (turns ``message_count - k`` ..
+        ``message_count - 1``): when only its oldest turn is new to the summary, as on
+        every turn of a session kept up to date, it is used instead of reading the store again.
         """
         through = current.through_turn if current is not None else 0
         out_of_window = message_count - k
         if out_of_window <= through:
             return None
         pending = out_of_window - through
-        fetch = min(pending, self.max_fold_turns)
-        turns = store.get_last_k_turns(actor_id, session_id, fetch + k)
-        new_turns = turns[: max(0, len(turns) - k)]
+        if pending == 1 and len(window) == k:
+            new_turns = [window[0]]
+        else:
+            fetch = min(pending, self.max_fold_turns)
+            turns = store.get_last_k_turns(actor_id, session_id, fetch + k)
+            new_turns = turns[: max(0, len(turns) - k)]
         if not new_turns:
             return None
         first = out_of_window - len(new_turns) + 1

@@ -92,6 +92,7 @@ class MemoryHooks(HookProvider):
         #: set by a tool (clear_session) when this exchange must not be written back
         self.skip_store = False
         self._user_text: str | None = None
+        self._window: list[Turn] = []
         self._summary: Summary | None = None
         self._summary_read = False
 
@@ -105,7 +106,7 @@ class MemoryHooks(HookProvider):
     def load_history(self, event: BeforeInvocationEvent) -> None:
         started = time.perf_counter()
         self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
-        turns = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
+        turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
         history, self.history_length = turns_to_messages(turns)
         event.agent.messages[0:0] = history
         if self.summarizer is not None and len(turns) >= self.k:
@@ -158,7 +159,7 @@ class MemoryHooks(HookProvider):
         try:
             current = self._summary if self._summary_read else self.store.get_summary(self.actor_id, self.session_id)
             summary = self.summarizer.fold(
-                self.store, self.actor_id, self.session_id, current, self.message_count, self.k
+                self.store, self.actor_id, self.session_id, current, self.message_count, self.k, self._window
             )
             if summary is not None:
                 self.store.put_summary(self.actor_id, self.session_id, summary)
