@@ -26,6 +26,8 @@ from errors import AssistantError, BadRequest, ModelError
 from hooks.memory import MemoryHooks, reply_text
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
+from summary import Summarizer
+from tools.session import SessionTools
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +127,41 @@ class Assistant:
         self.settings = settings
         self.store = store
         self.model = model
+        #: the one summariser: session tools, payload actions and the rolling summary all use it
+        self.summarizer = Summarizer(model)
         self._session_locks = KeyedLocks()
 
     def build_agent(self, hooks: MemoryHooks) -> Agent:
-        """A fresh Agent per request: Strands Agents must not be shared by concurrent calls."""
-        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, hooks=[hooks], callback_handler=None)
+        """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.
+
+        Its session tools are bound to the hooks' (actor, session), never to ids the model
+        could supply; with ``ROLLING_SUMMARY`` the hooks also keep the session's rolling summary.
+        """
+        if self.settings.rolling_summary and hooks.summarizer is None:
+            hooks.summarizer = self.summarizer
+        tools = SessionTools(self.store, hooks.actor_id, hooks.session_id, self.summarizer, hooks)
+        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools.tools, hooks=[hooks],
+                     callback_handler=None)
 
     def run_action(self, request: ChatRequest) -> dict[str, Any]:
-        """A session operation without the model (payload ``action``)."""
-        raise BadRequest(f"action {request.action!r} is not available yet")
+        """A session operation without the model (payload ``action``), through the tools' own code.
+
+        Serialised with the session's chat turns, so a clear never races a turn being stored.
+        """
+        tools = SessionTools(self.store, request.actor_id, request.session_id, self.summarizer)
+        with self._session_locks.hold((request.actor_id, request.session_id)):
+            if request.action == "clear_session":
+                result: dict[str, Any] = {"action": request.action, "deleted": tools.clear()}
+            elif request.action == "summarize_session":
+                try:
+                    result = {"action": request.action, "summary": tools.summarize()}
+                except AssistantError:
+                    raise
+                except Exception as e:  # the summary model call failed; nothing was stored
+                    raise model_error(e) from e
+            else:  # parse_request only lets ACTIONS through
+                raise BadRequest(f"unknown action {request.action!r}")
+        return {**result, "session_id": request.session_id, "actor_id": request.actor_id}
 
     def chat_stream(self, request: ChatRequest) -> Any:
         """One turn streamed as Server-Sent Events (payload ``"stream": true``)."""

@@ -1,5 +1,11 @@
 """Memory hooks: load the last k turns before the agent answers, store the new turn after.
 
+With a summariser attached (``ROLLING_SUMMARY``, on by default) the turns that
+fell out of the k-turn window are kept as a stored running summary: it is
+given to the model in the system prompt ahead of the last k turns (so the
+history itself still starts with ``user`` and alternates), and after each
+stored turn the turns that just left the window are folded into it.
+
 Only the new exchange (the user's message and the final assistant text) is
 written back, as one event: replayed history is never stored twice, and tool
 calls never reach the store, so the history replayed next time always
@@ -10,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from strands.agent import AgentResult
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvider, HookRegistry
 from strands.types.content import Message, Messages
 
-from memory.base import SessionStore, Turn
+from memory.base import SessionStore, Summary, Turn
+
+if TYPE_CHECKING:
+    from summary import Summarizer
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +65,26 @@ def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:
     return messages, kept
 
 
+def with_summary(system_prompt: str | None, summary: Summary) -> str:
+    """The system prompt with the rolling summary of turns that are no longer in the history."""
+    section = (
+        f"Summary of the earlier part of this conversation (turns 1-{summary.through_turn}, "
+        f"no longer shown as messages):\n{summary.text}"
+    )
+    return f"{system_prompt}\n\n{section}" if system_prompt else section
+
+
 class MemoryHooks(HookProvider):
     """Binds one Agent invocation to one (actor, session) of a store. Build one per request."""
 
-    def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int) -> None:
+    def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
+                 summarizer: Summarizer | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
         self.k = k
+        #: set: keep a rolling summary of the turns older than the window (``ROLLING_SUMMARY``)
+        self.summarizer = summarizer
         #: turns put in front of the new message (set by ``load_history``)
         self.history_length = 0
         #: the session's USER message count after this turn was stored (set by ``save_turn``)
@@ -71,6 +92,9 @@ class MemoryHooks(HookProvider):
         #: set by a tool (clear_session) when this exchange must not be written back
         self.skip_store = False
         self._user_text: str | None = None
+        self._window: list[Turn] = []
+        self._summary: Summary | None = None
+        self._summary_read = False
 
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
         registry.add_callback(BeforeInvocationEvent, self.load_history)
@@ -82,9 +106,15 @@ class MemoryHooks(HookProvider):
     def load_history(self, event: BeforeInvocationEvent) -> None:
         started = time.perf_counter()
         self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
-        turns = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
+        turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
         history, self.history_length = turns_to_messages(turns)
         event.agent.messages[0:0] = history
+        if self.summarizer is not None and len(turns) >= self.k:
+            # only a full window can have turns before it: shorter sessions never pay for this read
+            self._summary = self.store.get_summary(self.actor_id, self.session_id)
+            self._summary_read = True
+            if self._summary is not None:
+                event.agent.system_prompt = with_summary(event.agent.system_prompt, self._summary)
         logger.debug(
             "%s | loaded %d turns in %.2f ms", self._ids(), self.history_length, (time.perf_counter() - started) * 1e3
         )
@@ -100,6 +130,8 @@ class MemoryHooks(HookProvider):
             logger.warning("%s | nothing stored: empty user message or empty reply", self._ids())
             return
         self.store_exchange(self._user_text, reply)
+        if self.summarizer is not None:
+            self.update_summary()
 
     def store_exchange(self, user_text: str, reply: str) -> int:
         """Write one exchange as one event; remember and return the session's message count."""
@@ -113,3 +145,26 @@ class MemoryHooks(HookProvider):
             "%s | stored turn %d in %.2f ms", self._ids(), self.message_count, (time.perf_counter() - started) * 1e3
         )
         return self.message_count
+
+    def update_summary(self) -> None:
+        """Fold the turns that just left the window into the rolling summary. Best effort.
+
+        The turn is already stored: if the summariser (or the store) fails, the
+        request still succeeds, the summary keeps its old ``through_turn`` and
+        the next turn folds the missed turns too.
+        """
+        assert self.summarizer is not None
+        if self.message_count is None or self.message_count <= self.k:
+            return
+        try:
+            current = self._summary if self._summary_read else self.store.get_summary(self.actor_id, self.session_id)
+            summary = self.summarizer.fold(
+                self.store, self.actor_id, self.session_id, current, self.message_count, self.k, self._window
+            )
+            if summary is not None:
+                self.store.put_summary(self.actor_id, self.session_id, summary)
+        except Exception as e:  # best effort: the stored turn must not be lost to a summary failure
+            logger.warning(
+                "%s | rolling summary not updated after turn %d (retried next turn): %s: %s",
+                self._ids(), self.message_count, type(e).__name__, e,
+            )

@@ -1,0 +1,184 @@
+"""The one summariser, used by the ``summarize_session`` tool and action and by the rolling summary.
+
+Every summary is one separate, tool-less model call (a throw-away Strands
+``Agent`` with no tools and no memory hooks, so nothing of it is stored) over
+a transcript whose size is bounded however long the session is:
+
+- each message is clipped to ``message_chars``;
+- the transcript keeps the newest turns that fit ``transcript_chars``; the
+  older part is represented by the stored rolling summary where there is one;
+- the summary the model returns is clipped to ``summary_chars``.
+
+So the cost of a summary call does not grow with the session, and a model
+that echoes its input (``MODEL_PROVIDER=echo``) cannot make the stored summary
+grow either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from bedrock_agentcore.memory.constants import MessageRole
+from strands import Agent
+from strands.models import Model
+
+from hooks.memory import reply_text
+from memory.base import SessionStore, Summary, Turn, group_turns
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_SYSTEM_PROMPT = (
+    "You summarise conversations between a user and an assistant. Keep every fact the user stated "
+    "(names, numbers, dates, preferences, decisions) and any open question; drop greetings and small talk. "
+    "Write at most 200 words of plain sentences. Reply with the summary only."
+)
+
+EMPTY_SESSION_SUMMARY = "There is nothing to summarise: this conversation has no stored messages."
+
+TRANSCRIPT_CHARS = 16_000
+MESSAGE_CHARS = 2_000
+SUMMARY_CHARS = 4_000
+#: at most this many turns are read for one fold of the rolling summary (a fold is normally one turn)
+MAX_FOLD_TURNS = 50
+
+
+class SummaryError(Exception):
+    """The model gave no usable summary."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked when cut."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + "…"
+
+
+class Summarizer:
+    """Summaries with the configured model, within fixed size bounds. One per process; thread-safe."""
+
+    def __init__(self, model: Model, *, transcript_chars: int = TRANSCRIPT_CHARS,
+                 message_chars: int = MESSAGE_CHARS, summary_chars: int = SUMMARY_CHARS,
+                 max_fold_turns: int = MAX_FOLD_TURNS) -> None:
+        self.model = model
+        self.transcript_chars = transcript_chars
+        self.message_chars = message_chars
+        self.summary_chars = summary_chars
+        self.max_fold_turns = max_fold_turns
+
+    # -- the model call ------------------------------------------------------------------------
+
+    def complete(self, prompt: str) -> str:
+        """One tool-less model call; the clipped summary text. Model errors propagate unchanged.
+
+        No Strands-level retries (``retry_strategy=None``): its default backs off for up to a minute
+        on throttling, which a best-effort rolling summary must not add to a turn. The model
+        client's own retries (botocore's, for Bedrock) still apply; a failed fold is retried next turn.
+        """
+        agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
+                      retry_strategy=None)
+        text = reply_text(agent(prompt))
+        if not text:
+            raise SummaryError("the model returned an empty summary")
+        return clip(text, self.summary_chars)
+
+    # -- transcripts ---------------------------------------------------------------------------
+
+    def render_turn(self, number: int, turn: Turn) -> str:
+        lines = [f"[turn {number}]"]
+        for message in turn:
+            who = {MessageRole.USER: "User", MessageRole.ASSISTANT: "Assistant"}.get(message.role, "Other")
+            lines.append(f"{who}: {clip(message.text, self.message_chars)}")
+        return "\n".join(lines)
+
+    def newest_that_fit(self, turns: Sequence[Turn], first_number: int, budget: int) -> tuple[list[str], int]:
+        """Rendered turns, newest kept, within ``budget`` characters; and how many older ones were left out."""
+        kept: list[str] = []
+        used = 0
+        for index in range(len(turns) - 1, -1, -1):
+            block = self.render_turn(first_number + index, turns[index])
+            if kept and used + len(block) + 2 > budget:
+                return kept[::-1], index + 1
+            kept.append(block)
+            used += len(block) + 2
+        return kept[::-1], 0
+
+    # -- what the tool, the action and the rolling summary call ------------------------------
+
+    def summarize_session(self, store: SessionStore, actor_id: str, session_id: str) -> str:
+        """A summary of the whole stored session; says so, without a model call, when it is empty."""
+        events = store.list_events(actor_id, session_id)
+        turns = group_turns([m for event in events for m in event.messages])
+        if not turns:
+            return EMPTY_SESSION_SUMMARY
+        started = time.perf_counter()
+        blocks, omitted = self.newest_that_fit(turns, 1, self.transcript_chars)
+        parts = [f"Summarise this conversation ({len(turns)} turns)."]
+        if omitted:
+            # too long to send whole: the stored rolling summary stands in for the oldest turns
+            summary = store.get_summary(actor_id, session_id)
+            if summary is not None and summary.through_turn > 0:
+                start = min(summary.through_turn, len(turns))
+                head = clip(summary.text, self.summary_chars)
+                parts.append(f"Summary of turns 1-{summary.through_turn}:\n{head}")
+                blocks, omitted = self.newest_that_fit(turns[start:], start + 1,
+                                                       self.transcript_chars - len(head))
+                omitted += start
+                if omitted > start:
+                    parts.append(f"[turns {start + 1}-{omitted} are left out: too long to include]")
+            else:
+                parts.append(f"[turns 1-{omitted} are left out: too long to include]")
+        parts.append("Conversation:\n" + "\n\n".join(blocks))
+        text = self.complete("\n\n".join(parts))
+        logger.info(
+            "actor_id=<%s> | session_id=<%s> | summarised %d turns (verbatim from turn %d) in %.1f ms",
+            actor_id, session_id, len(turns), omitted + 1, (time.perf_counter() - started) * 1e3,
+        )
+        return text
+
+    def fold(self, store: SessionStore, actor_id: str, session_id: str, current: Summary | None,
+             message_count: int, k: int, window: Sequence[Turn] = ()) -> Summary | None:
+        """The rolling summary extended by the turns that left the k-turn window; None if none did.
+
+        Called after turn ``message_count`` was stored: turns 1..``message_count - k``
+        are out of the window. Only those not yet in ``current`` are sent, with
+        ``current`` itself, so one fold costs one bounded call, normally over one turn.
+        ``window`` is the k turns loaded before this turn (turns ``message_count - k`` ..
+        ``message_count - 1``): when only its oldest turn is new to the summary, as on
+        every turn of a session kept up to date, it is used instead of reading the store again.
+        """
+        through = current.through_turn if current is not None else 0
+        out_of_window = message_count - k
+        if out_of_window <= through:
+            return None
+        pending = out_of_window - through
+        if pending == 1 and len(window) == k:
+            new_turns = [window[0]]
+        else:
+            fetch = min(pending, self.max_fold_turns)
+            turns = store.get_last_k_turns(actor_id, session_id, fetch + k)
+            new_turns = turns[: max(0, len(turns) - k)]
+        if not new_turns:
+            return None
+        first = out_of_window - len(new_turns) + 1
+        started = time.perf_counter()
+        previous = clip(current.text, self.summary_chars) if current is not None else ""
+        blocks, omitted = self.newest_that_fit(new_turns, first, self.transcript_chars - len(previous))
+        skipped = (first - 1 - through) + omitted
+        parts = []
+        if previous:
+            parts.append(f"Summary of turns 1-{through}:\n{previous}")
+        if skipped:
+            parts.append(f"[{skipped} turns after that are left out: too long to include]")
+            logger.warning("actor_id=<%s> | session_id=<%s> | rolling summary skips %d turns",
+                           actor_id, session_id, skipped)
+        parts.append("Later turns:\n" + "\n\n".join(blocks))
+        parts.append(f"Write one summary of turns 1-{out_of_window} of this conversation.")
+        text = self.complete("\n\n".join(parts))
+        logger.debug(
+            "actor_id=<%s> | session_id=<%s> | folded turns %d-%d into the rolling summary in %.1f ms",
+            actor_id, session_id, through + 1, out_of_window, (time.perf_counter() - started) * 1e3,
+        )
+        return Summary(text, out_of_window)

@@ -1,0 +1,74 @@
+"""Helpers for the session-tool and rolling-summary tests: run a turn the way the assistant does, read calls."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable
+from typing import Any
+
+from strands import Agent
+from strands.types.content import Messages
+from strands.types.streaming import StreamEvent
+
+from hooks.memory import MemoryHooks
+from memory.base import SessionStore
+from models import last_user_text
+from summary import SUMMARY_SYSTEM_PROMPT, Summarizer
+from tests.scripted_model import ScriptedModel
+from tools.session import SessionTools
+
+
+def run_turn(store: SessionStore, model: ScriptedModel, message: str, *, actor: str = "alice",
+             session: str = "s1", k: int = 10, rolling: bool = False,
+             summarizer: Summarizer | None = None) -> MemoryHooks:
+    """One request as ``Assistant.build_agent`` wires it: memory hooks plus session tools bound to (actor, session)."""
+    summarizer = summarizer or Summarizer(model)
+    hooks = MemoryHooks(store, actor, session, k, summarizer if rolling else None)
+    tools = SessionTools(store, actor, session, summarizer, hooks)
+    Agent(model=model, system_prompt="You are a test assistant.", tools=tools.tools, hooks=[hooks],
+          callback_handler=None)(message)
+    return hooks
+
+
+def summary_inputs(model: ScriptedModel) -> list[str]:
+    """The transcript of every summariser call the model received, in order."""
+    return [
+        last_user_text(messages)
+        for messages, system in zip(model.calls, model.system_prompts)
+        if system == SUMMARY_SYSTEM_PROMPT
+    ]
+
+
+def chat_calls(model: ScriptedModel) -> list[int]:
+    """Indexes (into ``model.calls``) of the calls that were not summariser calls."""
+    return [i for i, system in enumerate(model.system_prompts) if system != SUMMARY_SYSTEM_PROMPT]
+
+
+def tool_results(model: ScriptedModel) -> list[dict[str, Any]]:
+    """Every toolResult block the model was sent (deduplicated by toolUseId), oldest first."""
+    seen: dict[str, dict[str, Any]] = {}
+    for messages in model.calls:
+        for message in messages:
+            for block in message["content"]:
+                if "toolResult" in block:
+                    seen.setdefault(block["toolResult"]["toolUseId"], block["toolResult"])
+    return list(seen.values())
+
+
+def result_text(result: dict[str, Any]) -> str:
+    return "".join(block.get("text", "") for block in result["content"])
+
+
+class FactKeepingModel(ScriptedModel):
+    """Echoes chat turns; as a summariser it keeps every "my <thing> is <value>" it is given, like a good summary."""
+
+    def __init__(self, *steps: Any) -> None:
+        super().__init__(*steps, echo=True)
+
+    async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> AsyncIterable[StreamEvent]:
+        if system_prompt == SUMMARY_SYSTEM_PROMPT:
+            facts = dict.fromkeys(re.findall(r"[Mm]y \w+ is \w+", last_user_text(messages)))
+            self.steps.insert(0, "Facts: " + "; ".join(facts) if facts else "Nothing of note.")
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event

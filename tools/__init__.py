@@ -1,0 +1,1 @@
+"""Strands tools the assistant's agent can call."""
