@@ -69,7 +69,7 @@ LOCK_STRIPES = 256
 
 def client_config() -> Config:
     """Bounded timeouts; throttling and transient errors retried by botocore's standard mode."""
-    return Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
+    return Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10)
 
 
 class InvalidId(BadRequest, ValueError):

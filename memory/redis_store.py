@@ -160,11 +160,12 @@ def session_key(prefix: str, actor_id: str, session_id: str) -> str:
     return f"{prefix}{{{len(actor_id)}:{actor_id}:{len(session_id)}:{session_id}}}"
 
 
-def _parse(raw: bytes | str) -> ConversationalMessage | None:
+def _parse(raw: bytes | str, actor_id: str, session_id: str) -> ConversationalMessage | None:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        logger.warning("skipping a stored message that is not valid JSON: %s", e)
+        logger.warning("actor_id=<%s> | session_id=<%s> | skipping a stored message that is not valid JSON: %s",
+                       actor_id, session_id, e)
         return None
     return message_from_dict(data)
 
@@ -250,7 +251,7 @@ class RedisStore(SessionStore):
         bounds = [int(s) - first for s in starts] + [len(raw)]
         turns: list[Turn] = []
         for begin, end in zip(bounds, bounds[1:]):
-            turn = [m for m in (_parse(r) for r in raw[begin:end]) if m is not None]
+            turn = [m for m in (_parse(r, actor_id, session_id) for r in raw[begin:end]) if m is not None]
             if turn:
                 turns.append(turn)
         return turns
@@ -263,7 +264,7 @@ class RedisStore(SessionStore):
         bounds = [int(offset) for offset, _ in marks] + [len(raw)]
         stored: list[StoredEvent] = []
         for number, ((_, ts), begin, end) in enumerate(zip(marks, bounds, bounds[1:]), start=1):
-            messages = [m for m in (_parse(r) for r in raw[begin:end]) if m is not None]
+            messages = [m for m in (_parse(r, actor_id, session_id) for r in raw[begin:end]) if m is not None]
             stored.append(StoredEvent(str(number), messages, float(ts)))
         return stored
 
