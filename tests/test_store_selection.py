@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import redis
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from config import Settings
 from memory import create_store
@@ -37,13 +40,17 @@ def test_session_ttl_with_agentcore_is_ignored_with_a_warning(caplog: pytest.Log
 
 
 def test_redis_backend_uses_the_url_and_prefix(redis_url: str) -> None:
-    settings = Settings.from_env({"MEMORY_BACKEND": "redis", "REDIS_URL": redis_url, "KEY_PREFIX": "sel-test:",
+    prefix = f"sel-test-{uuid.uuid4().hex}:"
+    settings = Settings.from_env({"MEMORY_BACKEND": "redis", "REDIS_URL": redis_url, "KEY_PREFIX": prefix,
                                   "SESSION_TTL": "3600"})
     store = create_store(settings)
     assert isinstance(store, RedisStore)
     try:
-        assert store.keys("a", "s")[0] == session_key("sel-test:", "a", "s") + ":meta"
-        assert store.get_last_k_turns("a", "s", 3) == []
+        assert store.keys("a", "s")[0] == session_key(prefix, "a", "s") + ":meta"
+        assert store.add_turns("a", "s", [ConversationalMessage("hi", MessageRole.USER)]) == 1
+        raw = redis.Redis.from_url(redis_url)
+        assert 3500 < raw.ttl(store.keys("a", "s")[0]) <= 3600  # SESSION_TTL reached the store
+        raw.close()
     finally:
         store.delete_session("a", "s")
         store.close()
