@@ -64,13 +64,13 @@ def chat_handler(payload: Any, context: RequestContext) -> Any:
 def main() -> None:
     try:
         settings = Settings.from_env()
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+        set_assistant(build_assistant(settings))  # a store may refuse its settings too (e.g. a MEMORY_ID)
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    set_assistant(build_assistant(settings))
     app.run(port=int(os.environ.get("PORT", "8080")))
 
 

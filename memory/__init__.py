@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from errors import ConfigError
 from memory.base import SessionStore, StoredEvent, Summary, Turn
 
 if TYPE_CHECKING:
     from config import Settings
 
 __all__ = ["SessionStore", "StoredEvent", "Summary", "Turn", "create_store"]
+
+logger = logging.getLogger(__name__)
 
 
 def create_store(settings: Settings) -> SessionStore:
@@ -23,4 +27,17 @@ def create_store(settings: Settings) -> SessionStore:
         from memory.sqlite import SQLiteStore
 
         return SQLiteStore(settings.session_db, ttl=settings.session_ttl, synchronous=settings.sqlite_synchronous)
-    raise NotImplementedError(f"MEMORY_BACKEND={backend!r} is not available in this build")
+    if backend == "redis":
+        from memory.redis_store import RedisStore
+
+        return RedisStore.from_url(settings.redis_url, key_prefix=settings.key_prefix, ttl=settings.session_ttl)
+    if backend == "agentcore":
+        from memory.agentcore import AgentCoreStore
+
+        if settings.session_ttl is not None:
+            logger.warning("SESSION_TTL does not apply to MEMORY_BACKEND=agentcore: events expire after the "
+                           "memory resource's event expiry (eventExpiryDuration, in days)")
+        if not settings.memory_id:
+            raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
+        return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
+    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore")

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import boto3
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 import agent
 from assistant import Assistant
 from config import Settings
+from memory.agentcore import AgentCoreStore
 from memory.base import SessionStore
 from memory.in_memory import InMemoryStore
+from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
+from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
+from tests.redis_server import RedisServer, answers_ping
 from tests.scripted_model import ScriptedModel
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -26,7 +33,7 @@ ACTOR_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id"
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's settings or writes under the repo's .data/."""
     for name in ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "MODEL_PROVIDER", "SESSION_TTL",
-                 "MEMORY_K", "MAX_MESSAGE_CHARS", "LOCAL_MODEL_PATH", "ROLLING_SUMMARY"):
+                 "MEMORY_K", "MAX_MESSAGE_CHARS", "LOCAL_MODEL_PATH", "ROLLING_SUMMARY", "REDIS_URL", "KEY_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
@@ -40,31 +47,93 @@ class StoreFactory:
     name: str
     make: Callable[..., SessionStore]
     durable: bool = True  # keeps turns across a restart (a new store object on the same data)
+    #: non-empty: why SESSION_TTL does not apply to this backend (the contract's TTL test is skipped)
+    no_session_ttl: str = ""
+    cleanup: Callable[[], None] = lambda: None  # removes what the test left behind (run after the test)
 
 
-def _memory_factory(tmp_path: Path) -> StoreFactory:
+def _memory_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     return StoreFactory("memory", lambda ttl=None: InMemoryStore(ttl=ttl), durable=False)
 
 
-def _sqlite_factory(tmp_path: Path) -> StoreFactory:
+def _sqlite_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     return StoreFactory("sqlite", lambda ttl=None: SQLiteStore(tmp_path / "sessions.db", ttl=ttl))
 
 
-STORE_FACTORIES: dict[str, Callable[[Path], StoreFactory]] = {
+def _redis_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A real redis-server; every test gets its own key prefix, deleted afterwards."""
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test:{uuid.uuid4().hex}:"
+
+    def cleanup() -> None:
+        client = redis.Redis.from_url(url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+    return StoreFactory("redis", lambda ttl=None: RedisStore.from_url(url, key_prefix=prefix, ttl=ttl),
+                        cleanup=cleanup)
+
+
+@functools.lru_cache(maxsize=1)
+def boto3_session() -> boto3.Session:
+    """One boto3 session for every test client: the service model is loaded once."""
+    return boto3.Session(region_name="us-west-2")
+
+
+def agentcore_store(service: FakeMemoryService) -> AgentCoreStore:
+    """An AgentCoreStore whose SDK-built client is answered by ``service`` through a Stubber."""
+    store = AgentCoreStore(MEMORY_ID, region_name="us-west-2", boto3_session=boto3_session())
+    service.attach(store.manager._data_plane_client)
+    return store
+
+
+def _agentcore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    service = FakeMemoryService()  # shared by every make(): a reopened store sees the same service
+    return StoreFactory(
+        "agentcore", lambda ttl=None: agentcore_store(service),
+        no_session_ttl="AgentCore Memory expires events by the memory resource's eventExpiryDuration "
+                       "(days, set when the memory is created), not by SESSION_TTL",
+    )
+
+
+STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
     "memory": _memory_factory,
     "sqlite": _sqlite_factory,
+    "redis": _redis_factory,
+    "agentcore": _agentcore_factory,
 }
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The redis-server on 127.0.0.1:6379 if it answers PING, else a private one for this run."""
+    if answers_ping("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=list(STORE_FACTORIES))
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    yield STORE_FACTORIES[request.param](tmp_path)
+    factory = STORE_FACTORIES[request.param](request, tmp_path)
+    yield factory
+    factory.cleanup()
 
 
 @pytest.fixture(params=[name for name, f in STORE_FACTORIES.items() if f is not _memory_factory])
 def durable_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Every backend that keeps turns across a restart (all but ``memory``)."""
-    yield STORE_FACTORIES[request.param](tmp_path)
+    factory = STORE_FACTORIES[request.param](request, tmp_path)
+    yield factory
+    factory.cleanup()
 
 
 @pytest.fixture

@@ -1,0 +1,269 @@
+"""Redis-only behaviour, against a real redis-server: keys, TTL on every key, tail reads, atomic writes
+across processes, corrupt entries, and outages (a private server stopped, frozen and restarted)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+from starlette.testclient import TestClient
+
+import agent
+from assistant import Assistant
+from config import Settings
+from errors import StoreUnavailable
+from memory.base import Summary
+from memory.redis_store import RedisStore, session_key
+from tests.conftest import SESSION_HEADER
+from tests.redis_server import RedisServer
+from tests.scripted_model import ScriptedModel
+from tests.server import ROOT, Server, free_port
+
+USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
+
+
+def exchange(n: int) -> list[ConversationalMessage]:
+    return [ConversationalMessage(f"question {n}", USER), ConversationalMessage(f"answer {n}", ASSISTANT)]
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    p = f"test:{uuid.uuid4().hex}:"
+    yield p
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{p}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def keys_under(raw: redis.Redis, prefix: str) -> set[str]:
+    return {k.decode() for k in raw.scan_iter(match=f"{prefix}*")}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(("1:a", "b"), ("1", "a:1:b")), (("a}", "b"), ("a", "}b")), (("a", "b{x}"), ("a{x}", "b")),
+     (("", "ab"), ("a", "b")), (("é", "s"), ("e", "s")), (("a:1:b", ""), ("a", "b:0:"))],
+)
+def test_length_prefixed_keys_never_collide_whatever_the_ids(redis_url: str, prefix: str,
+                                                             first: tuple[str, str], second: tuple[str, str]) -> None:
+    assert session_key(prefix, *first) != session_key(prefix, *second)
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    store.add_turns(*first, exchange(1))
+    assert store.get_last_k_turns(*second, 10) == []
+    assert store.delete_session(*second) == 0
+    assert len(store.get_last_k_turns(*first, 10)) == 1
+
+
+def test_a_session_uses_only_its_namespaced_keys_and_delete_removes_exactly_those(
+        redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    raw.set(f"{prefix}unrelated", "keep me")
+    store.add_turns("alice", "s1", exchange(1))
+    store.put_summary("alice", "s1", Summary("they talked", 1))
+    store.add_turns("alice", "s2", exchange(2))
+    store.add_turns("bob", "s1", exchange(3))
+    alice_s1 = set(store.keys("alice", "s1"))
+    assert all(k.startswith(prefix) for k in keys_under(raw, prefix))
+    assert alice_s1 <= keys_under(raw, prefix)
+    before = keys_under(raw, prefix)
+    assert store.delete_session("alice", "s1") == 1
+    assert keys_under(raw, prefix) == before - alice_s1
+    assert raw.get(f"{prefix}unrelated") == b"keep me"
+
+
+def test_every_key_of_a_session_gets_the_ttl_and_each_write_slides_it(redis_url: str, prefix: str,
+                                                                      raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix, ttl=3600)
+    store.add_turns("alice", "s1", exchange(1))
+    store.put_summary("alice", "s1", Summary("so far", 1))
+    keys = store.keys("alice", "s1")
+    assert all(3500 < raw.ttl(k) <= 3600 for k in keys)
+    for k in keys:  # as if most of the hour had passed
+        raw.expire(k, 5)
+    store.add_turns("alice", "s1", exchange(2))
+    assert all(3500 < raw.ttl(k) <= 3600 for k in keys)
+    # Redis itself removes an expired session: shorten the expiry and watch the keys go
+    for k in keys:
+        raw.pexpire(k, 1)
+    deadline = time.monotonic() + 5
+    while keys_under(raw, prefix) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert keys_under(raw, prefix) == set()
+    assert store.add_turns("alice", "s1", exchange(3)) == 1
+
+
+def test_without_a_ttl_keys_persist(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    RedisStore.from_url(redis_url, key_prefix=prefix, ttl=60).add_turns("alice", "s1", exchange(1))
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)  # TTL switched off: the next write persists the keys
+    assert store.add_turns("alice", "s1", exchange(2)) == 2
+    assert [raw.ttl(k) for k in store.keys("alice", "s1") if raw.exists(k)] == [-1, -1, -1, -1]
+
+
+def test_last_k_turns_reads_only_the_tail(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    """Watch the commands Redis runs (MONITOR shows those inside scripts): k offsets and k turns' messages."""
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(1000):
+        store.add_turns("alice", "long", exchange(n))
+    seen: list[tuple] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with raw.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if prefix not in command["command"]:
+                    continue  # another client of a shared Redis
+                seen.append(tuple(command["command"].split()))
+                if command["command"].startswith("LRANGE") and "msgs" in command["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)  # the monitor context is entered once Redis acknowledged MONITOR
+    turns = store.get_last_k_turns("alice", "long", 3)
+    watcher.join(5)
+    assert [t[0].text for t in turns] == ["question 997", "question 998", "question 999"]
+    ranges = [c for c in seen if c[0] == "LRANGE"]
+    assert [(c[1].rsplit(":", 1)[1], c[2], c[3]) for c in ranges] == [("turns", "-3", "-1"), ("msgs", "-6", "-1")]
+
+
+def test_corrupt_entries_are_skipped_with_a_warning(redis_url: str, prefix: str, raw: redis.Redis,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(3):
+        store.add_turns("alice", "s1", exchange(n))
+    msgs = store.keys("alice", "s1")[1]
+    raw.lset(msgs, 1, "not json {")
+    raw.lset(msgs, 3, json.dumps({"role": "ROBOT", "text": "beep"}))
+    with caplog.at_level(logging.WARNING):
+        turns = store.get_last_k_turns("alice", "s1", 10)
+    assert [[m.text for m in t] for t in turns] == [["question 0"], ["question 1"], ["question 2", "answer 2"]]
+    assert [[m.text for m in e.messages] for e in store.list_events("alice", "s1")] == [
+        ["question 0"], ["question 1"], ["question 2", "answer 2"]]
+    assert "not valid JSON" in caplog.text and "not a valid message" in caplog.text
+    assert store.add_turns("alice", "s1", exchange(3)) == 4
+
+
+def test_a_retried_write_is_stored_once(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py resends a command once when the connection broke; the write token makes that harmless."""
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    store.add_turns("alice", "s1", exchange(1))
+    fixed = uuid.uuid4()
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    assert store.add_turns("alice", "s1", exchange(2)) == 2
+    assert store.add_turns("alice", "s1", exchange(2)) == 2  # the same write again
+    assert len(store.list_events("alice", "s1")) == 2
+
+
+WRITER = """
+import sys
+from bedrock_agentcore.memory.constants import ConversationalMessage as M, MessageRole as R
+from memory.redis_store import RedisStore
+store = RedisStore.from_url(sys.argv[1], key_prefix=sys.argv[2])
+w = int(sys.argv[3])
+for n in range(25):
+    q, a = f"question {w * 100 + n}", f"answer {w * 100 + n}"
+    print(store.add_turns("alice", "busy", [M(q, R.USER), M(a, R.ASSISTANT)]), flush=True)
+"""
+
+
+def test_writers_in_separate_processes_get_distinct_gap_free_counts(redis_url: str, prefix: str) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, redis_url, prefix, str(w)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for w in range(4)]
+    counts = []
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        counts += [int(line) for line in out.split()]
+    assert sorted(counts) == list(range(1, 101))
+    turns = RedisStore.from_url(redis_url, key_prefix=prefix).get_last_k_turns("alice", "busy", 200)
+    assert len(turns) == 100
+    for turn in turns:
+        assert [m.role for m in turn] == [USER, ASSISTANT]
+        assert turn[0].text.replace("question", "answer") == turn[1].text
+
+
+# -- outages -----------------------------------------------------------------------------------
+
+def test_redis_outage_is_a_503_the_server_survives_and_recovers_with_every_turn(tmp_path: Path) -> None:
+    """The real server process over a private redis-server that is stopped and started again."""
+    redis_server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    app = Server({"MEMORY_BACKEND": "redis", "REDIS_URL": redis_server.url}).start()
+    try:
+        assert app.invoke({"message": "one"}, "conv1")[1]["message_count"] == 1
+        assert app.invoke({"message": "two"}, "conv1")[1]["message_count"] == 2
+        redis_server.stop()
+        status, body = app.invoke({"message": "three"}, "conv1")
+        assert status == 503
+        assert set(body) == {"error"} and "session store 'redis' is unavailable" in body["error"]
+        assert app.process.poll() is None
+        with urllib.request.urlopen(f"{app.url}/ping", timeout=5) as r:
+            assert r.status == 200
+        redis_server = RedisServer(tmp_path / "redis", redis_server.port, appendonly=True).start()
+        status, body = app.invoke({"message": "three"}, "conv1")
+        assert (status, body["message_count"], body["history_length"]) == (200, 3, 2)
+        assert app.invoke({"message": "other"}, "conv2")[1]["message_count"] == 1
+    finally:
+        app.stop()
+        redis_server.stop()
+
+
+@pytest.fixture
+def frozen_redis_client(tmp_path: Path) -> Iterator[tuple[TestClient, RedisServer, ScriptedModel]]:
+    server = RedisServer(tmp_path / "redis").start()
+    # timeouts from the URL's query win over the store's defaults
+    store = RedisStore.from_url(f"{server.url}?socket_timeout=0.3&socket_connect_timeout=0.3")
+    model = ScriptedModel(echo=True)
+    settings = replace(Settings.from_env({}), memory_backend="redis", model_provider="echo")
+    agent.set_assistant(Assistant(settings, store, model))
+    try:
+        with TestClient(agent.app) as client:
+            yield client, server, model
+    finally:
+        agent.set_assistant(None)
+        server.thaw()
+        server.stop()
+        store.close()
+
+
+def test_a_hung_redis_fails_the_request_fast_with_a_503_and_the_next_one_works(frozen_redis_client) -> None:
+    client, server, model = frozen_redis_client
+    headers = {SESSION_HEADER: "conv1"}
+    assert client.post("/invocations", json={"message": "one"}, headers=headers).json()["message_count"] == 1
+    server.freeze()
+    response = client.post("/invocations", json={"message": "two"}, headers=headers)
+    assert response.status_code == 503
+    assert "session store 'redis' is unavailable" in response.json()["error"]
+    assert "Timeout" in response.json()["error"]
+    assert len(model.calls) == 1  # the history read failed before the model was asked
+    server.thaw()
+    body = client.post("/invocations", json={"message": "two"}, headers=headers).json()
+    assert (body["message_count"], body["history_length"]) == (2, 1)
+
+
+def test_store_errors_name_the_store(prefix: str) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", key_prefix=prefix)
+    with pytest.raises(StoreUnavailable) as info:
+        store.add_turns("alice", "s1", exchange(1))
+    assert info.value.status == 503 and info.value.store == "redis"
