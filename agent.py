@@ -70,7 +70,12 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    set_assistant(build_assistant(settings))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call, without our ids
+    try:
+        set_assistant(build_assistant(settings))
+    except ConfigError as e:  # e.g. MODEL_PROVIDER=local without a model file
+        print(f"configuration error: {e}", file=sys.stderr)
+        sys.exit(2)
     app.run(port=int(os.environ.get("PORT", "8080")))
 
 
