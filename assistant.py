@@ -7,7 +7,9 @@ with its ids, outcome and latency (never the message text at INFO).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -19,11 +21,11 @@ from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 from starlette.responses import JSONResponse
 from strands import Agent
 from strands.models import Model
-from strands.types.exceptions import ModelThrottledException
+from strands.types.exceptions import MaxTokensReachedException, ModelThrottledException
 
 from config import Settings
 from errors import AssistantError, BadRequest, ModelError
-from hooks.memory import MemoryHooks, reply_text
+from hooks.memory import MemoryHooks, reply_text, text_of
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
 
@@ -34,6 +36,9 @@ SYSTEM_PROMPT = (
     "newest one; use them to answer consistently."
 )
 
+
+#: put on a stream's queue after its last event
+_END_OF_STREAM = object()
 
 #: payload ``action`` values: session operations run without the model (see ``Assistant.run_action``)
 ACTIONS = ("summarize_session", "clear_session")
@@ -135,9 +140,102 @@ class Assistant:
         """A session operation without the model (payload ``action``)."""
         raise BadRequest(f"action {request.action!r} is not available yet")
 
-    def chat_stream(self, request: ChatRequest) -> Any:
-        """One turn streamed as Server-Sent Events (payload ``"stream": true``)."""
-        raise BadRequest("streaming is not available yet")
+    def keep_truncated_reply(self, agent: Agent, hooks: MemoryHooks, request: ChatRequest) -> str:
+        """The model hit ``MAX_TOKENS``: return and store the partial reply, since it is what the user gets.
+
+        Strands raises ``MaxTokensReachedException`` with the partial reply left in the
+        agent's messages and no result, so the memory hooks stored nothing; store it here.
+        """
+        last = agent.messages[-1] if agent.messages else None
+        reply = text_of(last).strip() if last is not None and last["role"] == "assistant" else ""
+        if not reply:
+            raise ModelError(f"the model reached MAX_TOKENS={self.settings.max_tokens} before writing any text")
+        if not hooks.skip_store:
+            hooks.store_exchange(request.message or "", reply)
+        return reply
+
+    def chat_stream(self, request: ChatRequest) -> Iterator[str | dict[str, Any]]:
+        """One turn streamed (payload ``"stream": true``): text deltas, then one final event.
+
+        Returns a generator; the runtime sends each item as a Server-Sent Event. Deltas
+        are JSON strings as the model writes them; the final event is an object with
+        ``session_id``, ``actor_id``, ``message_count`` and ``history_length`` (or
+        ``error``). The turn runs in its own thread, which holds the session's lock
+        from start to end and stores the exchange once the model has finished; a client
+        that goes away closes the generator, which cancels the turn and stores none of
+        it, and the lock is released when the turn stops whoever reads the stream.
+        """
+        assert request.message is not None
+        return self._stream_events(request, BedrockAgentCoreContext.get_request_id())
+
+    def _stream_events(self, request: ChatRequest, request_id: str | None) -> Iterator[str | dict[str, Any]]:
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
+        cancel = threading.Event()
+        worker = threading.Thread(
+            target=self._run_streamed_turn, args=(request, hooks, events, cancel, request_id),
+            name=f"stream-{request.session_id}", daemon=True,
+        )
+        worker.start()  # only once the runtime starts reading: an unread generator runs nothing
+        finished = False
+        try:
+            while (event := events.get()) is not _END_OF_STREAM:
+                yield event
+            finished = True
+        finally:
+            if not finished:  # the client went away (the runtime closed us): keep none of this turn
+                hooks.skip_store = True
+                cancel.set()
+
+    def _run_streamed_turn(self, request: ChatRequest, hooks: MemoryHooks, events: queue.SimpleQueue[Any],
+                           cancel: threading.Event, request_id: str | None) -> None:
+        started = time.perf_counter()
+        status, outcome = 200, ""
+        try:
+            with self._session_locks.hold((request.actor_id, request.session_id)):
+                if cancel.is_set():
+                    outcome = "client gone before the turn started; nothing stored"
+                    return
+                truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), hooks, request, events, cancel))
+            if cancel.is_set():
+                stored = "stored whole" if hooks.message_count else "not stored"
+                outcome = f"client disconnected mid-stream; turn {stored}"
+                return
+            final: dict[str, Any] = {
+                "session_id": request.session_id,
+                "actor_id": request.actor_id,
+                "message_count": hooks.message_count or 0,
+                "history_length": hooks.history_length,
+            }
+            if truncated:
+                final["truncated"] = True
+            events.put(final)
+            outcome = f"stream message_count={final['message_count']} history_length={hooks.history_length}" + (
+                " truncated" if truncated else "")
+        except Exception as e:  # any failure becomes the stream's final event, never a stack trace
+            error = e if isinstance(e, AssistantError) else model_error(e)
+            status, outcome = error.status, f"stream {error.message}"
+            events.put({**error.body(), "status": error.status})
+        finally:
+            events.put(_END_OF_STREAM)
+            (logger.info if status < 500 else logger.error)(
+                "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<%d> | %.1f ms | %s",
+                request_id, request.actor_id, request.session_id, self.store.name, status,
+                (time.perf_counter() - started) * 1e3, outcome,
+            )
+
+    async def _stream_agent(self, agent: Agent, hooks: MemoryHooks, request: ChatRequest,
+                            events: queue.SimpleQueue[Any], cancel: threading.Event) -> bool:
+        """Run the agent, putting each text delta on ``events``; True when the reply was cut at MAX_TOKENS."""
+        try:
+            async for event in agent.stream_async(request.message, cancel_signal=cancel):
+                text = event.get("data")
+                if isinstance(text, str) and text:
+                    events.put(text)
+        except MaxTokensReachedException:
+            self.keep_truncated_reply(agent, hooks, request)
+            return True
+        return False
 
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
@@ -145,19 +243,25 @@ class Assistant:
         hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
         with self._session_locks.hold((request.actor_id, request.session_id)):
             agent = self.build_agent(hooks)
+            truncated = False
             try:
-                result = agent(request.message)
+                reply = reply_text(agent(request.message))
+            except MaxTokensReachedException:
+                reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
             except AssistantError:
                 raise
             except Exception as e:  # the model (or its client) failed; the store was not written
                 raise model_error(e) from e
-        return {
-            "response": reply_text(result),
+        body: dict[str, Any] = {
+            "response": reply,
             "session_id": request.session_id,
             "actor_id": request.actor_id,
             "message_count": hooks.message_count or 0,
             "history_length": hooks.history_length,
         }
+        if truncated:
+            body["truncated"] = True  # the reply stopped at MAX_TOKENS
+        return body
 
     def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
         """The entrypoint's body: returns the response dict, or a JSON error response."""
@@ -186,7 +290,8 @@ class Assistant:
         logger.info(
             "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms | %s",
             request_id, actor_id, session_id, self.store.name, (time.perf_counter() - started) * 1e3,
-            " ".join(f"{k}={v}" for k, v in body.items() if k in ("action", "message_count", "history_length", "deleted")),
+            " ".join(f"{k}={v}" for k, v in body.items()
+                     if k in ("action", "message_count", "history_length", "deleted", "truncated")),
         )
         return body
 
