@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
+import socket
 import threading
 import time
-from collections.abc import AsyncIterable
+import urllib.request
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -172,3 +176,55 @@ def test_a_stream_nobody_reads_runs_nothing(gated: tuple[Assistant, GatedModel])
 def test_chat_handler_returns_the_stream_for_the_runtime(assistant: Assistant) -> None:
     *deltas, final = list(chat_handler({"message": "Hi you", "stream": True}, ctx("s")))
     assert "".join(deltas) == "You said 'Hi you'" and final["message_count"] == 1
+
+
+# -- a real HTTP server: the client closes its connection mid-stream ------------------------------
+
+@pytest.fixture
+def uvicorn_server(gated: tuple[Assistant, GatedModel]) -> Iterator[tuple[int, Assistant, GatedModel]]:
+    """agent.app served by uvicorn in this process (so the test can gate the model), on a free port."""
+    import uvicorn
+
+    import agent
+    from tests.server import free_port
+
+    assistant, model = gated
+    agent.set_assistant(assistant)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(agent.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield port, assistant, model
+    model.gate.set()
+    server.should_exit = True
+    thread.join(30)
+    agent.set_assistant(None)
+
+
+def test_a_client_that_hangs_up_mid_stream_cancels_the_turn(
+        uvicorn_server: tuple[int, Assistant, GatedModel], caplog: pytest.LogCaptureFixture) -> None:
+    port, assistant, model = uvicorn_server
+    caplog.set_level(logging.INFO, logger="assistant")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("POST", "/invocations", body=json.dumps({"message": "Hello", "stream": True}),
+                       headers={SESSION_HEADER: "conv1", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.readline() == b'data: "Hello "\n'
+    connection.sock.shutdown(socket.SHUT_RDWR)  # the user pressed Ctrl-C
+    connection.close()
+    deadline = time.monotonic() + 20
+    while "client disconnected mid-stream" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "client disconnected mid-stream" in caplog.text  # noticed while the model was still writing
+    model.gate.set()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=b'{"message": "Again"}',
+                                     headers={SESSION_HEADER: "conv1"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body = json.loads(reply.read())
+    assert (body["message_count"], body["history_length"]) == (1, 0)  # none of the abandoned turn was kept
+    assert [m.text for e in assistant.store.list_events("default_user", "conv1") for m in e.messages] == [
+        "Again", "You said 'Again'"]
