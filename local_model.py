@@ -72,7 +72,7 @@ def model_path(local_model_path: str | None) -> Path:
 
 @dataclass(frozen=True)
 class LocalServer:
-    """A running llama.cpp server; ``handle`` keeps it alive (it stops when collected or at exit)."""
+    """A running llama.cpp server; holding ``handle`` keeps it serving until the process ends."""
 
     path: Path
     base_url: str
