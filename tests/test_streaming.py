@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
@@ -14,17 +15,20 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import uvicorn
 from bedrock_agentcore.runtime.context import RequestContext
 from starlette.testclient import TestClient
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
+import agent
 from agent import chat_handler
 from assistant import Assistant
 from config import Settings
 from memory.base import SessionStore
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
 from tests.scripted_model import ScriptedModel
+from tests.server import free_port
 
 Event = str | dict[str, Any]
 
@@ -108,16 +112,10 @@ class GatedModel(ScriptedModel):
         yield {"contentBlockStart": {"start": {}}}
         yield {"contentBlockDelta": {"delta": {"text": "Hello "}}}
         while not self.gate.is_set():
-            await _sleep()
+            await asyncio.sleep(0.01)
         yield {"contentBlockDelta": {"delta": {"text": "world"}}}
         yield {"contentBlockStop": {}}
         yield {"messageStop": {"stopReason": "end_turn"}}
-
-
-async def _sleep() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -183,11 +181,6 @@ def test_chat_handler_returns_the_stream_for_the_runtime(assistant: Assistant) -
 @pytest.fixture
 def uvicorn_server(gated: tuple[Assistant, GatedModel]) -> Iterator[tuple[int, Assistant, GatedModel]]:
     """agent.app served by uvicorn in this process (so the test can gate the model), on a free port."""
-    import uvicorn
-
-    import agent
-    from tests.server import free_port
-
     assistant, model = gated
     agent.set_assistant(assistant)
     port = free_port()
