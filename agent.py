@@ -67,7 +67,9 @@ def main() -> None:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
-        set_assistant(build_assistant(settings))  # a store may refuse its settings too (e.g. a MEMORY_ID)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call, without our ids
+        # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
+        set_assistant(build_assistant(settings))
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)

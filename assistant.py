@@ -7,23 +7,27 @@ with its ids, outcome and latency (never the message text at INFO).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.from_thread
+import anyio.lowlevel
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 from starlette.responses import JSONResponse
 from strands import Agent
 from strands.models import Model
-from strands.types.exceptions import ModelThrottledException
+from strands.types.exceptions import MaxTokensReachedException, ModelThrottledException
 
 from config import Settings
 from errors import AssistantError, BadRequest, ModelError
-from hooks.memory import MemoryHooks, reply_text
+from hooks.memory import MemoryHooks, reply_text, text_of
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
 from summary import Summarizer
@@ -36,6 +40,11 @@ SYSTEM_PROMPT = (
     "newest one; use them to answer consistently."
 )
 
+
+#: put on a stream's queue after its last event
+_END_OF_STREAM = object()
+#: seconds between two checks, while a reply streams, that its HTTP client is still connected
+DISCONNECT_POLL_SECONDS = 0.5
 
 #: payload ``action`` values: session operations run without the model (see ``Assistant.run_action``)
 ACTIONS = ("summarize_session", "clear_session")
@@ -114,6 +123,61 @@ def parse_request(payload: object, session_id: str | None, headers: Mapping[str,
     )
 
 
+def client_gone_check(context: Any) -> Callable[[], bool] | None:
+    """A check, callable from any thread, that this request's HTTP client has gone away.
+
+    When a client hangs up mid-stream, Starlette stops reading the generator but
+    does not close it, so nothing would stop the turn: the streaming thread asks
+    ``Request.is_disconnected`` on the server's event loop instead. Must be called
+    from the handler's worker thread; elsewhere (a direct call) there is no check.
+    """
+    http_request = getattr(context, "request", None)
+    if http_request is None or not hasattr(http_request, "is_disconnected"):
+        return None
+    try:
+        loop_token = anyio.from_thread.run_sync(anyio.lowlevel.current_token)
+    except RuntimeError:  # not running under the server
+        return None
+
+    def gone() -> bool:
+        try:
+            return bool(anyio.from_thread.run(http_request.is_disconnected, token=loop_token))
+        except RuntimeError:  # the server's event loop has stopped: nobody to tell
+            return False
+
+    return gone
+
+
+@dataclass
+class _StreamedTurn:
+    """One streamed turn, shared by the thread that runs it and the generator that sends its events."""
+
+    request: ChatRequest
+    request_id: str | None
+    hooks: MemoryHooks
+    client_gone: Callable[[], bool] | None
+    events: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def ids(self) -> str:
+        return (f"request_id=<{self.request_id}> | actor_id=<{self.request.actor_id}> | "
+                f"session_id=<{self.request.session_id}>")
+
+    def abandon(self) -> None:
+        """The client went away: store none of this turn and stop the model at its next chunk."""
+        self.hooks.skip_store = True
+        self.cancel.set()
+
+    async def watch_client(self) -> None:
+        """Abandon the turn as soon as the client has hung up (checked every DISCONNECT_POLL_SECONDS)."""
+        assert self.client_gone is not None
+        while not self.cancel.is_set():
+            await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+            if await asyncio.to_thread(self.client_gone):
+                logger.info("%s | client disconnected mid-stream; cancelling the turn", self.ids())
+                self.abandon()
+
+
 def model_error(error: Exception) -> ModelError:
     if isinstance(error, ModelThrottledException):
         return ModelError(f"throttled: {error}", status=503)
@@ -163,9 +227,102 @@ class Assistant:
                 raise BadRequest(f"unknown action {request.action!r}")
         return {**result, "session_id": request.session_id, "actor_id": request.actor_id}
 
-    def chat_stream(self, request: ChatRequest) -> Any:
-        """One turn streamed as Server-Sent Events (payload ``"stream": true``)."""
-        raise BadRequest("streaming is not available yet")
+    def keep_truncated_reply(self, agent: Agent, hooks: MemoryHooks, request: ChatRequest) -> str:
+        """The model hit ``MAX_TOKENS``: return and store the partial reply, since it is what the user gets.
+
+        Strands raises ``MaxTokensReachedException`` with the partial reply left in the
+        agent's messages and no result, so the memory hooks stored nothing; store it here.
+        """
+        last = agent.messages[-1] if agent.messages else None
+        reply = text_of(last).strip() if last is not None and last["role"] == "assistant" else ""
+        if not reply:
+            raise ModelError(f"the model reached MAX_TOKENS={self.settings.max_tokens} before writing any text")
+        if not hooks.skip_store:
+            hooks.store_exchange(request.message or "", reply)
+        return reply
+
+    def chat_stream(self, request: ChatRequest,
+                    client_gone: Callable[[], bool] | None = None) -> Iterator[str | dict[str, Any]]:
+        """One turn streamed (payload ``"stream": true``): text deltas, then one final event.
+
+        Returns a generator; the runtime sends each item as a Server-Sent Event. Deltas
+        are JSON strings as the model writes them; the final event is an object with
+        ``session_id``, ``actor_id``, ``message_count`` and ``history_length`` (or
+        ``error``). The turn runs in its own thread, which holds the session's lock
+        from start to end and stores the exchange once the model has finished. A client
+        that goes away (``client_gone`` says so, or the generator is closed) cancels
+        the turn, which then stores none of it; the lock is released when the turn
+        stops, whoever reads the stream.
+        """
+        assert request.message is not None
+        turn = _StreamedTurn(request, BedrockAgentCoreContext.get_request_id(),
+                             MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k),
+                             client_gone)
+        return self._stream_events(turn)
+
+    def _stream_events(self, turn: _StreamedTurn) -> Iterator[str | dict[str, Any]]:
+        worker = threading.Thread(target=self._run_streamed_turn, args=(turn,),
+                                  name=f"stream-{turn.request.session_id}", daemon=True)
+        worker.start()  # only once the runtime starts reading: an unread generator runs nothing
+        finished = False
+        try:
+            while (event := turn.events.get()) is not _END_OF_STREAM:
+                yield event
+            finished = True
+        finally:
+            if not finished:  # closed before the end: the client went away
+                turn.abandon()
+
+    def _run_streamed_turn(self, turn: _StreamedTurn) -> None:
+        request, hooks = turn.request, turn.hooks
+        started = time.perf_counter()
+        status, outcome = 200, ""
+        try:
+            with self._session_locks.hold((request.actor_id, request.session_id)):
+                if turn.cancel.is_set():
+                    outcome = "client gone before the turn started; nothing stored"
+                    return
+                truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
+            if turn.cancel.is_set():
+                outcome = f"client gone mid-stream; turn {'stored whole' if hooks.message_count else 'not stored'}"
+                return
+            final: dict[str, Any] = {
+                "session_id": request.session_id,
+                "actor_id": request.actor_id,
+                "message_count": hooks.message_count or 0,
+                "history_length": hooks.history_length,
+            }
+            if truncated:
+                final["truncated"] = True
+            turn.events.put(final)
+            outcome = f"stream message_count={final['message_count']} history_length={hooks.history_length}" + (
+                " truncated" if truncated else "")
+        except Exception as e:  # any failure becomes the stream's final event, never a stack trace
+            error = e if isinstance(e, AssistantError) else model_error(e)
+            status, outcome = error.status, f"stream {error.message}"
+            turn.events.put({**error.body(), "status": error.status})
+        finally:
+            turn.events.put(_END_OF_STREAM)
+            (logger.info if status < 500 else logger.error)(
+                "%s | backend=<%s> | status=<%d> | %.1f ms | %s", turn.ids(), self.store.name, status,
+                (time.perf_counter() - started) * 1e3, outcome,
+            )
+
+    async def _stream_agent(self, agent: Agent, turn: _StreamedTurn) -> bool:
+        """Run the agent, putting each text delta on the turn's queue; True when the reply was cut at MAX_TOKENS."""
+        watcher = asyncio.create_task(turn.watch_client()) if turn.client_gone is not None else None
+        try:
+            async for event in agent.stream_async(turn.request.message, cancel_signal=turn.cancel):
+                text = event.get("data")
+                if isinstance(text, str) and text:
+                    turn.events.put(text)
+        except MaxTokensReachedException:
+            self.keep_truncated_reply(agent, turn.hooks, turn.request)
+            return True
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        return False
 
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
@@ -173,19 +330,25 @@ class Assistant:
         hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
         with self._session_locks.hold((request.actor_id, request.session_id)):
             agent = self.build_agent(hooks)
+            truncated = False
             try:
-                result = agent(request.message)
+                reply = reply_text(agent(request.message))
+            except MaxTokensReachedException:
+                reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
             except AssistantError:
                 raise
             except Exception as e:  # the model (or its client) failed; the store was not written
                 raise model_error(e) from e
-        return {
-            "response": reply_text(result),
+        body: dict[str, Any] = {
+            "response": reply,
             "session_id": request.session_id,
             "actor_id": request.actor_id,
             "message_count": hooks.message_count or 0,
             "history_length": hooks.history_length,
         }
+        if truncated:
+            body["truncated"] = True  # the reply stopped at MAX_TOKENS
+        return body
 
     def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
         """The entrypoint's body: returns the response dict, or a JSON error response."""
@@ -200,7 +363,7 @@ class Assistant:
             if request.action is not None:
                 body = self.run_action(request)
             elif request.stream:
-                return self.chat_stream(request)
+                return self.chat_stream(request, client_gone_check(context))
             else:
                 body = self.chat(request)
         except AssistantError as e:
@@ -214,7 +377,8 @@ class Assistant:
         logger.info(
             "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms | %s",
             request_id, actor_id, session_id, self.store.name, (time.perf_counter() - started) * 1e3,
-            " ".join(f"{k}={v}" for k, v in body.items() if k in ("action", "message_count", "history_length", "deleted")),
+            " ".join(f"{k}={v}" for k, v in body.items()
+                     if k in ("action", "message_count", "history_length", "deleted", "truncated")),
         )
         return body
 

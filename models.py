@@ -1,4 +1,4 @@
-"""Model selection: ``bedrock`` in production, ``echo`` for smoke tests and benchmarks.
+"""Model selection: ``bedrock`` with AWS, ``local`` (an embedded SmolLM2) without, ``echo`` for tests.
 
 One model object is built per process and shared by every request's Agent
 (the model holds no conversation state; the Agent does, and there is one Agent
@@ -8,6 +8,7 @@ per request).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
@@ -73,19 +74,22 @@ class EchoModel(Model):
             yield event
 
 
-def resolve_provider(settings: Settings) -> str:
-    """``MODEL_PROVIDER`` if set; otherwise bedrock where AWS credentials resolve, else echo."""
+def resolve_provider(settings: Settings) -> tuple[str, str]:
+    """The provider and why: ``MODEL_PROVIDER`` if set; else bedrock where AWS credentials resolve, else local."""
     if settings.model_provider:
-        return settings.model_provider
+        return settings.model_provider, "MODEL_PROVIDER is set"
     import boto3
 
     if boto3.Session().get_credentials() is not None:
-        return "bedrock"
-    return "echo"
+        return "bedrock", "MODEL_PROVIDER is unset and AWS credentials resolve"
+    return "local", "MODEL_PROVIDER is unset and no AWS credentials resolve"
 
 
 def create_model(settings: Settings) -> Model:
-    provider = resolve_provider(settings)
+    """Build the process's one model (for ``local``, start its llama.cpp server); log which and why, once."""
+    started = time.perf_counter()
+    provider, reason = resolve_provider(settings)
+    detail = ""
     if provider == "echo":
         model: Model = EchoModel()
     elif provider == "bedrock":
@@ -98,7 +102,17 @@ def create_model(settings: Settings) -> Model:
             max_tokens=settings.max_tokens,
             boto_client_config=BotocoreConfig(retries={"mode": "standard", "max_attempts": 4}),
         )
+        detail = f" | region=<{settings.aws_region}>"
+    elif provider == "local":
+        from local_model import create_local_model
+
+        local = create_local_model(settings.local_model_path, settings.max_tokens)
+        model = local
+        detail = f" | base_url=<{local.base_url}> | max_tokens=<{local.get_config()['params']['max_tokens']}>"
     else:
         raise NotImplementedError(f"MODEL_PROVIDER={provider!r} is not available in this build")
-    logger.info("model_provider=<%s> | model=<%s> | model ready", provider, model.get_config().get("model_id"))
+    logger.info(
+        "model_provider=<%s> | reason=<%s> | model=<%s>%s | model ready in %.2f s",
+        provider, reason, model.get_config().get("model_id"), detail, time.perf_counter() - started,
+    )
     return model

