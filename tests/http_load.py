@@ -7,11 +7,12 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bedrock_agentcore.memory.constants import MessageRole
 
-from memory.base import StoredEvent
+from memory.base import SessionStore, StoredEvent
 from tests.server import SESSION_HEADER, Server
 
 
@@ -114,3 +115,53 @@ def assert_counts_and_history(acknowledged: dict[str, int], events: list[StoredE
     assert len(stored) == len(set(stored)), "a turn was stored twice"
     assert sorted(stored) == sorted(acknowledged), "stored turns differ from the acknowledged ones"
     assert {q: i for i, q in enumerate(stored, start=1)} == acknowledged, "a count is not its turn's position"
+
+
+@dataclass(frozen=True)
+class Load:
+    """``clients`` x ``per_client`` turns on ONE session while ``sessions`` other clients each send
+    ``per_session`` turns to their own session, all at once."""
+
+    clients: int
+    per_client: int
+    sessions: int
+    per_session: int
+
+    def callers(self) -> list[tuple[str, int]]:
+        return [("one", w) for w in range(self.clients)] + [("own", s) for s in range(self.sessions)]
+
+    def run(self, post: Callable[[dict, str], tuple[int, Any]], kind: str, index: int) -> dict[str, int]:
+        """One caller's turns through ``post(body, session) -> (status, body)``: question -> message_count."""
+        session, count, name = ("busy", self.per_client, f"client {index}") if kind == "one" else (
+            f"own-{index}", self.per_session, f"session {index}")
+        acknowledged = {}
+        for n in range(count):
+            question = f"{name} question {n}"
+            status, body = post({"message": question}, session)
+            assert status == 200, body
+            assert (body["response"], body["session_id"]) == (echo(question), session)
+            acknowledged[question] = body["message_count"]
+        return acknowledged
+
+    def check(self, results: list[dict[str, int]], store: SessionStore | None) -> None:
+        """Counts exactly 1..N per session; with the store at hand, every turn stored once, in count order."""
+        busy = {q: c for result in results[:self.clients] for q, c in result.items()}
+        assert sorted(busy.values()) == list(range(1, self.clients * self.per_client + 1))
+        for own in results[self.clients:]:
+            assert sorted(own.values()) == list(range(1, self.per_session + 1))
+        if store is not None:
+            assert_counts_and_history(busy, store.list_events("default_user", "busy"))
+            for s, own in enumerate(results[self.clients:]):
+                assert_counts_and_history(own, store.list_events("default_user", f"own-{s}"))
+
+    @property
+    def requests(self) -> int:
+        return self.clients * self.per_client + self.sessions * self.per_session
+
+
+def http_caller(port: int, load: Load, kind: str, index: int) -> dict[str, int]:
+    client = Client(port)
+    try:
+        return load.run(client.post, kind, index)
+    finally:
+        client.close()

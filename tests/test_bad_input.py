@@ -37,7 +37,7 @@ TEN_KB = "x" * 10_240
 OK = "ok"
 
 # (name, body: JSON value or raw bytes, session header (None: absent), other headers, status, error contains)
-CASES: list[tuple[str, Any, str | None, dict[str, str], int, str]] = [
+CASES: list[tuple[str, Any, str | bytes | None, dict[str, str], int, str]] = [
     ("body not JSON", b"{not json", OK, {}, 400, "Invalid JSON"),
     ("body empty", b"", OK, {}, 400, "Invalid JSON"),
     ("body not UTF-8", b'{"message": "\xff\xfe"}', OK, {}, 400, "Invalid encoding"),
@@ -67,6 +67,7 @@ CASES: list[tuple[str, Any, str | None, dict[str, str], int, str]] = [
     ("session leading _", {"message": "hi"}, "_ok", {}, 400, "session id may contain only"),
     ("session with spaces", {"message": "hi"}, " ok ", {}, 400, "session id may contain only"),
     ("session NUL byte", {"message": "hi"}, "ok\x00", {}, 400, "session id may contain only"),
+    ("session unicode (UTF-8 bytes)", {"message": "hi"}, "sëssion-ünï".encode(), {}, 400, "session id may contain only"),
     ("session 101 chars", {"message": "hi"}, "s" * 101, {}, 400, "session id is 101 characters long; the limit is 100"),
     ("session 10 KB", {"message": "hi"}, TEN_KB, {}, 400, "session id is 10240 characters long"),
     ("actor a:b", {"message": "hi", "actor_id": "a:b"}, OK, {}, 400, "actor_id may contain only"),
@@ -108,14 +109,14 @@ def snapshot(assistant: Assistant) -> dict[tuple[str, str], list]:
                          [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_input_is_a_4xx_json_error_and_no_session_changes(
     client: TestClient, assistant: Assistant, model: ScriptedModel,
-    body: Any, session: str | None, headers: dict[str, str], status: int, needle: str,
+    body: Any, session: str | bytes | None, headers: dict[str, str], status: int, needle: str,
 ) -> None:
     for actor, seeded in SEEDED:
         assistant.store.add_turns(actor, seeded, [ConversationalMessage(f"{actor}'s turn", MessageRole.USER),
                                                   ConversationalMessage("noted", MessageRole.ASSISTANT)])
     before, calls = snapshot(assistant), len(model.calls)
 
-    all_headers = {"Content-Type": "application/json", **headers}
+    all_headers: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if session is not None:
         all_headers[SESSION_HEADER] = session
     content = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -39,65 +38,15 @@ from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from models import EchoModel
 from tests.conftest import SESSION_HEADER, STORE_FACTORIES
-from tests.http_load import Client, LogDrain, assert_counts_and_history, echo, in_threads
+from tests.http_load import Load, LogDrain, echo, http_caller, in_threads
 from tests.scripted_model import ScriptedModel
 from tests.server import Server
-
-@dataclass(frozen=True)
-class Load:
-    """``clients`` x ``per_client`` turns on ONE session while ``sessions`` other clients each send
-    ``per_session`` turns to their own session, all at once."""
-
-    clients: int
-    per_client: int
-    sessions: int
-    per_session: int
-
-    def callers(self) -> list[tuple[str, int]]:
-        return [("one", w) for w in range(self.clients)] + [("own", s) for s in range(self.sessions)]
-
-    def run(self, post: Callable[[dict, str], tuple[int, Any]], kind: str, index: int) -> dict[str, int]:
-        """One caller's turns through ``post(body, session) -> (status, body)``: question -> message_count."""
-        session, count, name = ("busy", self.per_client, f"client {index}") if kind == "one" else (
-            f"own-{index}", self.per_session, f"session {index}")
-        acknowledged = {}
-        for n in range(count):
-            question = f"{name} question {n}"
-            status, body = post({"message": question}, session)
-            assert status == 200, body
-            assert (body["response"], body["session_id"]) == (echo(question), session)
-            acknowledged[question] = body["message_count"]
-        return acknowledged
-
-    def check(self, results: list[dict[str, int]], store: SessionStore | None) -> None:
-        """Counts exactly 1..N per session; with the store at hand, every turn stored once, in count order."""
-        busy = {q: c for result in results[:self.clients] for q, c in result.items()}
-        assert sorted(busy.values()) == list(range(1, self.clients * self.per_client + 1))
-        for own in results[self.clients:]:
-            assert sorted(own.values()) == list(range(1, self.per_session + 1))
-        if store is not None:
-            assert_counts_and_history(busy, store.list_events("default_user", "busy"))
-            for s, own in enumerate(results[self.clients:]):
-                assert_counts_and_history(own, store.list_events("default_user", f"own-{s}"))
-
-    @property
-    def requests(self) -> int:
-        return self.clients * self.per_client + self.sessions * self.per_session
-
 
 #: sized to finish in seconds on two cores; 16 concurrent writers on one session and 100 sessions
 #: in flight are what matter, not the number of turns each sends
 SERVER_LOAD = Load(clients=16, per_client=12, sessions=100, per_session=2)
 #: in-process: AgentCore's fake answers every call through botocore's Stubber (a few ms each)
 IN_PROCESS_LOAD = Load(clients=16, per_client=8, sessions=100, per_session=2)
-
-
-def http_caller(port: int, load: Load, kind: str, index: int) -> dict[str, int]:
-    client = Client(port)
-    try:
-        return load.run(client.post, kind, index)
-    finally:
-        client.close()
 
 
 # -- the real server -------------------------------------------------------------------------------
@@ -229,5 +178,5 @@ def test_concurrent_requests_each_run_their_own_agent(client: TestClient, assist
     for s, (status, body) in enumerate(results):
         assert status == 200, body
         assert (body["response"], body["message_count"], body["history_length"]) == (echo(f"now in {s}"), 2, 1)
-    seen = sorted(tuple(text for _, text in model.seen_texts(call)) for call in range(parties))
+    seen = sorted(tuple(text for _, text in model.seen_texts(index)) for index in range(parties))
     assert seen == sorted((f"earlier in {s}", echo(f"earlier in {s}"), f"now in {s}") for s in range(parties))

@@ -2,8 +2,8 @@
 
 - ``kill -9`` while clients write (SQLite, Redis): after a restart every turn whose 200 the client
   received is there, at the position its ``message_count`` named, and every stored turn is whole.
-- The SQLite database locked by another connection: a JSON 503 naming the store, the server keeps
-  serving, and the next request after the lock is released works (no restart).
+- The SQLite database locked by another connection, or its files unwritable: a JSON 503 naming the
+  store, the server keeps serving, and the next request after the cause is gone works (no restart).
 - A ``SESSION_DB`` that cannot hold a database is a configuration error (``python agent.py`` prints
   a ``ConfigError`` as one line and exits 2: ``tests/test_config.py``).
 (Redis stopped / hung: ``tests/test_redis_store.py``; AgentCore Memory failing: ``tests/test_agentcore_store.py``.)
@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import http.client
 import sqlite3
+import subprocess
 import threading
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from config import Settings
 from errors import ConfigError
@@ -138,6 +140,69 @@ def test_a_locked_sqlite_database_is_a_503_naming_the_store_and_recovers_by_itse
         server.stop()
     assert [m.text for e in SQLiteStore(db).list_events("default_user", "conv1") for m in e.messages] == [
         "one", echo("one"), "two", echo("two")]
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """``immutable(*paths)``: ``chattr +i`` (even root cannot write them) until the test ends."""
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    try:
+        result = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("needs the chattr tool (e2fsprogs) to make a file unwritable for root")
+    if result.returncode != 0:
+        pytest.skip(f"needs chattr +i (root with CAP_LINUX_IMMUTABLE on ext4/xfs/btrfs): {result.stderr.strip()}")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    locked: list[str] = []
+
+    def lock(*paths: Path) -> None:
+        subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
+        locked.extend(map(str, paths))
+
+    yield lock
+    if locked:
+        subprocess.run(["chattr", "-i", *locked], check=True)
+
+
+def test_an_unwritable_sqlite_file_is_a_503_naming_the_store_and_recovers_by_itself(
+    tmp_path: Path, immutable: Callable[..., None]
+) -> None:
+    """The database and its WAL become unwritable (``chattr +i``) while the server runs. (Not the
+    ``-shm`` file: SQLite maps it into memory, and a write fault there is a SIGBUS no code can catch.)"""
+    db = tmp_path / "sessions.db"
+    server = Server({"SESSION_DB": str(db)}).start()
+    LogDrain(server)
+    try:
+        assert server.invoke({"message": "one"}, "conv1")[1]["message_count"] == 1
+        immutable(db, tmp_path / "sessions.db-wal", tmp_path)
+        for body in ({"message": "two"}, {"message": "two"}, {"action": "clear_session"}):
+            status, answer = server.invoke(body, "conv1")
+            assert status == 503
+            assert answer["error"].startswith("session store 'sqlite' is unavailable: ")
+        assert server.process is not None and server.process.poll() is None
+        subprocess.run(["chattr", "-i", str(db), str(tmp_path / "sessions.db-wal"), str(tmp_path)], check=True)
+        status, answer = server.invoke({"message": "two"}, "conv1")
+        assert (status, answer["message_count"], answer["history_length"]) == (200, 2, 1)
+    finally:
+        server.stop()
+
+
+def test_a_read_only_session_db_directory_is_a_config_error(tmp_path: Path, immutable: Callable[..., None]) -> None:
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    immutable(directory)
+    settings = replace(Settings.from_env({}), memory_backend="sqlite", session_db=directory / "sessions.db")
+    with pytest.raises(ConfigError) as info:
+        create_store(settings)
+    assert str(info.value).startswith(f"SESSION_DB='{directory / 'sessions.db'}': session store 'sqlite' is unavailable")
+
+
+def test_a_missing_session_db_directory_is_created(tmp_path: Path) -> None:
+    settings = replace(Settings.from_env({}), memory_backend="sqlite", session_db=tmp_path / "new" / "dir" / "s.db")
+    store = create_store(settings)
+    assert store.add_turns("alice", "s1", [ConversationalMessage("hi", MessageRole.USER)]) == 1
+    store.close()
 
 
 @pytest.mark.parametrize("where", ["under a file", "a directory"])
