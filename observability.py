@@ -102,8 +102,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": message,
         }
-        entry.update(_FIELD.findall(message))
-        entry.update(getattr(record, "fields", None) or {})
+        fields = {**dict(_FIELD.findall(message)), **(getattr(record, "fields", None) or {})}
+        entry.update((key, value) for key, value in fields.items() if key not in entry)
         if "request_id" not in entry:
             request_id = BedrockAgentCoreContext.get_request_id()
             if request_id:
