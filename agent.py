@@ -22,6 +22,7 @@ from config import Settings
 from errors import ConfigError
 from memory import create_store
 from models import create_model
+from observability import configure_logging, install_log_filters
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,15 @@ def set_assistant(assistant: Assistant | None) -> None:
 
 @asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
+    if not logging.getLogger().handlers:  # served by `uvicorn agent:app` (e.g. `agentcore dev`), not main()
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)
     get_assistant()  # build (and validate) everything before the first request
     yield
 
 
 app = BedrockAgentCoreApp(lifespan=lifespan)
+install_log_filters()  # library lines go through our handler once; our request line replaces their duplicates
 
 
 @app.entrypoint
@@ -64,16 +69,13 @@ def chat_handler(payload: Any, context: RequestContext) -> Any:
 def main() -> None:
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call, without our ids
+        configure_logging(settings.log_level, settings.log_format)
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
         set_assistant(build_assistant(settings))
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
-    app.run(port=int(os.environ.get("PORT", "8080")))
+    app.run(port=int(os.environ.get("PORT", "8080")), log_config=None)  # uvicorn's lines in our format too
 
 
 if __name__ == "__main__":

@@ -19,17 +19,21 @@ from typing import Any
 
 import anyio.from_thread
 import anyio.lowlevel
+import botocore.exceptions
+import httpx
+import urllib3.exceptions
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 from starlette.responses import JSONResponse
 from strands import Agent
 from strands.models import Model
-from strands.types.exceptions import MaxTokensReachedException, ModelThrottledException
+from strands.types.exceptions import EventLoopException, MaxTokensReachedException, ModelThrottledException
 
 from config import Settings
-from errors import AssistantError, BadRequest, ModelError
+from errors import AssistantError, BadRequest, InternalError, ModelError
 from hooks.memory import MemoryHooks, reply_text, text_of
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
+from observability import ModelTimer, end_timings, format_phases, start_timings
 from summary import Summarizer
 from tools.session import SessionTools
 
@@ -48,6 +52,38 @@ DISCONNECT_POLL_SECONDS = 0.5
 
 #: payload ``action`` values: session operations run without the model (see ``Assistant.run_action``)
 ACTIONS = ("summarize_session", "clear_session")
+
+
+#: response fields that go into the request's log line (never the reply or the summary text)
+OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated")
+
+
+@dataclass
+class RequestLine:
+    """The one log line of one request: ids, backend, status, latency, phase timings, outcome."""
+
+    request_id: str | None
+    actor_id: str | None
+    session_id: str | None
+    backend: str
+    started: float
+    phases: dict[str, float]
+
+    def log(self, status: int, outcome: str, fields: dict[str, Any] | None = None, exc_info: bool = False) -> None:
+        latency = (time.perf_counter() - self.started) * 1e3
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        structured = {
+            "request_id": self.request_id, "actor_id": self.actor_id, "session_id": self.session_id,
+            "backend": self.backend, "status": status, "latency_ms": round(latency, 1),
+            "phases_ms": {k: round(v, 1) for k, v in self.phases.items()}, **(fields or {}),
+        }
+        if status >= 400:
+            structured["error"] = outcome
+        logger.log(
+            level, "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<%d> | %.1f ms%s | %s",
+            self.request_id, self.actor_id, self.session_id, self.backend, status, latency,
+            format_phases(self.phases), outcome, exc_info=exc_info, extra={"fields": structured},
+        )
 
 
 @dataclass(frozen=True)
@@ -178,10 +214,41 @@ class _StreamedTurn:
                 self.abandon()
 
 
+#: a model call that timed out, before or during its reply (a stall mid-stream is urllib3's, not a TimeoutError)
+MODEL_TIMEOUTS = (TimeoutError, botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError,
+                  urllib3.exceptions.TimeoutError, httpx.TimeoutException)
+#: a model endpoint that cannot be reached right now
+MODEL_UNREACHABLE = (botocore.exceptions.EndpointConnectionError, httpx.ConnectError, ConnectionRefusedError)
+#: Bedrock errors that say "try again later"
+RETRY_LATER_CODES = ("ServiceUnavailableException", "ModelNotReadyException", "ModelTimeoutException",
+                     "ThrottlingException", "TooManyRequestsException")
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def model_error(error: Exception) -> ModelError:
-    if isinstance(error, ModelThrottledException):
-        return ModelError(f"throttled: {error}", status=503)
-    return ModelError(f"{type(error).__name__}: {error}")
+    """A failed model call as the client should see it: 503 when trying again later may work, else 502."""
+    while isinstance(error, EventLoopException):  # Strands' wrapper for a failure after a tool call
+        error = error.original_exception
+    detail = f"{type(error).__name__}: {error}"
+    for cause in _causes(error):
+        if isinstance(cause, ModelThrottledException):
+            return ModelError(f"throttled: {detail}", status=503)
+        if isinstance(cause, MODEL_TIMEOUTS):
+            return ModelError(f"timed out: {detail}", status=503)
+        if isinstance(cause, MODEL_UNREACHABLE):
+            return ModelError(f"unreachable: {detail}", status=503)
+        if isinstance(cause, botocore.exceptions.ClientError):
+            if cause.response.get("Error", {}).get("Code") in RETRY_LATER_CODES:
+                return ModelError(f"unavailable: {detail}", status=503)
+    return ModelError(detail)
 
 
 class Assistant:
@@ -204,8 +271,11 @@ class Assistant:
         if self.settings.rolling_summary and hooks.summarizer is None:
             hooks.summarizer = self.summarizer
         tools = SessionTools(self.store, hooks.actor_id, hooks.session_id, self.summarizer, hooks)
-        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools.tools, hooks=[hooks],
-                     callback_handler=None)
+        # retry_strategy=None: Strands' default backs a throttled call off for ~2 minutes (4+8+...+64 s) while
+        # the request and its session lock wait; fail fast with a 503 instead (the model client's own retries,
+        # botocore's for Bedrock, still apply) and let the caller retry
+        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools.tools, hooks=[hooks, ModelTimer()],
+                     callback_handler=None, retry_strategy=None)
 
     def run_action(self, request: ChatRequest) -> dict[str, Any]:
         """A session operation without the model (payload ``action``), through the tools' own code.
@@ -351,15 +421,18 @@ class Assistant:
         return body
 
     def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
-        """The entrypoint's body: returns the response dict, or a JSON error response."""
+        """The entrypoint's body: returns the response dict, or a JSON error response.
+
+        Every request that reaches it is logged here exactly once, whatever its outcome.
+        """
         started = time.perf_counter()
-        request_id = BedrockAgentCoreContext.get_request_id()
-        session_id = getattr(context, "session_id", None)
-        headers = getattr(context, "request_headers", None)
-        actor_id: str | None = None
+        phases, token = start_timings()
+        line = RequestLine(BedrockAgentCoreContext.get_request_id(), None, getattr(context, "session_id", None),
+                           self.store.name, started, phases)
         try:
-            request = parse_request(payload, session_id, headers, self.settings)
-            actor_id, session_id = request.actor_id, request.session_id
+            request = parse_request(payload, line.session_id, getattr(context, "request_headers", None),
+                                    self.settings)
+            line.actor_id, line.session_id = request.actor_id, request.session_id
             if request.action is not None:
                 body = self.run_action(request)
             elif request.stream:
@@ -367,19 +440,16 @@ class Assistant:
             else:
                 body = self.chat(request)
         except AssistantError as e:
-            log = logger.warning if e.status < 500 else logger.error
-            log(
-                "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<%d> | %.1f ms | %s",
-                request_id, actor_id, session_id, self.store.name, e.status,
-                (time.perf_counter() - started) * 1e3, e.message,
-            )
+            line.log(e.status, e.message)
             return JSONResponse(e.body(), status_code=e.status)
-        logger.info(
-            "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<200> | %.1f ms | %s",
-            request_id, actor_id, session_id, self.store.name, (time.perf_counter() - started) * 1e3,
-            " ".join(f"{k}={v}" for k, v in body.items()
-                     if k in ("action", "message_count", "history_length", "deleted", "truncated")),
-        )
+        except Exception as e:  # a bug: logged once, here, with its traceback; the caller gets no internals
+            error = InternalError(line.request_id)
+            line.log(error.status, f"{type(e).__name__}: {e}", exc_info=True)
+            return JSONResponse(error.body(), status_code=error.status)
+        finally:
+            end_timings(token)
+        line.log(200, " ".join(f"{k}={v}" for k, v in body.items() if k in OUTCOME_FIELDS),
+                 {k: v for k, v in body.items() if k in OUTCOME_FIELDS})
         return body
 
     def close(self) -> None:

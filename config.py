@@ -18,6 +18,7 @@ BACKENDS = ("memory", "sqlite", "redis", "agentcore")
 MODEL_PROVIDERS = ("bedrock", "local", "echo")
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int | None:
@@ -51,6 +52,7 @@ class Settings:
     memory_backend: str = "sqlite"
     session_db: Path = Path(".data/sessions.db")
     sqlite_synchronous: str = "NORMAL"
+    sqlite_busy_timeout_ms: int = 10_000
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "agentcore:"
     session_ttl: int | None = None
@@ -63,6 +65,7 @@ class Settings:
     max_tokens: int = 512
     max_message_chars: int = 32_000
     log_level: str = "INFO"
+    log_format: str = "text"
     rolling_summary: bool = True
 
     @classmethod
@@ -93,6 +96,8 @@ class Settings:
             memory_backend=backend,
             session_db=Path((env.get("SESSION_DB") or "").strip() or cls.session_db),
             sqlite_synchronous=synchronous,
+            sqlite_busy_timeout_ms=_int(env, "SQLITE_BUSY_TIMEOUT_MS", cls.sqlite_busy_timeout_ms, minimum=0,
+                                        maximum=600_000),
             redis_url=redis_url,
             key_prefix=env.get("KEY_PREFIX", cls.key_prefix),
             session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
@@ -105,5 +110,6 @@ class Settings:
             max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens, minimum=1, maximum=32_000),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
             log_level=log_level,
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
             rolling_summary=rolling in ("on", "1", "true"),
         )

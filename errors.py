@@ -52,6 +52,13 @@ class StoreUnavailable(AssistantError):
         self.store = store
 
 
+class InternalError(AssistantError):
+    """A bug: the caller gets the request id to quote, never the internals (the log has the traceback)."""
+
+    def __init__(self, request_id: str | None) -> None:
+        super().__init__(f"internal error (request id {request_id}); the server log has the details")
+
+
 class ModelError(AssistantError):
     """The model call failed (HTTP 502, or 503 when throttled / unavailable)."""
 

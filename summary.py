@@ -132,7 +132,7 @@ class Summarizer:
                 parts.append(f"[turns 1-{omitted} are left out: too long to include]")
         parts.append("Conversation:\n" + "\n\n".join(blocks))
         text = self.complete("\n\n".join(parts))
-        logger.info(
+        logger.debug(
             "actor_id=<%s> | session_id=<%s> | summarised %d turns (verbatim from turn %d) in %.1f ms",
             actor_id, session_id, len(turns), omitted + 1, (time.perf_counter() - started) * 1e3,
         )

@@ -24,6 +24,7 @@ from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvi
 from strands.types.content import Message, Messages
 
 from memory.base import SessionStore, Summary, Turn
+from observability import timed
 
 if TYPE_CHECKING:
     from summary import Summarizer
@@ -106,12 +107,14 @@ class MemoryHooks(HookProvider):
     def load_history(self, event: BeforeInvocationEvent) -> None:
         started = time.perf_counter()
         self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
-        turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
+        with timed("store_read"):
+            turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
         history, self.history_length = turns_to_messages(turns)
         event.agent.messages[0:0] = history
         if self.summarizer is not None and len(turns) >= self.k:
             # only a full window can have turns before it: shorter sessions never pay for this read
-            self._summary = self.store.get_summary(self.actor_id, self.session_id)
+            with timed("store_read"):
+                self._summary = self.store.get_summary(self.actor_id, self.session_id)
             self._summary_read = True
             if self._summary is not None:
                 event.agent.system_prompt = with_summary(event.agent.system_prompt, self._summary)
@@ -129,7 +132,8 @@ class MemoryHooks(HookProvider):
         if not self._user_text or not reply:
             logger.warning("%s | nothing stored: empty user message or empty reply", self._ids())
             return
-        self.store_exchange(self._user_text, reply)
+        with timed("store_write"):
+            self.store_exchange(self._user_text, reply)
         if self.summarizer is not None:
             self.update_summary()
 
@@ -157,12 +161,14 @@ class MemoryHooks(HookProvider):
         if self.message_count is None or self.message_count <= self.k:
             return
         try:
-            current = self._summary if self._summary_read else self.store.get_summary(self.actor_id, self.session_id)
-            summary = self.summarizer.fold(
-                self.store, self.actor_id, self.session_id, current, self.message_count, self.k, self._window
-            )
-            if summary is not None:
-                self.store.put_summary(self.actor_id, self.session_id, summary)
+            with timed("summary"):
+                current = self._summary if self._summary_read else self.store.get_summary(self.actor_id,
+                                                                                           self.session_id)
+                summary = self.summarizer.fold(
+                    self.store, self.actor_id, self.session_id, current, self.message_count, self.k, self._window
+                )
+                if summary is not None:
+                    self.store.put_summary(self.actor_id, self.session_id, summary)
         except Exception as e:  # best effort: the stored turn must not be lost to a summary failure
             logger.warning(
                 "%s | rolling summary not updated after turn %d (retried next turn): %s: %s",

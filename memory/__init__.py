@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from errors import ConfigError
+from errors import ConfigError, StoreUnavailable
 from memory.base import SessionStore, StoredEvent, Summary, Turn
 
 if TYPE_CHECKING:
@@ -26,7 +26,11 @@ def create_store(settings: Settings) -> SessionStore:
     if backend == "sqlite":
         from memory.sqlite import SQLiteStore
 
-        return SQLiteStore(settings.session_db, ttl=settings.session_ttl, synchronous=settings.sqlite_synchronous)
+        try:
+            return SQLiteStore(settings.session_db, ttl=settings.session_ttl, synchronous=settings.sqlite_synchronous,
+                               busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        except StoreUnavailable as e:  # a path that cannot hold a database: stop start-up with one line
+            raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
     if backend == "redis":
         from memory.redis_store import RedisStore
 

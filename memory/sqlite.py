@@ -13,6 +13,7 @@ process crash; ``SQLITE_SYNCHRONOUS=FULL`` also survives power loss.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -29,6 +30,9 @@ from errors import StoreUnavailable
 from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict
 
 logger = logging.getLogger(__name__)
+
+#: how long a write waits for another connection's lock (SQLITE_BUSY_TIMEOUT_MS)
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,14 +90,24 @@ def _unavailable(func: Callable[P, R]) -> Callable[P, R]:
 class SQLiteStore(SessionStore):
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, ttl: int | None = None, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, *, ttl: int | None = None, synchronous: str = "NORMAL",
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        """Open (and migrate) the database; ``StoreUnavailable`` if the file cannot be created or opened.
+
+        ``busy_timeout_ms``: how long a write waits for another connection's write lock before
+        the request fails with a 503 (``SQLITE_BUSY_TIMEOUT_MS``).
+        """
         self._path = Path(path)
         self._ttl = ttl
         self._synchronous = synchronous
+        self._busy_timeout = busy_timeout_ms / 1000
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailable("sqlite", f"cannot create the directory of {self._path}: {e}") from e
         self._migrate()
         if ttl is not None:
             self.purge_expired()
@@ -101,7 +115,7 @@ class SQLiteStore(SessionStore):
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA foreign_keys=ON")
@@ -117,16 +131,34 @@ class SQLiteStore(SessionStore):
                 self._connections.append(db)
         return db
 
+    def _drop(self, db: sqlite3.Connection) -> None:
+        """Forget this thread's connection (the next call opens a fresh one)."""
+        with self._connections_lock:
+            if db in self._connections:
+                self._connections.remove(db)
+        self._local.db = None
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; whatever fails (even ``COMMIT``), it is rolled back.
+
+        So a failed write (locked, disk full, I/O error) never leaves this thread's connection
+        inside an open transaction: the next request on it works as soon as the cause is gone.
+        """
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop(db)
             raise
-        db.execute("COMMIT")
 
     @_unavailable
     def _migrate(self) -> None:

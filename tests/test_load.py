@@ -1,0 +1,182 @@
+"""Many clients at once: every turn stored exactly once, counts exactly 1..N, histories well-formed.
+
+The real server (``python agent.py``, echo model) on ``memory``, ``sqlite`` and ``redis``:
+16 clients x 12 messages on ONE session while 100 other clients each talk to their own
+session (2 messages each), all at once; on Redis through two server processes (replicas) on
+one key prefix. AgentCore Memory cannot be reached from a subprocess (its fake answers through
+a Stubber in this process), so it gets the same shape in-process through the entrypoint
+(16 x 8 and 100 x 2), as does ``memory``, whose store cannot be read from outside the server.
+
+Sizes: the issue's 16 x 50 takes 3.5-8 s per backend on two cores (the echo model's turn is
+mostly Strands' own per-call overhead); what finds a race is 16 writers on one session at
+once and 100 sessions in flight, not the number of turns each sends, so each run stays near
+two seconds. ``ROLLING_SUMMARY=off``: past ``MEMORY_K`` turns the summary adds a second model
+call per turn, inside the same session lock, and would make the runs four times longer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import redis
+from bedrock_agentcore.runtime.context import RequestContext
+from starlette.responses import JSONResponse
+from starlette.testclient import TestClient
+
+import agent
+from agent import chat_handler
+from assistant import Assistant
+from config import Settings
+from memory.base import SessionStore
+from memory.redis_store import RedisStore
+from memory.sqlite import SQLiteStore
+from models import EchoModel
+from tests.conftest import SESSION_HEADER, STORE_FACTORIES
+from tests.http_load import Load, LogDrain, echo, http_caller, in_threads
+from tests.scripted_model import ScriptedModel
+from tests.server import Server
+
+#: sized to finish in seconds on two cores; 16 concurrent writers on one session and 100 sessions
+#: in flight are what matter, not the number of turns each sends
+SERVER_LOAD = Load(clients=16, per_client=12, sessions=100, per_session=2)
+#: in-process: AgentCore's fake answers every call through botocore's Stubber (a few ms each)
+IN_PROCESS_LOAD = Load(clients=16, per_client=8, sessions=100, per_session=2)
+
+
+# -- the real server -------------------------------------------------------------------------------
+
+@dataclass
+class LiveServers:
+    servers: list[Server]  # replicas on the same store
+    logs: list[LogDrain]
+    store: SessionStore | None  # the same data, read from the test process (None: memory)
+
+
+def unique_prefix() -> str:
+    return f"test:{uuid.uuid4().hex}:"
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers]:
+    """One server; for Redis two, on one key prefix: replicas must stay correct too (the write is
+    one atomic script, so counts stay gap-free across processes)."""
+    env = {"MEMORY_BACKEND": request.param, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db")}
+    store: SessionStore | None = None
+    prefix = unique_prefix()
+    replicas = 1
+    if request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "s.db")
+    elif request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        env.update(REDIS_URL=url, KEY_PREFIX=prefix)
+        store = RedisStore.from_url(url, key_prefix=prefix)
+        replicas = 2
+    servers = in_threads(lambda: Server(env).start(), [()] * replicas)
+    try:
+        yield LiveServers(servers, [LogDrain(server) for server in servers], store)
+    finally:
+        for server in servers:
+            server.stop()
+        if store is not None:
+            store.close()
+        if request.param == "redis":
+            delete_prefix(request.getfixturevalue("redis_url"), prefix)
+
+
+def test_many_clients_on_one_session_and_100_sessions_at_once_on_the_running_server(live: LiveServers) -> None:
+    load, servers = SERVER_LOAD, live.servers
+    results = in_threads(http_caller, [(servers[i % len(servers)].port, load, kind, i) for kind, i in load.callers()])
+    load.check(results, live.store)  # the store: read by the test process from the same file / Redis
+    # the server's own view: the next turn of the busy session follows the last one, with a full window
+    status, body = servers[-1].invoke({"message": "after the storm"}, "busy")
+    assert (status, body["message_count"], body["history_length"]) == (200, load.clients * load.per_client + 1, 10)
+
+    request_lines = []
+    for server, log in zip(servers, live.logs):
+        server.stop()
+        request_lines += [line for line in log.wait_closed() if " assistant: request_id=<" in line]
+    assert len(request_lines) == load.requests + 1  # one log line per request, also under load
+    assert all("status=<200>" in line for line in request_lines)
+
+
+# -- in-process: AgentCore Memory (through its Stubber-backed fake) and the in-process store ---------
+
+@pytest.fixture(params=["memory", "agentcore"])
+def in_process(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings) -> Iterator[SessionStore]:
+    factory = STORE_FACTORIES[request.param](request, tmp_path)
+    store = factory.make()
+    agent.set_assistant(Assistant(replace(settings, memory_backend=store.name, rolling_summary=False),
+                                  store, EchoModel()))
+    try:
+        yield store
+    finally:
+        agent.set_assistant(None)
+        store.close()
+        factory.cleanup()
+
+
+def handler_post(body: dict, session: str) -> tuple[int, dict]:
+    """What the runtime does per request: call the entrypoint (in one of its worker threads)."""
+    response = chat_handler(body, RequestContext(session_id=session, request_headers=None))
+    if isinstance(response, JSONResponse):
+        return response.status_code, json.loads(response.body)
+    return 200, response
+
+
+def test_many_callers_on_one_session_and_100_sessions_at_once_in_process(in_process: SessionStore) -> None:
+    load = IN_PROCESS_LOAD
+    results = in_threads(lambda kind, i: load.run(handler_post, kind, i), load.callers())
+    load.check(results, in_process)
+
+
+# -- one Agent per request ---------------------------------------------------------------------
+
+class MeetingModel(ScriptedModel):
+    """Echoes, but each call waits until ``parties`` calls are inside the model at the same time."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__(echo=True)
+        self.barrier = threading.Barrier(parties, timeout=20)
+
+    async def stream(self, messages, tool_specs=None, system_prompt=None, **kwargs):  # type: ignore[override]
+        self.barrier.wait()  # blocks this agent's own event loop thread, as a slow model would
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+
+
+def test_concurrent_requests_each_run_their_own_agent(client: TestClient, assistant: Assistant) -> None:
+    """Eight requests are inside the model at the same moment: with one shared Strands Agent the
+    second would fail at once (``ConcurrencyException``) and the others would wait at the barrier
+    in vain; with one global lock the first would. Each call also sees only its own session."""
+    parties = 8
+    for s in range(parties):
+        assert client.post("/invocations", json={"message": f"earlier in {s}"},
+                           headers={SESSION_HEADER: f"meet-{s}"}).status_code == 200
+    model = assistant.model = MeetingModel(parties)
+
+    def call(s: int) -> tuple[int, dict]:
+        response = client.post("/invocations", json={"message": f"now in {s}"}, headers={SESSION_HEADER: f"meet-{s}"})
+        return response.status_code, response.json()
+
+    results = in_threads(call, [(s,) for s in range(parties)])
+    for s, (status, body) in enumerate(results):
+        assert status == 200, body
+        assert (body["response"], body["message_count"], body["history_length"]) == (echo(f"now in {s}"), 2, 1)
+    seen = sorted(tuple(text for _, text in model.seen_texts(index)) for index in range(parties))
+    assert seen == sorted((f"earlier in {s}", echo(f"earlier in {s}"), f"now in {s}") for s in range(parties))

@@ -1,0 +1,180 @@
+"""Logs: one line per request (ids, backend, status, latency, phase timings), errors logged once,
+never message text at INFO; ``LOG_FORMAT=json`` on the real server gives one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from strands.types.exceptions import ModelThrottledException
+
+from assistant import Assistant
+from tests.conftest import ACTOR_HEADER, SESSION_HEADER
+from tests.http_load import LogDrain
+from tests.scripted_model import ScriptedModel
+from tests.server import ROOT, Server, free_port
+from tests.test_identity import bearer
+
+SECRET = "the launch code is 0000-SWORDFISH"
+
+
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "assistant" and r.getMessage().startswith("request_id=<")]
+
+
+def post(client: TestClient, body: object, session: str = "conv", **headers: str):
+    if isinstance(body, bytes):
+        return client.post("/invocations", content=body, headers={SESSION_HEADER: session, **headers})
+    return client.post("/invocations", json=body, headers={SESSION_HEADER: session, **headers})
+
+
+def test_every_request_is_logged_exactly_once_with_its_ids_outcome_and_timings(
+    client: TestClient, assistant: Assistant, model: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    requests = [  # (body, headers, status)
+        ({"message": "hello"}, {ACTOR_HEADER: "alice"}, 200),
+        ({"message": ""}, {}, 400),
+        ({"action": "summarize_session"}, {ACTOR_HEADER: "alice"}, 200),
+        ({"message": "hi", "actor_id": "bob"}, bearer("mallory"), 403),
+        ({"message": "this one fails"}, {ACTOR_HEADER: "alice"}, 502),
+        ({"action": "clear_session"}, {ACTOR_HEADER: "alice"}, 200),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for body, headers, status in requests:
+            if status == 502:
+                model.steps.append(RuntimeError("model down"))
+            assert post(client, body, **headers).status_code == status
+        assert post(client, b"{not json").status_code == 400  # refused by the runtime: its own one line
+
+    lines = request_lines(caplog)
+    assert [r.fields["status"] for r in lines] == [status for _, _, status in requests]
+    assert len({r.fields["request_id"] for r in lines}) == len(requests) and all(r.fields["request_id"] for r in lines)
+    assert [r.levelname for r in lines] == ["INFO", "WARNING", "INFO", "WARNING", "ERROR", "INFO"]
+    for record in lines:
+        message = record.getMessage()
+        assert f"backend=<{assistant.store.name}>" in message and "session_id=<conv>" in message
+        assert record.fields["latency_ms"] >= 0
+    chat, bad, summary, forbidden, failed, cleared = lines
+    assert "actor_id=<alice>" in chat.getMessage() and "message_count=1 history_length=0" in chat.getMessage()
+    assert set(chat.fields["phases_ms"]) == {"store_read", "model", "store_write"}
+    assert set(failed.fields["phases_ms"]) == {"store_read", "model"}  # failed in the model, nothing written
+    assert failed.fields["error"] == "model call failed: RuntimeError: model down"
+    assert bad.fields["error"] == "'message' must not be empty"
+    assert (summary.fields["action"], cleared.fields["action"], cleared.fields["deleted"]) == (
+        "summarize_session", "clear_session", 1)
+    assert "actor does not match" in forbidden.fields["error"]
+
+    runtime = [r for r in caplog.records if r.name == "bedrock_agentcore.app"]
+    assert [r.getMessage().split(" (")[0] for r in runtime] == ["Invalid JSON in request"]  # no duplicate lines
+
+
+@pytest.mark.parametrize("steps", [
+    [RuntimeError("model down")],
+    [{"tool": "summarize_session"}, RuntimeError("down after a tool call")],  # (an empty session: no summary call)
+    [ModelThrottledException("slow down")],
+], ids=["model error", "after a tool call", "throttled"])
+def test_an_error_is_logged_once_at_the_boundary(client: TestClient, model: ScriptedModel,
+                                                 caplog: pytest.LogCaptureFixture, steps: list) -> None:
+    """Neither our code nor the libraries log the same failure twice (Strands' "event loop cycle
+    failed" and the runtime's "Invocation returned HTTP 5xx" are dropped: our line says it all)."""
+    model.steps.extend(steps)
+    with caplog.at_level(logging.DEBUG):
+        response = post(client, {"message": "hello"})
+    assert response.status_code in (502, 503)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(problems) == 1, [f"{r.name}: {r.getMessage()}" for r in problems]
+    assert problems[0].name == "assistant" and problems[0].fields["status"] == response.status_code
+
+
+def test_a_bug_is_a_json_500_with_the_request_id_and_one_logged_traceback(
+    client: TestClient, assistant: Assistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> int:
+        raise KeyError("a bug in a store")
+
+    monkeypatch.setattr(assistant.store, "delete_session", broken)
+    with caplog.at_level(logging.INFO):
+        response = post(client, {"action": "clear_session"})
+    assert response.status_code == 500
+    [line] = request_lines(caplog)
+    error = response.json()["error"]
+    assert error == f"internal error (request id {line.fields['request_id']}); the server log has the details"
+    assert "KeyError" not in error
+    assert line.levelname == "ERROR" and line.exc_info is not None and "KeyError: 'a bug in a store'" in line.getMessage()
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert post(client, {"message": "next"}).status_code == 200
+
+
+def test_no_message_text_is_logged_at_info_or_above(client: TestClient, model: ScriptedModel,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Through every path that handles the text: a chat turn, the summarize tool, the summary and
+    clear actions, a failed model call, and (on agentcore) the AgentCore SDK, which logs at INFO."""
+    with caplog.at_level(logging.DEBUG):
+        assert SECRET in post(client, {"message": SECRET}).json()["response"]
+        model.steps.extend([{"tool": "summarize_session"}, f"summary: {SECRET}", f"recap: {SECRET}"])
+        assert post(client, {"message": f"summarise, {SECRET}"}).status_code == 200
+        assert SECRET in post(client, {"action": "summarize_session"}).json()["summary"]
+        model.steps.append(RuntimeError("model down"))
+        assert post(client, {"message": SECRET}).status_code == 502
+        assert post(client, {"action": "clear_session"}).status_code == 200
+    leaks = [f"{r.name} {r.levelname}: {r.getMessage()}" for r in caplog.records
+             if r.levelno >= logging.INFO and SECRET.split()[-1] in r.getMessage()]
+    assert leaks == []
+    assert len(request_lines(caplog)) == 5
+
+
+def test_log_format_json_on_the_real_server(tmp_path: Path) -> None:
+    server = Server({"SESSION_DB": str(tmp_path / "s.db"), "LOG_FORMAT": "json"}).start()
+    log = LogDrain(server)
+    try:
+        assert server.invoke({"message": SECRET}, "conv1", headers={ACTOR_HEADER: "alice"})[0] == 200
+        assert server.invoke({"message": "hi"}, "bad:id")[0] == 400
+        assert server.invoke(b"{not json", "conv1")[0] == 400
+    finally:
+        server.stop()
+    lines = log.wait_closed()
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    ok, bad = [e for e in entries if e["logger"] == "assistant" and "status" in e]
+    assert {k: ok[k] for k in ("actor_id", "session_id", "backend", "status", "history_length")} == {
+        "actor_id": "alice", "session_id": "conv1", "backend": "sqlite", "status": 200, "history_length": 0}
+    assert ok["request_id"] and ok["latency_ms"] >= 0 and set(ok["phases_ms"]) == {"store_read", "model", "store_write"}
+    assert (bad["level"], bad["status"], bad["session_id"]) == ("WARNING", 400, "bad:id")
+    assert "session id may contain only" in bad["error"]
+    [refused] = [e for e in entries if e["logger"] == "bedrock_agentcore.app"]
+    assert refused["message"].startswith("Invalid JSON in request") and refused["request_id"]
+    assert not [line for line in lines if "SWORDFISH" in line]
+
+
+def test_served_by_uvicorn_agent_app_each_request_is_logged_too(tmp_path: Path) -> None:
+    """``uvicorn agent:app`` (what ``agentcore dev`` runs) skips ``main()``: the app sets logging up itself."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "agent:app", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+        env={**os.environ, "MODEL_PROVIDER": "echo", "SESSION_DB": str(tmp_path / "s.db")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        server = Server({}, port=port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, body = server.invoke({"message": SECRET}, "conv1")
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert (status, body["message_count"]) == (200, 1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    log = stderr.decode()
+    [line] = [line for line in log.splitlines() if " INFO assistant: request_id=<" in line]
+    assert "session_id=<conv1>" in line and "status=<200>" in line
+    assert "SWORDFISH" not in log
