@@ -1,13 +1,13 @@
 """Benchmark 3: the running server under 8 concurrent clients, with and without memory.
 
-Four servers, each its own ``python`` process serving on a loopback port exactly as ``agent.py``
-does (``BedrockAgentCoreApp.run``), all with the echo model so the model's time is out of the figure:
+Four servers, each its own ``python`` process serving on a loopback port the way ``agent.py``
+does (``BedrockAgentCoreApp.run``, uvicorn), all with the echo model so the model's time is out of the figure:
 
   (a) bare      ``bench/apps/bare_app.py``: a handler that answers, nothing else
   (b) strands   ``bench/apps/strands_app.py``: a fresh Strands Agent per request, no memory
   (b2)          the same, each agent handed the same 10 turns of history as plain messages (no
                 store): what a 10-turn context costs Strands itself, the floor for (c) and (d)
-  (c) sqlite    ``agent.py`` with ``MEMORY_BACKEND=sqlite`` (the default configuration otherwise)
+  (c) sqlite    ``agent.py`` (its ``main()``, via ``bench/apps/serve_agent.py``) with ``MEMORY_BACKEND=sqlite`` (the default configuration otherwise)
   (d) redis     ``agent.py`` with ``MEMORY_BACKEND=redis`` (its own ``KEY_PREFIX``, removed after)
 
 and (c), (d) again with ``ROLLING_SUMMARY=off`` (the default is on: after every turn past
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH, ROOT, SESSION_HEADER, ServerProcess, delete_prefix, fmt, latency_summary, machine_line, percentile,
+    BENCH, SESSION_HEADER, ServerProcess, delete_prefix, fmt, latency_summary, machine_line, percentile,
     print_table, redis_prefix, redis_url, save_plot, scratch_dir, verdict, write_results,
 )
 from conversation import echo_reply, user_text
@@ -50,6 +50,7 @@ from memory.base import SessionStore, Summary  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 
+AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
 CLIENTS = 8
 SESSIONS_PER_CLIENT = 50
 STORED_TURNS = 20
@@ -164,6 +165,8 @@ def measure_all(configs: list[Config], log_dir: Path, args: argparse.Namespace) 
     try:
         for config in configs:
             servers.append(ServerProcess(config.key, config.script, config.env, log_dir).start())
+        for server in servers:  # first requests pay for lazy imports and first connections: not measured
+            run_load(server.port, [[HOT]] * CLIENTS, 0.5, 0.01)
         rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for number in range(args.rounds):
             for config, server in zip(configs, servers):
@@ -211,7 +214,8 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
     from assistant import SYSTEM_PROMPT, Assistant, ChatRequest
     from config import Settings
     from memory.in_memory import InMemoryStore
-    from models import EchoModel
+    from models import EchoModel, text_stream
+    from summary import SUMMARY_SYSTEM_PROMPT
 
     model = EchoModel()
     history: list[Any] = []
@@ -227,14 +231,27 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
         Agent(model=model, system_prompt=SYSTEM_PROMPT, callback_handler=None,
               messages=copy.deepcopy(history))(user_text(n))
 
-    def ours(make: Any, rolling: bool) -> Any:
+    class ShortSummaries(EchoModel):
+        """Echo for the chat, a fixed 60-word summary for the summariser (the echo model "summarises" by
+        repeating its whole prompt, up to the 4,000-character clip, streamed word by word)."""
+
+        async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
+                         **kwargs: Any) -> Any:
+            if system_prompt == SUMMARY_SYSTEM_PROMPT:
+                for event in text_stream(" ".join(["Ana plans a trip to Oslo in May with a budget."] * 6)):
+                    yield event
+            else:
+                async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+                    yield event
+
+    def ours(make: Any, rolling: bool, chat_model: Any = model) -> Any:
         def turn(n: int) -> None:
             body = assistant.chat(ChatRequest(message=user_text(n), actor_id=ACTOR, session_id=sessions[n % len(sessions)]))
             assert body["history_length"] == K
         store = make()
         prefill(store)
         assistant = Assistant(replace(Settings.from_env({}), model_provider="echo", rolling_summary=rolling), store,
-                              model)
+                              chat_model)
         return turn, store
 
     layers: list[tuple[str, Any]] = [("(b) Strands agent, no memory", lambda: (plain, None)),
@@ -248,8 +265,11 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
             lambda: RedisStore.from_url(url, key_prefix=prefixes[-1]), False)))
     layers.append(("ours, sqlite, summary on (default)", lambda: ours(
         lambda: SQLiteStore(directory / "breakdown-on.db"), True)))
+    layers.append(("ours, sqlite, summary on, 60-word summaries", lambda: ours(
+        lambda: SQLiteStore(directory / "breakdown-short.db"), True, ShortSummaries())))
     built = [(label, *build()) for label, build in layers]
     samples: dict[str, list[int]] = {label: [] for label, _, _ in built}
+    cpu: dict[str, list[int]] = {label: [] for label, _, _ in built}
     for label, func, _ in built:
         for n in range(30):  # warm-up
             func(n)
@@ -257,16 +277,19 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
     for number in range(rounds):
         for label, func, _ in built:
             for n in range(turns // rounds):
-                started = time.perf_counter_ns()
+                started, cpu_started = time.perf_counter_ns(), time.process_time_ns()
                 func(1000 + number * turns + n)
                 samples[label].append(time.perf_counter_ns() - started)
+                cpu[label].append(time.process_time_ns() - cpu_started)
     out = []
     for label, _, store in built:
         if store is not None:
             store.close()
         summary = latency_summary(samples[label])
-        out.append({"label": label, "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"]})
-        print(f"  in-process {label}: p50 {summary['p50_ms']:.3f} ms", flush=True)
+        # CPU time of this process (all its threads) per turn: what other work on the machine disturbs least
+        cpu_ms = round(percentile(cpu[label], 50) / 1e6, 3)
+        out.append({"label": label, "cpu_p50_ms": cpu_ms, "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"]})
+        print(f"  in-process {label}: CPU p50 {cpu_ms:.3f} ms, wall p50 {summary['p50_ms']:.3f} ms", flush=True)
     return out
 
 
@@ -311,9 +334,9 @@ def plot(data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all servers")
-    parser.add_argument("--seconds", type=float, default=1.5, help="measured window per server, workload, round")
-    parser.add_argument("--warmup", type=float, default=0.4, help="unmeasured requests before each window")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all servers")
+    parser.add_argument("--seconds", type=float, default=0.8, help="measured window per server, workload, round")
+    parser.add_argument("--warmup", type=float, default=0.25, help="unmeasured requests before each window")
     parser.add_argument("--breakdown-turns", type=int, default=300)
     args = parser.parse_args()
     base = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
@@ -333,14 +356,14 @@ def main() -> None:
             suffix = "" if rolling == "on" else "-off"
             db = directory / f"sessions{suffix}.db"
             configs.append(Config(f"c-sqlite{suffix}", f"(c) ours sqlite{' summary off' if suffix else ''}",
-                                  ROOT / "agent.py", {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(db),
+                                  AGENT, {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(db),
                                                       **({"ROLLING_SUMMARY": "off"} if suffix else {})},
                                   store="sqlite", rolling_summary=rolling))
             if url is not None:
                 prefix = redis_prefix()
                 prefixes.append(prefix)
                 configs.append(Config(f"d-redis{suffix}", f"(d) ours redis{' summary off' if suffix else ''}",
-                                      ROOT / "agent.py",
+                                      AGENT,
                                       {**base, "MEMORY_BACKEND": "redis", "REDIS_URL": url, "KEY_PREFIX": prefix,
                                        **({"ROLLING_SUMMARY": "off"} if suffix else {})},
                                       store="redis", rolling_summary=rolling))
@@ -378,10 +401,10 @@ def main() -> None:
     print_table("Server throughput (8 concurrent clients, echo model)",
                 ["server", "sessions", "req/s", "p50 ms", "p99 ms", "errors", "vs (b)", "vs (b2)", "start-up s"],
                 rows)
-    print_table("The same turn in-process, one thread, no HTTP (p50 ms per turn)",
-                ["layers", "p50 ms", "p99 ms", "added to (b)"],
-                [[row["label"], fmt(row["p50_ms"]), fmt(row["p99_ms"]), fmt(row["p50_ms"] - layers[0]["p50_ms"])]
-                 for row in layers])
+    print_table("The same turn in-process, one thread, no HTTP (ms per turn)",
+                ["layers", "CPU p50", "added to (b)", "wall p50", "wall p99"],
+                [[row["label"], fmt(row["cpu_p50_ms"]), fmt(row["cpu_p50_ms"] - layers[0]["cpu_p50_ms"]),
+                  fmt(row["p50_ms"]), fmt(row["p99_ms"])] for row in layers])
     checks = []
     for key, name in (("c-sqlite", "(c) sqlite"), ("d-redis", "(d) redis"), ("c-sqlite-off", "(c) sqlite, summary off"),
                       ("d-redis-off", "(d) redis, summary off")):

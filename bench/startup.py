@@ -1,6 +1,7 @@
 """Benchmark 4: start-up, and the first reply of the local model.
 
-- start-up: ``python agent.py`` (``MODEL_PROVIDER=echo``, ``MEMORY_BACKEND=sqlite`` on a fresh
+- start-up: ``agent.py``'s ``main()`` in a new ``python`` process (through ``bench/apps/serve_agent.py``,
+  which only makes it listen on 127.0.0.1; ``MODEL_PROVIDER=echo``, ``MEMORY_BACKEND=sqlite`` on a fresh
   database), from ``Popen`` to the first ``GET /ping`` answering 200; then the first
   ``POST /invocations``. Repeated ``--runs`` times, each a new process. ``python -c "import agent"``
   alone is timed too: the imports are most of the start-up.
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    ROOT, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, save_plot, scratch_dir, verdict,
+    BENCH, ROOT, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, save_plot, scratch_dir, verdict,
     write_results,
 )
 
+AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
 TARGET_STARTUP_S = 3.0
 TARGET_FIRST_REPLY_S = 2.0
 CLEAN_ENV = ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "SESSION_TTL", "MEMORY_K",
@@ -66,7 +68,8 @@ def startup_runs(root: Path, env: dict[str, str], directory: Path, runs: int, re
     results = []
     for run in range(runs):
         db = directory / f"{name}-{run}.db"
-        server = ServerProcess(f"{name}-{run}", root / "agent.py", {**env, "SESSION_DB": str(db)}, directory, cwd=root)
+        server = ServerProcess(f"{name}-{run}", AGENT, {**env, "SESSION_DB": str(db), "BENCH_AGENT_ROOT": str(root)},
+                               directory, cwd=root)
         server.start(timeout=120)
         try:
             latencies = []
@@ -88,8 +91,8 @@ def startup_runs(root: Path, env: dict[str, str], directory: Path, runs: int, re
 
 def local_unavailable(root: Path, env: dict[str, str], directory: Path) -> str | None:
     """Why MODEL_PROVIDER=local cannot start in this tree, or None when it can."""
-    server = ServerProcess("local-probe", root / "agent.py", {**env, "SESSION_DB": str(directory / "probe.db")},
-                           directory, cwd=root)
+    server = ServerProcess("local-probe", AGENT, {**env, "SESSION_DB": str(directory / "probe.db"),
+                                                  "BENCH_AGENT_ROOT": str(root)}, directory, cwd=root)
     try:
         server.start(timeout=120)
     except RuntimeError as e:

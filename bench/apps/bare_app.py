@@ -1,6 +1,6 @@
 """Benchmark 3 (a): a bare ``BedrockAgentCoreApp`` handler, no agent, no memory (the runtime's own floor).
 
-Served exactly like ``agent.py`` (``app.run(port=PORT)``), answering what the echo model would.
+Served like ``agent.py`` (``app.run``, on 127.0.0.1), answering what the echo model would.
 """
 
 from __future__ import annotations
@@ -20,4 +20,4 @@ def handler(payload: Any, context: RequestContext) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(port=int(os.environ.get("PORT", "8080")))
+    app.run(port=int(os.environ.get("PORT", "8080")), host="127.0.0.1")

@@ -44,4 +44,4 @@ def handler(payload: Any, context: RequestContext) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(port=int(os.environ.get("PORT", "8080")))
+    app.run(port=int(os.environ.get("PORT", "8080")), host="127.0.0.1")
