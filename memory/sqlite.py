@@ -73,6 +73,9 @@ def _migration_1(db: sqlite3.Connection) -> None:
 # so a database written by an older release still opens. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
 
+#: idle connections kept open for reuse; more may be open at once under load, and are closed when done
+MAX_IDLE_CONNECTIONS = 8
+
 
 def _unavailable(func: Callable[P, R]) -> Callable[P, R]:
     """Turn any SQLite failure (locked, read-only, disk full, I/O) into a 503-mapped StoreUnavailable."""
@@ -101,9 +104,8 @@ class SQLiteStore(SessionStore):
         self._ttl = ttl
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout_ms / 1000
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._idle_lock = threading.Lock()
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -121,44 +123,48 @@ class SQLiteStore(SessionStore):
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
-    def _db(self) -> sqlite3.Connection:
-        """One connection per thread: readers never wait for each other under WAL."""
-        db = getattr(self._local, "db", None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one operation, from the idle pool (or newly opened), given back after it.
+
+        Pooled, not per thread: Strands runs each Agent invocation, and so the memory hooks, on a
+        thread of its own, so per-thread connections were opened on every request and never closed.
+        Under WAL, readers on different connections never wait for each other.
+        """
+        with self._idle_lock:
+            db = self._idle.pop() if self._idle else None
         if db is None:
             db = self._connect()
-            self._local.db = db
-            with self._connections_lock:
-                self._connections.append(db)
-        return db
-
-    def _drop(self, db: sqlite3.Connection) -> None:
-        """Forget this thread's connection (the next call opens a fresh one)."""
-        with self._connections_lock:
-            if db in self._connections:
-                self._connections.remove(db)
-        self._local.db = None
-        with contextlib.suppress(sqlite3.Error):
-            db.close()
+        try:
+            yield db
+        finally:
+            keep = not db.in_transaction  # a failed COMMIT or ROLLBACK: never hand that connection out again
+            if keep:
+                with self._idle_lock:
+                    keep = len(self._idle) < MAX_IDLE_CONNECTIONS
+                    if keep:
+                        self._idle.append(db)
+            if not keep:
+                db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction; whatever fails (even ``COMMIT``), it is rolled back.
 
-        So a failed write (locked, disk full, I/O error) never leaves this thread's connection
-        inside an open transaction: the next request on it works as soon as the cause is gone.
+        So a failed write (locked, disk full, I/O error) never leaves a pooled connection inside an
+        open transaction (one that cannot even roll back is closed, not pooled): the next request
+        works as soon as the cause is gone.
         """
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop(db)
-            raise
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     @_unavailable
     def _migrate(self) -> None:
@@ -175,11 +181,10 @@ class SQLiteStore(SessionStore):
             db.close()
 
     def close(self) -> None:
-        with self._connections_lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -234,13 +239,14 @@ class SQLiteStore(SessionStore):
     def get_last_k_turns(self, actor_id: str, session_id: str, k: int) -> list[Turn]:
         if k <= 0:
             return []
-        rows = self._db().execute(
-            "SELECT m.turn, m.role, m.text FROM sessions s "
-            "JOIN messages m ON m.session_pk = s.pk AND m.turn > s.turns - ? "
-            "WHERE s.actor_id = ? AND s.session_id = ? AND s.updated_at >= ? "
-            "ORDER BY m.turn, m.seq",
-            (k, actor_id, session_id, self._cutoff()),
-        ).fetchall()
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT m.turn, m.role, m.text FROM sessions s "
+                "JOIN messages m ON m.session_pk = s.pk AND m.turn > s.turns - ? "
+                "WHERE s.actor_id = ? AND s.session_id = ? AND s.updated_at >= ? "
+                "ORDER BY m.turn, m.seq",
+                (k, actor_id, session_id, self._cutoff()),
+            ).fetchall()
         turns: list[Turn] = []
         current = None
         for turn, role, text in rows:
@@ -255,13 +261,14 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def list_events(self, actor_id: str, session_id: str) -> list[StoredEvent]:
-        rows = self._db().execute(
-            "SELECT m.event_no, m.created_at, m.role, m.text FROM sessions s "
-            "JOIN messages m ON m.session_pk = s.pk "
-            "WHERE s.actor_id = ? AND s.session_id = ? AND s.updated_at >= ? "
-            "ORDER BY m.turn, m.seq",
-            (actor_id, session_id, self._cutoff()),
-        ).fetchall()
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT m.event_no, m.created_at, m.role, m.text FROM sessions s "
+                "JOIN messages m ON m.session_pk = s.pk "
+                "WHERE s.actor_id = ? AND s.session_id = ? AND s.updated_at >= ? "
+                "ORDER BY m.turn, m.seq",
+                (actor_id, session_id, self._cutoff()),
+            ).fetchall()
         events: list[StoredEvent] = []
         for event_no, created_at, role, text in rows:
             if not events or events[-1].event_id != str(event_no):
@@ -290,11 +297,12 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def get_summary(self, actor_id: str, session_id: str) -> Summary | None:
-        row = self._db().execute(
-            "SELECT summary_text, summary_through FROM sessions "
-            "WHERE actor_id = ? AND session_id = ? AND updated_at >= ? AND summary_text IS NOT NULL",
-            (actor_id, session_id, self._cutoff()),
-        ).fetchone()
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT summary_text, summary_through FROM sessions "
+                "WHERE actor_id = ? AND session_id = ? AND updated_at >= ? AND summary_text IS NOT NULL",
+                (actor_id, session_id, self._cutoff()),
+            ).fetchone()
         return Summary(row[0], row[1]) if row else None
 
     @_unavailable

@@ -1,0 +1,99 @@
+"""Print the README's benchmark tables (markdown) from ``bench/results/*.json``.
+
+After ``make bench``: ``.venv/bin/python bench/report.py`` and paste its output over the
+figures in README.md's "Benchmarks" section.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def targets(data: dict[str, Any]) -> str:
+    return "; ".join(f"{t['target']}: **{'met' if t['met'] else 'missed'}** ({t['measured']})"
+                     for t in data.get("targets", []))
+
+
+def where(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    load_avg = m["load_average_1m"]
+    return (f"{data['measured_at'][:16].replace('T', ' ')} UTC, commit {m['commit']}, "
+            f"load average {load_avg['at_start']}-{load_avg['at_end']}")
+
+
+def main() -> None:
+    out: list[str] = []
+    store = load("store_overhead")
+    if store:
+        sizes = [r["size"] for r in store["backends"]["sqlite"]]
+        rows = []
+        for name in ("memory", "sqlite", "redis"):
+            rs = store["backends"].get(name) or []
+            if rs:
+                rows.append([f"{name} p50 / p99 ms"] + [f"{r['latency']['p50_ms']:.3f} / {r['latency']['p99_ms']:.2f}"
+                                                        for r in rs])
+        ac = store["backends"].get("agentcore") or []
+        rows.append(["agentcore calls per turn"] + [str(r["calls"]["per_turn_max"]) for r in ac])
+        out += [f"**1. Per-turn memory cost** ({where(store)})", "",
+                table(["stored turns"] + [f"{s:,}" for s in sizes], rows), "", targets(store), ""]
+    alt = load("alternatives")
+    if alt:
+        rows = [[c["name"], f"{c['memory']['p50_ms']:.2f}", f"{c['memory']['p99_ms']:.2f}",
+                 f"{c['turn']['p50_ms']:.2f}", f"**{c['memory_ratio']:.1f}x**", c["compared_with"]]
+                for c in alt["contestants"]]
+        out += [f"**2. The same replay at {alt['stored']:,} stored turns** ({where(alt)})", "",
+                table(["contestant", "memory p50 ms", "memory p99 ms", "whole turn p50 ms", "memory time vs ours",
+                       "ours ="], rows), ""]
+        ac = alt["agentcore"]
+        out += [table(["AgentCore Memory", "calls per turn", "by operation", "events read per turn"],
+                      [[s["name"], s["calls_per_turn"], ", ".join(f"{k} {v:g}" for k, v in s["by_operation_per_turn"].items()),
+                        s["events_returned_per_turn"]] for s in ac.values()]), "", targets(alt), ""]
+    server = load("server_throughput")
+    if server:
+        rows = []
+        for r in server["servers"]:
+            d, h = r["workloads"]["distinct"], r["workloads"]["hot"]
+            rows.append([r["label"], f"{d['requests_per_s']:.0f}", f"{d['p50_ms']:.0f} / {d['p99_ms']:.0f}",
+                         f"{d['ratio_to_b']:.2f}", f"{d['ratio_to_b2']:.2f}", f"{d['server_cpu_ms_per_request']:.1f} ms",
+                         f"{h['requests_per_s']:.0f}", f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f}"])
+        out += [f"**3. Server throughput, 8 clients** ({where(server)})", "",
+                table(["server", "req/s (distinct)", "p50 / p99 ms", "vs (b)", "vs (b2)", "server CPU per request",
+                       "req/s (hot)", "p50 / p99 ms (hot)"], rows), ""]
+        base = server["in_process"][0]["cpu_p50_ms"]
+        out += [table(["the same turn in-process, one thread", "CPU ms (p50)", "added to (b)", "wall ms (p50)"],
+                      [[r["label"], f"{r['cpu_p50_ms']:.2f}", f"{r['cpu_p50_ms'] - base:+.2f}", f"{r['p50_ms']:.2f}"]
+                       for r in server["in_process"]]),
+                "", targets(server), ""]
+    start = load("startup")
+    if start:
+        rows = [["`import agent` alone", f"{start['import_s']['median']:.2f}", "-"]]
+        e = start["echo_summary"]
+        rows.append(["echo + sqlite", f"{e['startup_s']['median']:.2f} (max {e['startup_s']['max']:.2f})",
+                     f"{e['first_reply_s']['median']:.3f}"])
+        if start.get("local_summary"):
+            s = start["local_summary"]
+            rows.append(["local model", f"{s['startup_s']['median']:.2f} (max {s['startup_s']['max']:.2f})",
+                         f"{s['first_reply_s']['median']:.2f} (max {s['first_reply_s']['max']:.2f})"])
+        out += [f"**4. Start-up** ({where(start)})", "", table(["", "to healthy /ping, s", "first reply, s"], rows),
+                "", targets(start) + "".join(f" {n}" for n in start.get("notes", [])), ""]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
