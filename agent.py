@@ -75,7 +75,9 @@ def main() -> None:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
-    app.run(port=int(os.environ.get("PORT", "8080")), log_config=None)  # uvicorn's lines in our format too
+    # HOST unset: the runtime's choice (0.0.0.0 inside a container, where AgentCore must reach it; else 127.0.0.1)
+    app.run(port=int(os.environ.get("PORT", "8080")), host=os.environ.get("HOST") or None,
+            log_config=None)  # uvicorn's lines in our format too
 
 
 if __name__ == "__main__":

@@ -37,3 +37,15 @@ def test_bad_input_over_the_wire_is_a_json_400(tmp_path: Path) -> None:
         assert status == 400 and "session id" in body["error"]
     finally:
         server.stop()
+
+
+def test_host_setting_binds_the_server_to_that_address(tmp_path: Path) -> None:
+    server = Server({"SESSION_DB": str(tmp_path / "s.db"), "HOST": "127.0.0.1"}).start()
+    try:
+        listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        port_hex = f"{server.port:04X}"
+        local = [line.split()[1] for line in listening if line.split()[1].endswith(f":{port_hex}")
+                 and line.split()[3] == "0A"]  # 0A: LISTEN
+        assert local == ["0100007F:" + port_hex]  # 127.0.0.1 only, not 0.0.0.0
+    finally:
+        server.stop()
