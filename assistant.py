@@ -262,6 +262,11 @@ class Assistant:
         self.summarizer = Summarizer(model)
         self._session_locks = KeyedLocks()
 
+    def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
+        """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
+        return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
+                           batch=self.settings.fold_batch)
+
     def build_agent(self, hooks: MemoryHooks) -> Agent:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.
 
@@ -326,8 +331,7 @@ class Assistant:
         """
         assert request.message is not None
         turn = _StreamedTurn(request, BedrockAgentCoreContext.get_request_id(),
-                             MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k),
-                             client_gone)
+                             self.memory_hooks(request), client_gone)
         return self._stream_events(turn)
 
     def _stream_events(self, turn: _StreamedTurn) -> Iterator[str | dict[str, Any]]:
@@ -397,7 +401,7 @@ class Assistant:
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
         assert request.message is not None
-        hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
+        hooks = self.memory_hooks(request)
         with self._session_locks.hold((request.actor_id, request.session_id)):
             agent = self.build_agent(hooks)
             truncated = False
