@@ -36,7 +36,7 @@ AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on
 TARGET_STARTUP_S = 3.0
 TARGET_FIRST_REPLY_S = 2.0
 CLEAN_ENV = ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "SESSION_TTL", "MEMORY_K",
-             "ROLLING_SUMMARY", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER", "LOG_LEVEL",
+             "ROLLING_SUMMARY", "SUMMARY_BATCH", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER", "LOG_LEVEL",
              "LOCAL_MODEL_PATH")
 MESSAGES = ["Hello! In one sentence, what can you help me with?", "My name is Ana. Please remember it.",
             "What is my name?", "Thank you, that is all."]
