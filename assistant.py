@@ -33,6 +33,7 @@ from errors import AssistantError, BadRequest, InternalError, ModelError
 from hooks.memory import MemoryHooks, reply_text, text_of
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
+from models import run_agent
 from observability import ModelTimer, end_timings, format_phases, start_timings
 from summary import Summarizer
 from tools.session import SessionTools
@@ -406,7 +407,7 @@ class Assistant:
             agent = self.build_agent(hooks)
             truncated = False
             try:
-                reply = reply_text(agent(request.message))
+                reply = reply_text(run_agent(agent, request.message))
             except MaxTokensReachedException:
                 reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
             except AssistantError:

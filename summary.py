@@ -26,6 +26,7 @@ from strands.models import Model
 
 from hooks.memory import reply_text
 from memory.base import SessionStore, Summary, Turn, group_turns
+from models import run_agent
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Summarizer:
         """
         agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
                       retry_strategy=None)
-        text = reply_text(agent(prompt))
+        text = reply_text(run_agent(agent, prompt))
         if not text:
             raise SummaryError("the model returned an empty summary")
         return clip(text, self.summary_chars)
