@@ -6,12 +6,13 @@
   ``POST /invocations``. Repeated ``--runs`` times, each a new process. ``python -c "import agent"``
   alone is timed too: the imports are most of the start-up.
 - local model: the same with ``MODEL_PROVIDER=local`` (the start-up then includes loading the
-  model), the first reply to a short message and three more. When this tree's
-  ``models.create_model`` does not support ``local`` yet, that part is skipped with a note.
+  bundled SmolLM2 GGUF into its llama.cpp server), the first reply to a short message and three
+  more. Only a tree without the ``local`` provider (an old checkout run with ``--root``) skips it,
+  with a note.
 
 Every process gets ``AWS_EC2_METADATA_DISABLED=true`` and an explicit ``MODEL_PROVIDER``, so nothing
 probes for AWS credentials (which could leave the machine). ``--root`` runs another checkout's
-``agent.py`` (e.g. a branch with the local model) with these same scripts.
+``agent.py`` with these same scripts.
 """
 
 from __future__ import annotations
