@@ -42,8 +42,8 @@ def run_agent(agent: Agent, prompt: str) -> AgentResult:
     for every invocation, so that it also works inside a running event loop. The runtime
     already calls our handler on a worker thread with no loop, so the request's turn would hop
     threads twice: here it runs on a loop of its own on the calling thread instead, with the
-    same context variables, result and exceptions (about 1 ms of CPU less per turn, see the
-    README's Benchmarks). Inside a running loop (the rolling summary's call, from a hook), or
+    same context variables, result and exceptions (0.25-1.3 ms of CPU less per turn here, see
+    the README's Benchmarks). Inside a running loop (the rolling summary's call, from a hook), or
     for an agent with a Strands memory manager (which the synchronous call flushes), it is
     ``agent(prompt)``.
     """
