@@ -33,6 +33,7 @@ from errors import AssistantError, BadRequest, InternalError, ModelError
 from hooks.memory import MemoryHooks, reply_text, text_of
 from identity import resolve_actor_id, resolve_session_id
 from memory.base import SessionStore
+from models import run_agent
 from observability import ModelTimer, end_timings, format_phases, start_timings
 from summary import Summarizer
 from tools.session import SessionTools
@@ -262,6 +263,11 @@ class Assistant:
         self.summarizer = Summarizer(model)
         self._session_locks = KeyedLocks()
 
+    def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
+        """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
+        return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
+                           batch=self.settings.fold_batch)
+
     def build_agent(self, hooks: MemoryHooks) -> Agent:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.
 
@@ -326,8 +332,7 @@ class Assistant:
         """
         assert request.message is not None
         turn = _StreamedTurn(request, BedrockAgentCoreContext.get_request_id(),
-                             MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k),
-                             client_gone)
+                             self.memory_hooks(request), client_gone)
         return self._stream_events(turn)
 
     def _stream_events(self, turn: _StreamedTurn) -> Iterator[str | dict[str, Any]]:
@@ -397,12 +402,12 @@ class Assistant:
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
         assert request.message is not None
-        hooks = MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k)
+        hooks = self.memory_hooks(request)
         with self._session_locks.hold((request.actor_id, request.session_id)):
             agent = self.build_agent(hooks)
             truncated = False
             try:
-                reply = reply_text(agent(request.message))
+                reply = reply_text(run_agent(agent, request.message))
             except MaxTokensReachedException:
                 reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
             except AssistantError:

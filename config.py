@@ -21,6 +21,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
 
+def default_summary_batch(memory_k: int) -> int:
+    """``SUMMARY_BATCH``'s default: half the window, so a long session pays one summary call per k/2 turns."""
+    return max(1, memory_k // 2)
+
+
 def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -67,6 +72,14 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     rolling_summary: bool = True
+    #: ``SUMMARY_BATCH``: turns folded into the rolling summary per summariser call (1..memory_k);
+    #: None: ``default_summary_batch(memory_k)``, see ``fold_batch``
+    summary_batch: int | None = None
+
+    @property
+    def fold_batch(self) -> int:
+        """Turns per rolling-summary fold: ``SUMMARY_BATCH``, else half of ``MEMORY_K`` (at least 1)."""
+        return self.summary_batch if self.summary_batch is not None else default_summary_batch(self.memory_k)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +102,11 @@ class Settings:
         rolling = (env.get("ROLLING_SUMMARY") or "on").strip().lower()
         if rolling not in ("on", "off", "1", "0", "true", "false"):
             raise ConfigError(f"ROLLING_SUMMARY={rolling!r} is not one of on, off")
+        memory_k = _int(env, "MEMORY_K", cls.memory_k, minimum=1, maximum=100)
+        assert memory_k is not None
+        summary_batch = _int(env, "SUMMARY_BATCH", None, minimum=1)
+        if summary_batch is not None and summary_batch > memory_k:
+            raise ConfigError(f"SUMMARY_BATCH={summary_batch} must be between 1 and MEMORY_K={memory_k}")
         local_model_path = (env.get("LOCAL_MODEL_PATH") or "").strip() or None
         if local_model_path and not Path(local_model_path).is_file():
             raise ConfigError(f"LOCAL_MODEL_PATH={local_model_path!r} is not a file")
@@ -103,7 +121,7 @@ class Settings:
             session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
             memory_id=memory_id,
             aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),
-            memory_k=_int(env, "MEMORY_K", cls.memory_k, minimum=1, maximum=100),
+            memory_k=memory_k,
             model_provider=_choice(env, "MODEL_PROVIDER", MODEL_PROVIDERS, None),
             bedrock_model_id=(env.get("BEDROCK_MODEL_ID") or cls.bedrock_model_id).strip(),
             local_model_path=local_model_path,
@@ -112,4 +130,5 @@ class Settings:
             log_level=log_level,
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
             rolling_summary=rolling in ("on", "1", "true"),
+            summary_batch=summary_batch,
         )

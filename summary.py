@@ -26,6 +26,7 @@ from strands.models import Model
 
 from hooks.memory import reply_text
 from memory.base import SessionStore, Summary, Turn, group_turns
+from models import run_agent
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ EMPTY_SESSION_SUMMARY = "There is nothing to summarise: this conversation has no
 TRANSCRIPT_CHARS = 16_000
 MESSAGE_CHARS = 2_000
 SUMMARY_CHARS = 4_000
-#: at most this many turns are read for one fold of the rolling summary (a fold is normally one turn)
+#: at most this many turns are read for one fold of the rolling summary (normally SUMMARY_BATCH turns)
 MAX_FOLD_TURNS = 50
+#: a fold of many turns clips each message to its share of the transcript, but never below this
+MIN_MESSAGE_CHARS = 200
 
 
 class SummaryError(Exception):
@@ -79,26 +82,27 @@ class Summarizer:
         """
         agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
                       retry_strategy=None)
-        text = reply_text(agent(prompt))
+        text = reply_text(run_agent(agent, prompt))
         if not text:
             raise SummaryError("the model returned an empty summary")
         return clip(text, self.summary_chars)
 
     # -- transcripts ---------------------------------------------------------------------------
 
-    def render_turn(self, number: int, turn: Turn) -> str:
+    def render_turn(self, number: int, turn: Turn, message_chars: int | None = None) -> str:
         lines = [f"[turn {number}]"]
         for message in turn:
             who = {MessageRole.USER: "User", MessageRole.ASSISTANT: "Assistant"}.get(message.role, "Other")
-            lines.append(f"{who}: {clip(message.text, self.message_chars)}")
+            lines.append(f"{who}: {clip(message.text, message_chars or self.message_chars)}")
         return "\n".join(lines)
 
-    def newest_that_fit(self, turns: Sequence[Turn], first_number: int, budget: int) -> tuple[list[str], int]:
+    def newest_that_fit(self, turns: Sequence[Turn], first_number: int, budget: int,
+                        message_chars: int | None = None) -> tuple[list[str], int]:
         """Rendered turns, newest kept, within ``budget`` characters; and how many older ones were left out."""
         kept: list[str] = []
         used = 0
         for index in range(len(turns) - 1, -1, -1):
-            block = self.render_turn(first_number + index, turns[index])
+            block = self.render_turn(first_number + index, turns[index], message_chars)
             if kept and used + len(block) + 2 > budget:
                 return kept[::-1], index + 1
             kept.append(block)
@@ -139,33 +143,42 @@ class Summarizer:
         return text
 
     def fold(self, store: SessionStore, actor_id: str, session_id: str, current: Summary | None,
-             message_count: int, k: int, window: Sequence[Turn] = ()) -> Summary | None:
-        """The rolling summary extended by the turns that left the k-turn window; None if none did.
+             message_count: int, k: int, batch: int = 1, window: Sequence[Turn] = ()) -> Summary | None:
+        """The rolling summary moved ahead by ``batch`` turns; None while it is not needed yet.
 
-        Called after turn ``message_count`` was stored: turns 1..``message_count - k``
-        are out of the window. Only those not yet in ``current`` are sent, with
-        ``current`` itself, so one fold costs one bounded call, normally over one turn.
-        ``window`` is the k turns loaded before this turn (turns ``message_count - k`` ..
-        ``message_count - 1``): when only its oldest turn is new to the summary, as on
-        every turn of a session kept up to date, it is used instead of reading the store again.
+        Called after turn ``message_count`` (n) was stored: the next request loads turns
+        n-k+1..n, so the model's knowledge has a gap only if the summary ends before turn
+        n-k. Only then is it extended, in one bounded call over ``current`` and the turns
+        after it, through turn n-k+``batch``-1: that is ``batch`` turns when it was up to
+        date, some of them still in the window (shown twice, which is harmless), so the
+        next ``batch``-1 turns need no call and a long session pays one call per ``batch``
+        turns. ``batch`` is 1..k; 1 folds each turn as it leaves the window.
+
+        ``window`` is the k turns loaded before this turn (turns n-k..n-1): the turns to
+        fold are read from it when it holds them all, as it does whenever the summary was
+        up to date; otherwise (a missed fold, a summary that starts late) from the store.
         """
         through = current.through_turn if current is not None else 0
-        out_of_window = message_count - k
-        if out_of_window <= through:
-            return None
-        pending = out_of_window - through
-        if pending == 1 and len(window) == k:
-            new_turns = [window[0]]
-        else:
-            fetch = min(pending, self.max_fold_turns)
-            turns = store.get_last_k_turns(actor_id, session_id, fetch + k)
-            new_turns = turns[: max(0, len(turns) - k)]
+        if through >= message_count - k:
+            return None  # no gap at the next request
+        if not 1 <= batch <= k:
+            raise ValueError(f"batch={batch} must be between 1 and k={k}")
+        target = message_count - k + batch - 1
+        first = max(through + 1, target - self.max_fold_turns + 1)
+        new_turns = numbered(window, message_count - 1, first, target) if len(window) == k else None
+        if new_turns is None:
+            turns = store.get_last_k_turns(actor_id, session_id, message_count - first + 1)
+            base = message_count - len(turns) + 1  # turns[i] is turn base + i
+            first = max(first, base)
+            new_turns = numbered(turns, message_count, first, target) or []
         if not new_turns:
             return None
-        first = out_of_window - len(new_turns) + 1
         started = time.perf_counter()
         previous = clip(current.text, self.summary_chars) if current is not None else ""
-        blocks, omitted = self.newest_that_fit(new_turns, first, self.transcript_chars - len(previous))
+        budget = self.transcript_chars - len(previous)
+        # a batch shares the budget: each message gets its share, so no turn of it is left out for length
+        share = max(MIN_MESSAGE_CHARS, budget // (2 * len(new_turns)) - 20)
+        blocks, omitted = self.newest_that_fit(new_turns, first, budget, min(self.message_chars, share))
         skipped = (first - 1 - through) + omitted
         parts = []
         if previous:
@@ -175,10 +188,18 @@ class Summarizer:
             logger.warning("actor_id=<%s> | session_id=<%s> | rolling summary skips %d turns",
                            actor_id, session_id, skipped)
         parts.append("Later turns:\n" + "\n\n".join(blocks))
-        parts.append(f"Write one summary of turns 1-{out_of_window} of this conversation.")
+        parts.append(f"Write one summary of turns 1-{target} of this conversation.")
         text = self.complete("\n\n".join(parts))
         logger.debug(
             "actor_id=<%s> | session_id=<%s> | folded turns %d-%d into the rolling summary in %.1f ms",
-            actor_id, session_id, through + 1, out_of_window, (time.perf_counter() - started) * 1e3,
+            actor_id, session_id, through + 1, target, (time.perf_counter() - started) * 1e3,
         )
-        return Summary(text, out_of_window)
+        return Summary(text, target)
+
+
+def numbered(turns: Sequence[Turn], last: int, first: int, target: int) -> list[Turn] | None:
+    """Turns ``first``..``target`` of ``turns``, the session's turns through turn ``last``; None unless all are there."""
+    base = last - len(turns) + 1
+    if first < base or target > last or first > target:
+        return None
+    return list(turns[first - base: target - base + 1])

@@ -10,8 +10,8 @@ does (``BedrockAgentCoreApp.run``, uvicorn), all with the echo model so the mode
   (c) sqlite    ``agent.py`` (its ``main()``, via ``bench/apps/serve_agent.py``) with ``MEMORY_BACKEND=sqlite`` (the default configuration otherwise)
   (d) redis     ``agent.py`` with ``MEMORY_BACKEND=redis`` (its own ``KEY_PREFIX``, removed after)
 
-and (c), (d) again with ``ROLLING_SUMMARY=off`` (the default is on: after every turn past
-``MEMORY_K`` the turn that left the window is folded into the summary, one more model call).
+and (c), (d) again with ``ROLLING_SUMMARY=off`` (the default is on: past ``MEMORY_K`` turns, one turn
+in ``SUMMARY_BATCH`` (default 5) folds the next 5 turns into the summary, one more model call).
 
 Load: 8 client threads, each on its own keep-alive HTTP connection, sending back to back for a
 warm-up and then a measured window. All servers run at once and are measured in interleaved
@@ -19,8 +19,10 @@ rounds (req/s = the median round), so other work on the machine weighs on each a
 workloads per server:
 
 - distinct: each client cycles through its own 50 sessions (400 in all), each already holding
-  20 turns and a rolling summary through turn 10, so every request loads a full window of 10
-  turns and (with rolling summary) folds one turn, as in a long conversation;
+  20 turns and a rolling summary through turn 10 to 14 (spread evenly over the sessions: the
+  points of its batch cycle a long conversation passes through), so every request loads a full
+  window of 10 turns and (with rolling summary) one request in 5 folds 5 turns, as in a long
+  conversation;
 - hot: all 8 clients on one such session. Our server serialises the turns of one session (each
   must see the one before it), so there its throughput is one turn at a time by design.
 """
@@ -46,6 +48,7 @@ from conversation import echo_reply, user_text
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole  # noqa: E402
 
+from config import default_summary_batch  # noqa: E402
 from memory.base import SessionStore, Summary  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
@@ -54,12 +57,14 @@ AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on
 CLIENTS = 8
 SESSIONS_PER_CLIENT = 50
 STORED_TURNS = 20
-SUMMARY_THROUGH = 10
 ACTOR = "default_user"  # what the server resolves without an actor header
 TARGET_RATIO = 0.85
 K = 10  # MEMORY_K's default
+SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just folded ends ...
+BATCH = default_summary_batch(K)  # ... and SUMMARY_BATCH's default: sessions' summaries end at 10..14
 CLEAN_ENV = ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "SESSION_TTL", "MEMORY_K",
-             "ROLLING_SUMMARY", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER", "LOG_LEVEL")
+             "ROLLING_SUMMARY", "SUMMARY_BATCH", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER",
+             "LOG_LEVEL")
 
 
 def distinct_sessions() -> list[list[str]]:
@@ -70,16 +75,22 @@ HOT = "bench-hot"
 
 
 def prefill(store: SessionStore) -> None:
-    """Every benchmark session: 20 stored turns and a rolling summary through turn 10."""
+    """Every benchmark session: 20 stored turns and a rolling summary through turn 10 to 14.
+
+    A long conversation's summary runs up to ``SUMMARY_BATCH`` - 1 turns into its window and
+    moves ahead once every ``SUMMARY_BATCH`` turns; the sessions' summaries are spread evenly over
+    those points, so that (as over a long conversation) one request in ``SUMMARY_BATCH`` folds.
+    """
     sessions = [s for pool in distinct_sessions() for s in pool] + [HOT]
-    for session_id in sessions:
+    for index, session_id in enumerate(sessions):
         messages = []
         for turn in range(1, STORED_TURNS + 1):
             text = user_text(turn)
             messages += [ConversationalMessage(text, MessageRole.USER),
                          ConversationalMessage(echo_reply(text), MessageRole.ASSISTANT)]
         store.add_turns(ACTOR, session_id, messages)
-        store.put_summary(ACTOR, session_id, Summary("The user is planning a trip to Oslo in May.", SUMMARY_THROUGH))
+        store.put_summary(ACTOR, session_id, Summary("The user is planning a trip to Oslo in May.",
+                                                     SUMMARY_THROUGH + index % BATCH))
 
 
 @dataclass
@@ -214,7 +225,7 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
     from assistant import SYSTEM_PROMPT, Assistant, ChatRequest
     from config import Settings
     from memory.in_memory import InMemoryStore
-    from models import EchoModel, text_stream
+    from models import EchoModel, run_agent, text_stream
     from summary import SUMMARY_SYSTEM_PROMPT
 
     model = EchoModel()
@@ -226,6 +237,9 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
 
     def plain(n: int) -> None:
         Agent(model=model, system_prompt=SYSTEM_PROMPT, callback_handler=None)(user_text(n))
+
+    def plain_same_thread(n: int) -> None:  # as ours runs it: no thread per invocation
+        run_agent(Agent(model=model, system_prompt=SYSTEM_PROMPT, callback_handler=None), user_text(n))
 
     def given(n: int) -> None:
         Agent(model=model, system_prompt=SYSTEM_PROMPT, callback_handler=None,
@@ -255,6 +269,8 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
         return turn, store
 
     layers: list[tuple[str, Any]] = [("(b) Strands agent, no memory", lambda: (plain, None)),
+                                     ("(b) run on the calling thread, as ours is (run_agent)",
+                                      lambda: (plain_same_thread, None)),
                                      ("(b2) + the same 10 turns given as messages", lambda: (given, None)),
                                      ("ours, in-process store, summary off", lambda: ours(InMemoryStore, False)),
                                      ("ours, sqlite, summary off", lambda: ours(
@@ -288,8 +304,12 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
         summary = latency_summary(samples[label])
         # CPU time of this process (all its threads) per turn: what other work on the machine disturbs least
         cpu_ms = round(percentile(cpu[label], 50) / 1e6, 3)
-        out.append({"label": label, "cpu_p50_ms": cpu_ms, "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"]})
-        print(f"  in-process {label}: CPU p50 {cpu_ms:.3f} ms, wall p50 {summary['p50_ms']:.3f} ms", flush=True)
+        # the mean too: with the rolling summary one turn in SUMMARY_BATCH folds, which the median never shows
+        cpu_mean = round(sum(cpu[label]) / len(cpu[label]) / 1e6, 3)
+        out.append({"label": label, "cpu_p50_ms": cpu_ms, "cpu_mean_ms": cpu_mean, "p50_ms": summary["p50_ms"],
+                    "p99_ms": summary["p99_ms"]})
+        print(f"  in-process {label}: CPU p50 {cpu_ms:.3f} ms, mean {cpu_mean:.3f} ms, wall p50 "
+              f"{summary['p50_ms']:.3f} ms", flush=True)
     return out
 
 
@@ -402,9 +422,10 @@ def main() -> None:
                 ["server", "sessions", "req/s", "p50 ms", "p99 ms", "errors", "vs (b)", "vs (b2)",
                  "server CPU ms/request"], rows)
     print_table("The same turn in-process, one thread, no HTTP (ms per turn)",
-                ["layers", "CPU p50", "added to (b)", "wall p50", "wall p99"],
-                [[row["label"], fmt(row["cpu_p50_ms"]), fmt(row["cpu_p50_ms"] - layers[0]["cpu_p50_ms"]),
-                  fmt(row["p50_ms"]), fmt(row["p99_ms"])] for row in layers])
+                ["layers", "CPU p50", "CPU mean", "mean added to (b)", "wall p50", "wall p99"],
+                [[row["label"], fmt(row["cpu_p50_ms"]), fmt(row["cpu_mean_ms"]),
+                  fmt(row["cpu_mean_ms"] - layers[0]["cpu_mean_ms"]), fmt(row["p50_ms"]), fmt(row["p99_ms"])]
+                 for row in layers])
     checks = []
     for key, name in (("c-sqlite", "(c) sqlite"), ("d-redis", "(d) redis"), ("c-sqlite-off", "(c) sqlite, summary off"),
                       ("d-redis-off", "(d) redis, summary off")):
@@ -419,7 +440,8 @@ def main() -> None:
         "warmup_s": args.warmup,
         "measured_s_per_round": args.seconds,
         "sessions": {"distinct": f"{CLIENTS} x {SESSIONS_PER_CLIENT} sessions, each with {STORED_TURNS} stored turns "
-                                 f"and a summary through turn {SUMMARY_THROUGH}", "hot": "one such session, all clients"},
+                                 f"and a summary through turn {SUMMARY_THROUGH} to {SUMMARY_THROUGH + BATCH - 1} "
+                                 f"(SUMMARY_BATCH={BATCH})", "hot": "one such session, all clients"},
         "servers": runs,
         "in_process": layers,
         "targets": [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks],

@@ -6,12 +6,13 @@
   ``POST /invocations``. Repeated ``--runs`` times, each a new process. ``python -c "import agent"``
   alone is timed too: the imports are most of the start-up.
 - local model: the same with ``MODEL_PROVIDER=local`` (the start-up then includes loading the
-  model), the first reply to a short message and three more. When this tree's
-  ``models.create_model`` does not support ``local`` yet, that part is skipped with a note.
+  bundled SmolLM2 GGUF into its llama.cpp server), the first reply to a short message and three
+  more. Only a tree without the ``local`` provider (an old checkout run with ``--root``) skips it,
+  with a note.
 
 Every process gets ``AWS_EC2_METADATA_DISABLED=true`` and an explicit ``MODEL_PROVIDER``, so nothing
 probes for AWS credentials (which could leave the machine). ``--root`` runs another checkout's
-``agent.py`` (e.g. a branch with the local model) with these same scripts.
+``agent.py`` with these same scripts.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on
 TARGET_STARTUP_S = 3.0
 TARGET_FIRST_REPLY_S = 2.0
 CLEAN_ENV = ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "SESSION_TTL", "MEMORY_K",
-             "ROLLING_SUMMARY", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER", "LOG_LEVEL",
+             "ROLLING_SUMMARY", "SUMMARY_BATCH", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER", "LOG_LEVEL",
              "LOCAL_MODEL_PATH")
 MESSAGES = ["Hello! In one sentence, what can you help me with?", "My name is Ana. Please remember it.",
             "What is my name?", "Thank you, that is all."]

@@ -3,8 +3,9 @@
 With a summariser attached (``ROLLING_SUMMARY``, on by default) the turns that
 fell out of the k-turn window are kept as a stored running summary: it is
 given to the model in the system prompt ahead of the last k turns (so the
-history itself still starts with ``user`` and alternates), and after each
-stored turn the turns that just left the window are folded into it.
+history itself still starts with ``user`` and alternates). It is moved ahead
+in batches (``SUMMARY_BATCH`` turns per summariser call), only when the next
+request would otherwise have a gap between the summary and the window.
 
 Only the new exchange (the user's message and the final assistant text) is
 written back, as one event: replayed history is never stored twice, and tool
@@ -23,6 +24,7 @@ from strands.agent import AgentResult
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvider, HookRegistry
 from strands.types.content import Message, Messages
 
+from config import default_summary_batch
 from memory.base import SessionStore, Summary, Turn
 from observability import timed
 
@@ -67,10 +69,10 @@ def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:
 
 
 def with_summary(system_prompt: str | None, summary: Summary) -> str:
-    """The system prompt with the rolling summary of turns that are no longer in the history."""
+    """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
     section = (
-        f"Summary of the earlier part of this conversation (turns 1-{summary.through_turn}, "
-        f"no longer shown as messages):\n{summary.text}"
+        f"Summary of the earlier part of this conversation (turns 1-{summary.through_turn}; "
+        f"the most recent of them may also appear below as messages):\n{summary.text}"
     )
     return f"{system_prompt}\n\n{section}" if system_prompt else section
 
@@ -79,13 +81,17 @@ class MemoryHooks(HookProvider):
     """Binds one Agent invocation to one (actor, session) of a store. Build one per request."""
 
     def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
-                 summarizer: Summarizer | None = None) -> None:
+                 summarizer: Summarizer | None = None, batch: int | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
         self.k = k
         #: set: keep a rolling summary of the turns older than the window (``ROLLING_SUMMARY``)
         self.summarizer = summarizer
+        #: turns the rolling summary moves ahead per summariser call (``SUMMARY_BATCH``, 1..k)
+        self.batch = default_summary_batch(k) if batch is None else batch
+        if not 1 <= self.batch <= k:
+            raise ValueError(f"batch={self.batch} must be between 1 and k={k}")
         #: turns put in front of the new message (set by ``load_history``)
         self.history_length = 0
         #: the session's USER message count after this turn was stored (set by ``save_turn``)
@@ -151,22 +157,29 @@ class MemoryHooks(HookProvider):
         return self.message_count
 
     def update_summary(self) -> None:
-        """Fold the turns that just left the window into the rolling summary. Best effort.
+        """Move the rolling summary ahead when the next request would otherwise miss turns. Best effort.
 
-        The turn is already stored: if the summariser (or the store) fails, the
-        request still succeeds, the summary keeps its old ``through_turn`` and
-        the next turn folds the missed turns too.
+        Most turns need nothing: the summary was read before the turn (a full window) and
+        still reaches the window the next request will load. When it does not, one
+        summariser call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn
+        is already stored: if the summariser (or the store) fails, the request still
+        succeeds, the summary keeps its old ``through_turn``, the gap remains, and the
+        next turn folds the missed turns too.
         """
         assert self.summarizer is not None
         if self.message_count is None or self.message_count <= self.k:
             return
         try:
+            if self._summary_read:
+                current = self._summary
+            else:  # the window was not full before this turn (only when another writer added turns meanwhile)
+                with timed("store_read"):
+                    current = self.store.get_summary(self.actor_id, self.session_id)
+            if current is not None and current.through_turn >= self.message_count - self.k:
+                return  # the next request's window starts right after (or inside) the summary: no gap
             with timed("summary"):
-                current = self._summary if self._summary_read else self.store.get_summary(self.actor_id,
-                                                                                           self.session_id)
-                summary = self.summarizer.fold(
-                    self.store, self.actor_id, self.session_id, current, self.message_count, self.k, self._window
-                )
+                summary = self.summarizer.fold(self.store, self.actor_id, self.session_id, current,
+                                               self.message_count, self.k, self.batch, self._window)
                 if summary is not None:
                     self.store.put_summary(self.actor_id, self.session_id, summary)
         except Exception as e:  # best effort: the stored turn must not be lost to a summary failure

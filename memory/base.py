@@ -39,7 +39,7 @@ Turn = list[ConversationalMessage]
 
 @dataclass(frozen=True)
 class Summary:
-    """A running summary of the turns that fell out of the window: turns 1..``through_turn``."""
+    """A running summary of turns 1..``through_turn``: those out of the window, and up to ``SUMMARY_BATCH``-1 in it."""
 
     text: str
     through_turn: int

@@ -37,6 +37,8 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
         ({"MEMORY_ID": "short"}, "MEMORY_ID"),
         ({"MEMORY_K": "ten"}, "MEMORY_K"),
         ({"MEMORY_K": "0"}, "MEMORY_K"),
+        ({"SUMMARY_BATCH": "0"}, "SUMMARY_BATCH"),
+        ({"MEMORY_K": "4", "SUMMARY_BATCH": "5"}, "SUMMARY_BATCH"),
         ({"SESSION_TTL": "-5"}, "SESSION_TTL"),
         ({"MAX_MESSAGE_CHARS": "lots"}, "MAX_MESSAGE_CHARS"),
         ({"MODEL_PROVIDER": "gpt"}, "MODEL_PROVIDER"),

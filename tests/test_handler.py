@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from typing import Any
+
 import pytest
-from bedrock_agentcore.runtime.context import RequestContext
+from bedrock_agentcore.runtime.context import BedrockAgentCoreContext, RequestContext
 from starlette.responses import JSONResponse
 
 from agent import chat_handler
@@ -150,3 +154,47 @@ def test_max_tokens_before_any_text_is_a_502_and_stores_nothing(assistant: Assis
     status, error = error_of(chat_handler({"message": "Hello"}, ctx("c")))
     assert status == 502 and "MAX_TOKENS" in error
     assert assistant.store.list_events("default_user", "c") == []
+
+
+class ThreadRecordingModel(ScriptedModel):
+    """Echoes, noting the thread each model call ran on and the request id it could see."""
+
+    def __init__(self) -> None:
+        super().__init__(echo=True)
+        self.threads: list[int] = []
+        self.request_ids: list[str | None] = []
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> Any:
+        self.threads.append(threading.get_ident())
+        self.request_ids.append(BedrockAgentCoreContext.get_request_id())
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+
+
+def test_a_turn_runs_on_the_handlers_thread_with_its_request_context(assistant: Assistant) -> None:
+    """No thread per turn: the runtime's worker thread runs the agent itself (Strands' agent() starts one)."""
+    model = ThreadRecordingModel()
+    recording = Assistant(assistant.settings, assistant.store, model)
+    results: dict[str, Any] = {}
+
+    def handler_thread() -> None:
+        BedrockAgentCoreContext.set_request_context("req-1")
+        results["thread"] = threading.get_ident()
+        results["body"] = recording.handle({"message": "hello"}, ctx("conv1"))
+
+    worker = threading.Thread(target=handler_thread)
+    worker.start()
+    worker.join(30)
+    assert results["body"]["response"] == "You said 'hello'" and results["body"]["message_count"] == 1
+    assert model.threads == [results["thread"]]
+    assert model.request_ids == ["req-1"]
+
+
+def test_a_turn_called_inside_a_running_event_loop_still_works(assistant: Assistant) -> None:
+    async def inside_a_loop() -> Any:
+        return assistant.handle({"message": "from async code"}, ctx("conv1"))
+
+    body = asyncio.run(inside_a_loop())
+    assert body["response"] == "You said 'from async code'" and body["message_count"] == 1
+    assert assistant.handle({"message": "again"}, ctx("conv1"))["history_length"] == 1

@@ -1,15 +1,29 @@
-"""The rolling summary at hook level: turns that leave the k-turn window are folded into a stored summary."""
+"""The rolling summary at hook level: it moves ahead in batches, so the model never misses a turn."""
 
 from __future__ import annotations
 
 import logging
+import math
+import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from config import Settings
+from errors import ConfigError
 from memory.base import SessionStore, Summary
 from summary import Summarizer
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
+
+SUMMARY_RANGE = re.compile(r"Summary of the earlier part of this conversation \(turns 1-(\d+)")
+
+
+def summarised_through(system_prompt: str | None) -> int:
+    """The last turn the rolling summary in a chat call's system prompt covers (0: none given)."""
+    found = SUMMARY_RANGE.search(system_prompt or "")
+    return int(found.group(1)) if found else 0
 
 
 def test_a_fact_from_turn_1_reaches_the_model_at_turn_30_with_k_5(store: SessionStore) -> None:
@@ -25,21 +39,81 @@ def test_a_fact_from_turn_1_reaches_the_model_at_turn_30_with_k_5(store: Session
     assert "My name is Ana" not in texts  # turn 1 is long out of the window: only the summary carries it
     assert texts[0] == "message 25" and texts[-1] == "What is my name?"
     assert hooks.history_length == 5 and hooks.message_count == 30
-    assert store.get_summary("alice", "s1") == Summary("Facts: My name is Ana", 25)
+    # SUMMARY_BATCH defaults to k // 2 = 2: after turn 30 the summary runs one turn into the next window (26-30)
+    assert store.get_summary("alice", "s1") == Summary("Facts: My name is Ana", 26)
 
 
-def test_each_turn_leaving_the_window_is_folded_once_in_a_bounded_call(store: SessionStore) -> None:
+def test_with_k_5_and_batch_3_the_model_never_misses_a_turn(store: SessionStore) -> None:
+    """At every turn the model gets a summary of turns 1..S and the turns after S - 1 verbatim: no gap, ever."""
     model = FactKeepingModel()
     for n in range(1, 31):
-        run_turn(store, model, f"message {n} " + "x" * 3_000, k=5, rolling=True)
+        run_turn(store, model, f"my fact{n} is v{n}", k=5, rolling=True, batch=3)
+    chats = chat_calls(model)
+    assert len(chats) == 30
+    for turn, call in enumerate(chats, start=1):
+        system = model.system_prompts[call]
+        verbatim = [int(t.split()[1][4:]) for role, t in model.seen_texts(call) if role == "user"][:-1]
+        assert verbatim == list(range(max(1, turn - 5), turn))  # the window: exactly the last k turns
+        through = summarised_through(system)
+        if turn > 6:  # turns 1..turn-6 are out of the window: the summary must reach the window
+            assert through >= verbatim[0] - 1, f"turn {turn}: summary through {through}, window from {verbatim[0]}"
+        else:
+            assert through == 0
+        for earlier in range(1, through + 1):  # and it really carries every turn it claims
+            assert f"my fact{earlier} is v{earlier}" in system
+        # so every earlier fact is in front of the model, in the summary or as a message
+        seen = system + " ".join(t for _, t in model.seen_texts(call))
+        assert all(f"my fact{earlier} is v{earlier}" in seen for earlier in range(1, turn))
+
+
+@pytest.mark.parametrize(("batch", "calls"), [(1, 25), (3, 9), (5, 5)])
+def test_a_long_session_pays_one_summary_call_per_batch_of_turns(store: SessionStore, batch: int, calls: int) -> None:
+    model = FactKeepingModel()
+    for n in range(1, 31):
+        run_turn(store, model, f"message {n}", k=5, rolling=True, batch=batch)
     inputs = summary_inputs(model)
-    assert len(inputs) == 25  # turns 1..25 left the window, one fold each; turns 1..5 cost nothing
-    for number, transcript in enumerate(inputs, start=1):
-        assert transcript.count("[turn ") == 1
-        assert f"[turn {number}]" in transcript
-    assert max(len(t) for t in inputs) < 10_000  # messages are clipped; the transcript does not grow
+    assert len(inputs) == calls == math.ceil((30 - 5) / batch)  # not one call per turn past k (25)
+    folded = [int(number) for transcript in inputs for number in re.findall(r"\[turn (\d+)\]", transcript)]
+    assert folded == list(range(1, calls * batch + 1))  # each turn folded exactly once, in order
+    assert all(len(re.findall(r"\[turn \d+\]", t)) == batch for t in inputs)
+    assert store.get_summary("alice", "s1").through_turn == calls * batch  # type: ignore[union-attr]
 
 
+def test_the_default_batch_is_half_the_window(store: SessionStore) -> None:
+    model = FactKeepingModel()
+    for n in range(1, 31):
+        run_turn(store, model, f"message {n}", k=10, rolling=True)
+    assert len(summary_inputs(model)) == 4  # (30 - 10) / 5, where one call per turn would be 20
+
+
+def test_folds_reuse_the_loaded_window_instead_of_reading_the_store_again(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    real_read: Callable[..., Any] = store.get_last_k_turns
+
+    def counted(actor_id: str, session_id: str, k: int) -> Any:
+        reads.append(k)
+        return real_read(actor_id, session_id, k)
+
+    monkeypatch.setattr(store, "get_last_k_turns", counted)
+    model = FactKeepingModel()
+    for n in range(1, 31):
+        run_turn(store, model, f"message {n}", k=5, rolling=True, batch=3)
+    assert len(summary_inputs(model)) == 9
+    assert reads == [5] * 30  # one window read per turn, folds included
+
+
+def test_a_batch_of_long_turns_is_folded_whole_in_a_bounded_call(store: SessionStore) -> None:
+    model = FactKeepingModel()
+    for n in range(1, 31):
+        run_turn(store, model, f"message {n} " + "x" * 3_000, k=5, rolling=True, batch=5)
+    inputs = summary_inputs(model)
+    assert len(inputs) == 5
+    for transcript in inputs:
+        assert transcript.count("[turn ") == 5  # every turn of the batch: messages share the budget
+        assert "left out" not in transcript
+        assert len(transcript) < 17_000  # each message is clipped; the transcript does not grow
 def test_a_short_session_never_calls_the_summariser(store: SessionStore) -> None:
     model = ScriptedModel(echo=True)
     for n in range(1, 6):
@@ -54,7 +128,8 @@ def test_the_history_still_starts_with_user_and_alternates(store: SessionStore) 
         run_turn(store, model, f"my color is c{n}", k=2, rolling=True)
     last_chat = chat_calls(model)[-1]
     assert [m["role"] for m in model.calls[last_chat]] == ["user", "assistant", "user", "assistant", "user"]
-    assert "Summary of the earlier part of this conversation (turns 1-2" in model.system_prompts[last_chat]
+    assert ("Summary of the earlier part of this conversation (turns 1-2; the most recent of them may also "
+            "appear below as messages)") in model.system_prompts[last_chat]
     assert model.system_prompts[last_chat].startswith("You are a test assistant.")
 
 
@@ -93,6 +168,29 @@ def test_the_previous_summary_is_folded_forward(store: SessionStore) -> None:
     assert "User: turn 3" in transcript and "User: turn 2" not in transcript
 
 
+def test_a_failed_batch_fold_is_caught_up_from_the_store_on_the_next_turn(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = ScriptedModel(echo=True)
+    for n in range(1, 6):
+        run_turn(store, model, f"turn {n}", k=5, rolling=True, batch=3)
+    model.steps.extend(["reply 6", RuntimeError("summariser down")])
+    with caplog.at_level(logging.WARNING):
+        assert run_turn(store, model, "turn 6", k=5, rolling=True, batch=3).message_count == 6
+    assert store.get_summary("alice", "s1") is None
+    assert any("rolling summary not updated after turn 6" in r.getMessage() and "session_id=<s1>" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+
+    model.steps.extend(["reply 7", "SUMMARY OF 1-4"])
+    run_turn(store, model, "turn 7", k=5, rolling=True, batch=3)  # turn 1 left the loaded window: read again
+    retried = summary_inputs(model)[-1]
+    assert all(f"[turn {n}]\nUser: turn {n}\n" in retried for n in range(1, 5)) and "User: turn 5" not in retried
+    assert store.get_summary("alice", "s1") == Summary("SUMMARY OF 1-4", 4)
+    model.steps.append("reply 8")
+    run_turn(store, model, "turn 8", k=5, rolling=True, batch=3)  # no gap before turn 9: no call
+    assert len(summary_inputs(model)) == 2 and len(store.list_events("alice", "s1")) == 8
+
+
 def test_without_a_summariser_old_turns_are_simply_out_of_the_window(store: SessionStore) -> None:
     model = ScriptedModel(echo=True)
     for n in range(1, 8):
@@ -127,11 +225,28 @@ def test_the_stored_summary_stays_bounded_with_a_model_that_echoes_everything(st
 
 
 def test_rolling_summary_setting() -> None:
-    from config import Settings
-    from errors import ConfigError
-
     assert Settings.from_env({}).rolling_summary is True
     assert Settings.from_env({"ROLLING_SUMMARY": "off"}).rolling_summary is False
     assert Settings.from_env({"ROLLING_SUMMARY": "ON"}).rolling_summary is True
     with pytest.raises(ConfigError, match="ROLLING_SUMMARY"):
         Settings.from_env({"ROLLING_SUMMARY": "sometimes"})
+
+
+def test_summary_batch_setting() -> None:
+    assert Settings.from_env({}).fold_batch == 5  # half of MEMORY_K=10
+    assert Settings.from_env({"MEMORY_K": "5"}).fold_batch == 2
+    assert Settings.from_env({"MEMORY_K": "1"}).fold_batch == 1
+    assert Settings.from_env({"SUMMARY_BATCH": "3"}).fold_batch == 3
+    assert Settings.from_env({"MEMORY_K": "4", "SUMMARY_BATCH": "4"}).fold_batch == 4
+    for env, error in [({"SUMMARY_BATCH": "0"}, "SUMMARY_BATCH=0 must be >= 1"),
+                       ({"SUMMARY_BATCH": "some"}, "SUMMARY_BATCH='some' is not an integer"),
+                       ({"SUMMARY_BATCH": "11"}, "SUMMARY_BATCH=11 must be between 1 and MEMORY_K=10"),
+                       ({"MEMORY_K": "5", "SUMMARY_BATCH": "6"}, "SUMMARY_BATCH=6 must be between 1 and MEMORY_K=5")]:
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+        assert str(info.value) == error
+
+
+def test_hooks_refuse_a_batch_larger_than_the_window(store: SessionStore) -> None:
+    with pytest.raises(ValueError, match="batch=6 must be between 1 and k=5"):
+        run_turn(store, ScriptedModel(echo=True), "hello", k=5, rolling=True, batch=6)

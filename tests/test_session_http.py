@@ -158,6 +158,21 @@ def test_rolling_summary_reaches_the_model_over_http(client: TestClient, assista
     assert assistant.store.get_summary("default_user", "conv1").through_turn == 4
 
 
+def test_summary_batch_over_http_one_summary_call_per_batch_and_no_gap(client: TestClient, assistant: Assistant,
+                                                                      model: ScriptedModel) -> None:
+    assistant.settings = replace(assistant.settings, memory_k=4, summary_batch=3)
+    invoke(client, {"message": "my city is Lima"}, "conv1")
+    for n in range(2, 14):
+        body = invoke(client, {"message": f"filler {n}"}, "conv1").json()
+        assert body["history_length"] == min(n - 1, 4)
+        system = model.system_prompts[chat_calls(model)[-1]] or ""
+        if n > 5:  # turn 1 is out of the window: the summary carries it, and reaches the window
+            through = int(system.split("(turns 1-")[1].split(";")[0])
+            assert "my city is Lima" in system and through >= n - 5
+    assert len(summary_inputs(model)) == 3  # after turns 5, 8 and 11: (13 - 4) / 3, not 9
+    assert assistant.store.get_summary("default_user", "conv1").through_turn == 9
+
+
 def test_rolling_summary_off_makes_no_summary_calls(client: TestClient, assistant: Assistant,
                                                     model: ScriptedModel) -> None:
     assistant.settings = replace(assistant.settings, memory_k=2, rolling_summary=False)

@@ -20,8 +20,8 @@ def open_files() -> int:
 
 
 def test_many_turns_do_not_leave_connections_open(tmp_path: Path) -> None:
-    # Strands runs every Agent invocation (and so the memory hooks) on a new thread:
-    # a connection per thread used to stay open after each request, two files each.
+    # Each turn on a thread of its own (as Strands' agent() runs every invocation, and as the rolling
+    # summary's call still runs): a connection per thread used to stay open after each request, two files each.
     store = SQLiteStore(tmp_path / "sessions.db")
     settings = replace(Settings.from_env({}), session_db=tmp_path / "sessions.db", model_provider="echo",
                        rolling_summary=False)
@@ -29,8 +29,12 @@ def test_many_turns_do_not_leave_connections_open(tmp_path: Path) -> None:
     assistant.chat(ChatRequest(message="warm up", actor_id="u", session_id="s0"))
     before = open_files()
     for i in range(60):
-        body = assistant.chat(ChatRequest(message=f"message {i}", actor_id="u", session_id=f"s{i % 3}"))
-        assert body["response"] == f"You said 'message {i}'"
+        bodies: list[dict[str, object]] = []
+        request = ChatRequest(message=f"message {i}", actor_id="u", session_id=f"s{i % 3}")
+        turn = threading.Thread(target=lambda r=request, b=bodies: b.append(assistant.chat(r)))
+        turn.start()
+        turn.join(30)
+        assert bodies[0]["response"] == f"You said 'message {i}'"
     assert open_files() - before <= 2 * MAX_IDLE_CONNECTIONS
     assert [len(store.get_last_k_turns("u", f"s{n}", 100)) for n in range(3)] == [21, 20, 20]
     assistant.close()
