@@ -10,7 +10,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-import redis
 from starlette.testclient import TestClient
 
 import agent
@@ -22,7 +21,7 @@ from memory.in_memory import InMemoryStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
-from tests.redis_server import RedisServer, answers_ping
+from tests.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
 from tests.scripted_model import ScriptedModel
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -64,19 +63,9 @@ def _sqlite_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFact
 def _redis_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """A real redis-server; every test gets its own key prefix, deleted afterwards."""
     url = request.getfixturevalue("redis_url")
-    prefix = f"test:{uuid.uuid4().hex}:"
-
-    def cleanup() -> None:
-        client = redis.Redis.from_url(url)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-
+    prefix = unique_prefix()
     return StoreFactory("redis", lambda ttl=None: RedisStore.from_url(url, key_prefix=prefix, ttl=ttl),
-                        cleanup=cleanup)
+                        cleanup=lambda: delete_prefix(url, prefix))
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,10 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
+
+import redis
 
 from tests.server import free_port
 
@@ -77,3 +80,19 @@ class RedisServer:
     def thaw(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+def unique_prefix() -> str:
+    """A key prefix of its own for one test (or one server under test)."""
+    return f"test:{uuid.uuid4().hex}:"
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix``: what a test leaves behind in a shared Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-import redis
 from bedrock_agentcore.runtime.context import RequestContext
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
@@ -40,6 +38,7 @@ from models import EchoModel
 from tests.conftest import SESSION_HEADER, STORE_FACTORIES
 from tests.http_load import Load, LogDrain, echo, http_caller, in_threads
 from tests.scripted_model import ScriptedModel
+from tests.redis_server import delete_prefix, unique_prefix
 from tests.server import Server
 
 #: sized to finish in seconds on two cores; 16 concurrent writers on one session and 100 sessions
@@ -56,20 +55,6 @@ class LiveServers:
     servers: list[Server]  # replicas on the same store
     logs: list[LogDrain]
     store: SessionStore | None  # the same data, read from the test process (None: memory)
-
-
-def unique_prefix() -> str:
-    return f"test:{uuid.uuid4().hex}:"
-
-
-def delete_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
