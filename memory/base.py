@@ -25,16 +25,41 @@ Definitions every backend honours (the contract suite in
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+
+from errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 Turn = list[ConversationalMessage]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def unavailable_on(store: str, errors: type[Exception] | tuple[type[Exception], ...],
+                   describe: Callable[[Exception], str] = lambda e: f"{type(e).__name__}: {e}",
+                   ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: the driver's ``errors`` become ``StoreUnavailable(store, ...)``, which the entrypoint maps to 503."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except errors as e:
+                raise StoreUnavailable(store, describe(e)) from e
+
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)

@@ -27,26 +27,24 @@ scripts below may touch all of them. Every operation is one ``EVALSHA``:
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from bedrock_agentcore.memory.constants import ConversationalMessage
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from errors import StoreUnavailable
-from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict, message_to_dict
+from memory.base import (
+    SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict, message_to_dict, unavailable_on,
+)
 
 logger = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "agentcore:"
@@ -142,17 +140,8 @@ redis.call('HSET', KEYS[5], 'text', ARGV[4], 'through', ARGV[5])
 """ + _REFRESH_TTL
 
 
-def _unavailable(func: Callable[P, R]) -> Callable[P, R]:
-    """Any Redis failure (refused, timed out, OOM, read-only replica...) becomes a 503-mapped StoreUnavailable."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except redis.RedisError as e:
-            raise StoreUnavailable("redis", f"{type(e).__name__}: {e}") from e
-
-    return wrapper
+#: any Redis failure (refused, timed out, OOM, read-only replica...) is a 503 naming the store
+_unavailable = unavailable_on("redis", redis.RedisError)
 
 
 def session_key(prefix: str, actor_id: str, session_id: str) -> str:

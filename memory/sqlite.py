@@ -14,7 +14,6 @@ process crash; ``SQLITE_SYNCHRONOUS=FULL`` also survives power loss.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sqlite3
 import threading
@@ -22,20 +21,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from errors import StoreUnavailable
-from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict
+from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict, unavailable_on
 
 logger = logging.getLogger(__name__)
 
 #: how long a write waits for another connection's lock (SQLITE_BUSY_TIMEOUT_MS)
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -77,17 +73,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
 MAX_IDLE_CONNECTIONS = 8
 
 
-def _unavailable(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn any SQLite failure (locked, read-only, disk full, I/O) into a 503-mapped StoreUnavailable."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except sqlite3.Error as e:
-            raise StoreUnavailable("sqlite", str(e)) from e
-
-    return wrapper
+#: any SQLite failure (locked, read-only, disk full, I/O) is a 503 naming the store
+_unavailable = unavailable_on("sqlite", sqlite3.Error, str)
 
 
 class SQLiteStore(SessionStore):
