@@ -17,12 +17,12 @@ from typing import Any
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from bedrock_agentcore.runtime.context import RequestContext
 
-from assistant import Assistant
-from config import Settings
-from errors import ConfigError
+from core.errors import ConfigError
+from core.settings import Settings
 from memory import create_store
 from models import create_model
-from observability import configure_logging, install_log_filters
+from service import Assistant
+from service.logs import configure_logging, install_log_filters
 
 logger = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ from strands import Agent  # noqa: E402
 from strands.agent.conversation_manager import SlidingWindowConversationManager  # noqa: E402
 from strands.session.file_session_manager import FileSessionManager  # noqa: E402
 
-from assistant import SYSTEM_PROMPT  # noqa: E402
+from service.assistant import SYSTEM_PROMPT  # noqa: E402
 from hooks.memory import MemoryHooks  # noqa: E402
 from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402

@@ -1,7 +1,7 @@
-"""Print the README's benchmark tables (markdown) from ``bench/results/*.json``.
+"""Print the benchmark tables of docs/benchmarks.md (markdown) from ``bench/results/*.json``.
 
 After ``make bench``: ``.venv/bin/python bench/report.py`` and paste its output over the
-figures in README.md's "Benchmarks" section.
+figures in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from conversation import echo_reply, user_text
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole  # noqa: E402
 
-from config import default_summary_batch  # noqa: E402
+from core.settings import default_summary_batch  # noqa: E402
 from memory.base import SessionStore, Summary  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
@@ -222,11 +222,11 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
 
     from strands import Agent
 
-    from assistant import SYSTEM_PROMPT, Assistant, ChatRequest
-    from config import Settings
+    from service import SYSTEM_PROMPT, Assistant, ChatRequest
+    from core.settings import Settings
     from memory.in_memory import InMemoryStore
     from models import EchoModel, run_agent, text_stream
-    from summary import SUMMARY_SYSTEM_PROMPT
+    from models.summarizer import SUMMARY_SYSTEM_PROMPT
 
     model = EchoModel()
     history: list[Any] = []

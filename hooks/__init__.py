@@ -1,5 +1,6 @@
-"""Strands hook providers."""
+"""Strands hook providers: the memory of one request's turn, and its model-call timer."""
 
 from hooks.memory import MemoryHooks
+from hooks.model_timer import ModelTimer
 
-__all__ = ["MemoryHooks"]
+__all__ = ["MemoryHooks", "ModelTimer"]

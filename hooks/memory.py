@@ -20,29 +20,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
-from strands.agent import AgentResult
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvider, HookRegistry
-from strands.types.content import Message, Messages
+from strands.types.content import Messages
 
-from config import default_summary_batch
+from core.settings import default_summary_batch
+from core.timing import timed
 from memory.base import SessionStore, Summary, Turn
-from observability import timed
+from models.base import reply_text, text_of
 
 if TYPE_CHECKING:
-    from summary import Summarizer
+    from models.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
-
-
-def text_of(message: Message | None) -> str:
-    """The text blocks of a Strands message, joined."""
-    if not message:
-        return ""
-    return "".join(block["text"] for block in message.get("content", []) if "text" in block)
-
-
-def reply_text(result: AgentResult) -> str:
-    return text_of(result.message).strip()
 
 
 def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:

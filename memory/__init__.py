@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from errors import ConfigError, StoreUnavailable
+from core.errors import ConfigError, StoreUnavailable
 from memory.base import SessionStore, StoredEvent, Summary, Turn
 
 if TYPE_CHECKING:
-    from config import Settings
+    from core.settings import Settings
 
 __all__ = ["SessionStore", "StoredEvent", "Summary", "Turn", "create_store"]
 

@@ -43,7 +43,7 @@ from bedrock_agentcore.memory.session import MemorySession, MemorySessionManager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from errors import BadRequest, ConfigError, StoreUnavailable
+from core.errors import BadRequest, ConfigError, StoreUnavailable
 from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, group_turns, message_from_dict
 
 logger = logging.getLogger(__name__)

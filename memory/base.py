@@ -34,7 +34,7 @@ from typing import ParamSpec, TypeVar
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from errors import StoreUnavailable
+from core.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from errors import StoreUnavailable
+from core.errors import StoreUnavailable
 from memory.base import SessionStore, StoredEvent, Summary, Turn, check_messages, message_from_dict, unavailable_on
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 import agent
-from assistant import Assistant
-from config import Settings
+from service import Assistant
+from core.settings import Settings
 from memory.agentcore import AgentCoreStore
 from memory.base import SessionStore
 from memory.in_memory import InMemoryStore

@@ -19,7 +19,7 @@ from strands.models import Model
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
-from models import last_user_text, text_stream
+from models.base import last_user_text, text_stream
 
 Step = str | dict[str, Any] | BaseException
 

@@ -13,7 +13,7 @@ from strands.types.streaming import StreamEvent
 from hooks.memory import MemoryHooks
 from memory.base import SessionStore
 from models import last_user_text
-from summary import SUMMARY_SYSTEM_PROMPT, Summarizer
+from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
 from tests.scripted_model import ScriptedModel
 from tools.session import SessionTools
 

@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse
 
 import agent
 from agent import chat_handler
-from assistant import Assistant
-from config import Settings
-from errors import ConfigError, StoreUnavailable
+from service import Assistant
+from core.settings import Settings
+from core.errors import ConfigError, StoreUnavailable
 from memory.agentcore import AgentCoreStore, InvalidId
 from memory.base import Summary
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from agent import chat_handler
-from assistant import Assistant
+from service import Assistant
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER, STORE_FACTORIES, StoreFactory
 from tests.scripted_model import ScriptedModel
 from tests.test_identity import bearer

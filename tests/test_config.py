@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config import Settings
-from errors import ConfigError
+from core.settings import Settings
+from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import pytest
 from bedrock_agentcore.memory.constants import BlobMessage, ConversationalMessage, MessageRole
 from starlette.testclient import TestClient
 
-from assistant import Assistant
+from service import Assistant
 from memory.agentcore import SUMMARY_KEY, AgentCoreStore
 from memory.base import SessionStore
 from memory.redis_store import RedisStore

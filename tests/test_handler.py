@@ -11,7 +11,7 @@ from bedrock_agentcore.runtime.context import BedrockAgentCoreContext, RequestCo
 from starlette.responses import JSONResponse
 
 from agent import chat_handler
-from assistant import Assistant
+from service import Assistant
 from tests.scripted_model import ScriptedModel
 
 ACTOR_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id"

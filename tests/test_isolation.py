@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from assistant import Assistant
+from service import Assistant
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
 from tests.scripted_model import ScriptedModel
 from tests.test_identity import bearer

@@ -29,8 +29,8 @@ from starlette.testclient import TestClient
 
 import agent
 from agent import chat_handler
-from assistant import Assistant
-from config import Settings
+from service import Assistant
+from core.settings import Settings
 from memory.base import SessionStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
@@ -95,7 +95,7 @@ def test_many_clients_on_one_session_and_100_sessions_at_once_on_the_running_ser
     request_lines = []
     for server, log in zip(servers, live.logs):
         server.stop()
-        request_lines += [line for line in log.wait_closed() if " assistant: request_id=<" in line]
+        request_lines += [line for line in log.wait_closed() if " service.logs: request_id=<" in line]
     assert len(request_lines) == load.requests + 1  # one log line per request, also under load
     assert all("status=<200>" in line for line in request_lines)
 

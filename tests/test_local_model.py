@@ -24,10 +24,10 @@ from starlette.testclient import TestClient
 from strands import Agent
 
 import agent
-import local_model
-from assistant import Assistant
-from config import Settings
-from local_model import LocalModel, bundled_model_path
+import models.local as local_model
+from service import Assistant
+from core.settings import Settings
+from models.local import LocalModel, bundled_model_path
 from memory.sqlite import SQLiteStore
 from models import create_model, resolve_provider
 from tests.aws_env import remove_aws_credentials

@@ -27,7 +27,7 @@ from strands.types.exceptions import ModelThrottledException
 from strands.types.streaming import StreamEvent
 
 import agent
-from assistant import Assistant
+from service import Assistant
 from memory.base import SessionStore
 from memory.sqlite import SQLiteStore
 from models import text_stream

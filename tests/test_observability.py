@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from strands.types.exceptions import ModelThrottledException
 
-from assistant import Assistant
+from service import Assistant
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
 from tests.http_load import LogDrain
 from tests.scripted_model import ScriptedModel
@@ -26,7 +26,7 @@ SECRET = "the launch code is 0000-SWORDFISH"
 
 
 def request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "assistant" and r.getMessage().startswith("request_id=<")]
+    return [r for r in caplog.records if r.name == "service.logs" and r.getMessage().startswith("request_id=<")]
 
 
 def post(client: TestClient, body: object, session: str = "conv", **headers: str):
@@ -90,7 +90,7 @@ def test_an_error_is_logged_once_at_the_boundary(client: TestClient, model: Scri
     assert response.status_code in (502, 503)
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(problems) == 1, [f"{r.name}: {r.getMessage()}" for r in problems]
-    assert problems[0].name == "assistant" and problems[0].fields["status"] == response.status_code
+    assert problems[0].name == "service.logs" and problems[0].fields["status"] == response.status_code
 
 
 def test_a_bug_is_a_json_500_with_the_request_id_and_one_logged_traceback(
@@ -142,7 +142,7 @@ def test_log_format_json_on_the_real_server(tmp_path: Path) -> None:
     lines = log.wait_closed()
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
-    ok, bad = [e for e in entries if e["logger"] == "assistant" and "status" in e]
+    ok, bad = [e for e in entries if e["logger"] == "service.logs" and "status" in e]
     assert {k: ok[k] for k in ("actor_id", "session_id", "backend", "status", "history_length")} == {
         "actor_id": "alice", "session_id": "conv1", "backend": "sqlite", "status": 200, "history_length": 0}
     assert ok["request_id"] and ok["latency_ms"] >= 0 and set(ok["phases_ms"]) == {"store_read", "model", "store_write"}
@@ -175,6 +175,6 @@ def test_served_by_uvicorn_agent_app_each_request_is_logged_too(tmp_path: Path) 
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     log = stderr.decode()
-    [line] = [line for line in log.splitlines() if " INFO assistant: request_id=<" in line]
+    [line] = [line for line in log.splitlines() if " INFO service.logs: request_id=<" in line]
     assert "session_id=<conv1>" in line and "status=<200>" in line
     assert "SWORDFISH" not in log

@@ -26,8 +26,8 @@ import pytest
 import redis
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from config import Settings
-from errors import ConfigError
+from core.settings import Settings
+from core.errors import ConfigError
 from memory import create_store
 from memory.base import SessionStore
 from memory.redis_store import RedisStore

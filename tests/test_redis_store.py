@@ -21,9 +21,9 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 from starlette.testclient import TestClient
 
 import agent
-from assistant import Assistant
-from config import Settings
-from errors import StoreUnavailable
+from service import Assistant
+from core.settings import Settings
+from core.errors import StoreUnavailable
 from memory.base import Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import SESSION_HEADER

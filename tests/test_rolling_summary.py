@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from config import Settings
-from errors import ConfigError
+from core.settings import Settings
+from core.errors import ConfigError
 from memory.base import SessionStore, Summary
-from summary import Summarizer
+from models.summarizer import Summarizer
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
 

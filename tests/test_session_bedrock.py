@@ -16,10 +16,10 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 from botocore.stub import Stubber
 from strands.models import BedrockModel
 
-from assistant import Assistant, parse_request
-from config import Settings
+from service import Assistant, parse_request
+from core.settings import Settings
 from memory.base import SessionStore, Summary
-from summary import SUMMARY_SYSTEM_PROMPT
+from models.summarizer import SUMMARY_SYSTEM_PROMPT
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -98,7 +98,7 @@ def test_summary_action_is_one_tool_less_bedrock_call(
 def test_a_throttled_summary_action_is_a_503(
     bedrock: tuple[Assistant, Stubber, list[dict[str, Any]]], store: SessionStore
 ) -> None:
-    from errors import ModelError
+    from core.errors import ModelError
 
     assistant, stubber, _ = bedrock
     store.add_turns("alice", "s1", [ConversationalMessage("q", USER), ConversationalMessage("a", ASSISTANT)])

@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from assistant import Assistant, parse_request
-from summary import EMPTY_SESSION_SUMMARY
+from service import Assistant, parse_request
+from models.summarizer import EMPTY_SESSION_SUMMARY
 from tests.conftest import ACTOR_HEADER
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import chat_calls, result_text, summary_inputs, tool_results

@@ -6,7 +6,7 @@ import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from memory.base import SessionStore, Summary
-from summary import EMPTY_SESSION_SUMMARY, Summarizer
+from models.summarizer import EMPTY_SESSION_SUMMARY, Summarizer
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import result_text, run_turn, summary_inputs, tool_results
 from tools.session import SessionTools

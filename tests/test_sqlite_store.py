@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from assistant import Assistant, ChatRequest
-from config import Settings
+from service import Assistant, ChatRequest
+from core.settings import Settings
 from memory.sqlite import MAX_IDLE_CONNECTIONS, SQLiteStore
 from tests.scripted_model import ScriptedModel
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from config import Settings
+from core.settings import Settings
 from memory import create_store
 from memory.agentcore import AgentCoreStore
 from memory.redis_store import RedisStore, session_key

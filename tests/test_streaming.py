@@ -23,8 +23,8 @@ from strands.types.streaming import StreamEvent
 
 import agent
 from agent import chat_handler
-from assistant import Assistant
-from config import Settings
+from service import Assistant
+from core.settings import Settings
 from memory.base import SessionStore
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
 from tests.scripted_model import ScriptedModel
@@ -201,7 +201,7 @@ def uvicorn_server(gated: tuple[Assistant, GatedModel]) -> Iterator[tuple[int, A
 def test_a_client_that_hangs_up_mid_stream_cancels_the_turn(
         uvicorn_server: tuple[int, Assistant, GatedModel], caplog: pytest.LogCaptureFixture) -> None:
     port, assistant, model = uvicorn_server
-    caplog.set_level(logging.INFO, logger="assistant")
+    caplog.set_level(logging.INFO, logger="service")
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("POST", "/invocations", body=json.dumps({"message": "Hello", "stream": True}),
                        headers={SESSION_HEADER: "conv1", "Content-Type": "application/json"})

@@ -20,7 +20,7 @@ from strands.types.tools import AgentTool
 
 from hooks.memory import MemoryHooks
 from memory.base import SessionStore
-from summary import Summarizer
+from models.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
 

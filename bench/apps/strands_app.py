@@ -24,7 +24,7 @@ from bedrock_agentcore.runtime.context import RequestContext  # noqa: E402
 from strands import Agent  # noqa: E402
 from strands.types.content import Messages  # noqa: E402
 
-from assistant import SYSTEM_PROMPT  # noqa: E402
+from service.assistant import SYSTEM_PROMPT  # noqa: E402
 from conversation import echo_reply, user_text  # noqa: E402
 from models import EchoModel  # noqa: E402
 

@@ -24,9 +24,8 @@ from bedrock_agentcore.memory.constants import MessageRole
 from strands import Agent
 from strands.models import Model
 
-from hooks.memory import reply_text
 from memory.base import SessionStore, Summary, Turn, group_turns
-from models import run_agent
+from models.base import reply_text, run_agent
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,7 @@
-"""Logs: one line per request with its phase timings, and the process's log set-up (text or JSON).
+"""Logs: the one line of each request, and the process's log set-up (text or JSON, on stderr).
 
-``Assistant.handle`` starts a request's timings; the memory hooks (``timed``) and the
-``ModelTimer`` hook add to them wherever Strands runs those callbacks: Strands runs an
-agent in a worker thread with a copy of the caller's ``contextvars`` context, so they
-reach the same dict. Nothing here ever sees message text.
+Nothing here ever sees message text: the request line carries ids, status, latency,
+phase timings (``core.timing``) and the outcome's counters.
 """
 
 from __future__ import annotations
@@ -13,75 +11,47 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
-from strands.hooks import AfterModelCallEvent, BeforeModelCallEvent, HookProvider, HookRegistry
+
+from core.timing import format_phases
+
+logger = logging.getLogger(__name__)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_PHASES: ContextVar[dict[str, float] | None] = ContextVar("request_phases", default=None)
+
+@dataclass
+class RequestLine:
+    """The one log line of one request: ids, backend, status, latency, phase timings, outcome."""
+
+    request_id: str | None
+    actor_id: str | None
+    session_id: str | None
+    backend: str
+    started: float
+    phases: dict[str, float]
+
+    def log(self, status: int, outcome: str, fields: dict[str, Any] | None = None, exc_info: bool = False) -> None:
+        latency = (time.perf_counter() - self.started) * 1e3
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        structured = {
+            "request_id": self.request_id, "actor_id": self.actor_id, "session_id": self.session_id,
+            "backend": self.backend, "status": status, "latency_ms": round(latency, 1),
+            "phases_ms": {k: round(v, 1) for k, v in self.phases.items()}, **(fields or {}),
+        }
+        if status >= 400:
+            structured["error"] = outcome
+        logger.log(
+            level, "request_id=<%s> | actor_id=<%s> | session_id=<%s> | backend=<%s> | status=<%d> | %.1f ms%s | %s",
+            self.request_id, self.actor_id, self.session_id, self.backend, status, latency,
+            format_phases(self.phases), outcome, exc_info=exc_info, extra={"fields": structured},
+        )
 
 
-# -- phase timings --------------------------------------------------------------------------------
-
-def start_timings() -> tuple[dict[str, float], Token[dict[str, float] | None]]:
-    """A fresh phase -> milliseconds dict for the current request (reset the token when it ends)."""
-    phases: dict[str, float] = {}
-    return phases, _PHASES.set(phases)
-
-
-def end_timings(token: Token[dict[str, float] | None]) -> None:
-    _PHASES.reset(token)
-
-
-def add_time(phase: str, started: float) -> None:
-    """Add the time since ``started`` (``time.perf_counter()``) to the current request's ``phase``."""
-    phases = _PHASES.get()
-    if phases is not None:
-        phases[phase] = phases.get(phase, 0.0) + (time.perf_counter() - started) * 1e3
-
-
-@contextmanager
-def timed(phase: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        add_time(phase, started)
-
-
-class ModelTimer(HookProvider):
-    """Adds every model call of one agent to the request's ``model`` phase. One per agent."""
-
-    def __init__(self) -> None:
-        self._started: float | None = None
-
-    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
-        registry.add_callback(BeforeModelCallEvent, self.model_started)
-        registry.add_callback(AfterModelCallEvent, self.model_finished)
-
-    def model_started(self, event: BeforeModelCallEvent) -> None:
-        self._started = time.perf_counter()
-
-    def model_finished(self, event: AfterModelCallEvent) -> None:
-        if self._started is not None:
-            add_time("model", self._started)
-            self._started = None
-
-
-def format_phases(phases: dict[str, float]) -> str:
-    """``" (store_read 0.4, model 2.1, store_write 0.6)"``; empty when no phase was timed."""
-    if not phases:
-        return ""
-    return " (" + ", ".join(f"{name} {ms:.1f}" for name, ms in phases.items()) + ")"
-
-
-# -- the process's log set-up ---------------------------------------------------------------------
 
 _FIELD = re.compile(r"(\w+)=<([^<>]*)>")
 

@@ -29,7 +29,7 @@ from strands.models.llamacpp import LlamaCppModel
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
-from errors import ConfigError
+from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import jwt
 
-from errors import BadRequest, Forbidden, Unauthorized
+from core.errors import BadRequest, Forbidden, Unauthorized
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]*")
 MAX_SESSION_ID = 100

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import ConfigError
+from core.errors import ConfigError
 
 BACKENDS = ("memory", "sqlite", "redis", "agentcore")
 MODEL_PROVIDERS = ("bedrock", "local", "echo")
