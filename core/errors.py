@@ -42,6 +42,31 @@ class Forbidden(AssistantError):
     status = 403
 
 
+class PayloadTooLarge(AssistantError):
+    """The request body is longer than ``MAX_BODY_BYTES`` (HTTP 413); refused before it is read whole."""
+
+    status = 413
+
+
+class SessionBusy(AssistantError):
+    """The session already has a turn running and ``SESSION_QUEUE_MAX`` requests waiting (HTTP 429).
+
+    ``retry_after`` (whole seconds, at least 1) goes into the ``Retry-After`` header.
+    """
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClientGone(AssistantError):
+    """The client hung up before its request was answered (logged as 499, as nginx does; nobody reads the body)."""
+
+    status = 499
+
+
 class StoreUnavailable(AssistantError):
     """The session store cannot be reached or written right now (HTTP 503)."""
 

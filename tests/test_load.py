@@ -12,6 +12,9 @@ mostly Strands' own per-call overhead); what finds a race is 16 writers on one s
 once and 100 sessions in flight, not the number of turns each sends, so each run stays near
 two seconds. ``ROLLING_SUMMARY=off``: past ``MEMORY_K`` turns the summary adds a second model
 call per turn, inside the same session lock, and would make the runs four times longer.
+``SESSION_QUEUE_MAX`` is raised to the number of clients on the busy session: by default
+a ninth waiting request is refused with a 429 (``tests/test_session_queue.py``), and here
+every client must get its turns through.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class LiveServers:
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers]:
     """One server; for Redis two, on one key prefix: replicas must stay correct too (the write is
     one atomic script, so counts stay gap-free across processes)."""
-    env = {"MEMORY_BACKEND": request.param, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db")}
+    env = {"MEMORY_BACKEND": request.param, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db"),
+           "SESSION_QUEUE_MAX": str(SERVER_LOAD.clients)}
     store: SessionStore | None = None
     prefix = unique_prefix()
     replicas = 1
@@ -106,8 +110,8 @@ def test_many_clients_on_one_session_and_100_sessions_at_once_on_the_running_ser
 def in_process(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings) -> Iterator[SessionStore]:
     factory = STORE_FACTORIES[request.param](request, tmp_path)
     store = factory.make()
-    agent.set_assistant(Assistant(replace(settings, memory_backend=store.name, rolling_summary=False),
-                                  store, EchoModel()))
+    agent.set_assistant(Assistant(replace(settings, memory_backend=store.name, rolling_summary=False,
+                                          session_queue_max=IN_PROCESS_LOAD.clients), store, EchoModel()))
     try:
         yield store
     finally:
