@@ -112,8 +112,7 @@ local function refresh(ttl, expires_at)  -- sliding expiry: every key of the ses
   if ttl ~= '' then
     redis.call('HSET', KEYS[1], 'expires_at', expires_at)
     for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-  else
-    redis.call('HDEL', KEYS[1], 'expires_at')
+  elseif redis.call('HDEL', KEYS[1], 'expires_at') == 1 then  -- a TTL was set before: the keys persist now
     for i = 1, 7 do redis.call('PERSIST', KEYS[i]) end
   end
 end
@@ -180,8 +179,9 @@ return count
 # -> {generation, count, turn start offsets (newest k), messages from the first of them}
 _LOAD_WINDOW = _COMMON + """
 local gen = generation()
-if expired(ARGV[1]) then return {gen, 0, {}, {}} end
-local count = tonumber(redis.call('HGET', KEYS[1], 'user_messages') or '0')
+local meta = redis.call('HMGET', KEYS[1], 'expires_at', 'user_messages')
+if meta[1] and tonumber(meta[1]) <= tonumber(ARGV[1]) then return {gen, 0, {}, {}} end
+local count = tonumber(meta[2] or '0')
 if ARGV[5] == '1' and ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then refresh(ARGV[3], ARGV[4]) end
 local k = tonumber(ARGV[2])
 if k <= 0 then return {gen, count, {}, {}} end
