@@ -45,8 +45,9 @@ Definitions every backend honours (the contract suite in
   summary has ``message_count`` 0 and is not in ``list_sessions``.
 - ``SESSION_TTL`` is measured from the session's last activity: a write, or a
   ``load_window`` by a turn in progress (so a turn shorter than the TTL never
-  finds its session expired when it stores). Expired sessions read as empty
-  and are not listed; a write starts them again at 1.
+  finds its session expired when it stores); other reads (``get_last_k_turns``
+  included) do not restart it. Expired sessions read as empty and are not
+  listed; a write starts them again at 1.
 - ``list_sessions`` pages one actor's live sessions, newest write first, by an
   opaque cursor (``InvalidCursor`` for one this server did not issue); its cost
   does not grow with other actors' sessions. ``get_history`` pages one
