@@ -87,6 +87,8 @@ COUNT_KEY = "user_messages"
 SUMMARY_KEY = "summary_through"
 #: event metadata: the SHA-256 (hex) of the idempotency key the turn was stored under
 REQUEST_KEY = "request_key"
+#: event metadata of a keyed turn: a random value that tells its writer the event is its own
+NONCE_KEY = "request_nonce"
 TURNS_ONLY = [{"left": {"metadataKey": SUMMARY_KEY}, "operator": "NOT_EXISTS"}]
 SUMMARIES_ONLY = [{"left": {"metadataKey": SUMMARY_KEY}, "operator": "EXISTS"}]
 
@@ -338,15 +340,19 @@ class AgentCoreStore(SessionStore):
         return None
 
     def _create_keyed(self, actor_id: str, session_id: str, messages: Sequence[ConversationalMessage],
-                      metadata: dict[str, Any], token: str) -> tuple[Any, datetime]:
-        """CreateEvent with our ``clientToken`` (the SDK's ``add_turns`` does not take one)."""
-        timestamp = self._event_time()
+                      metadata: dict[str, Any], token: str) -> bool:
+        """CreateEvent with our ``clientToken`` (the SDK's ``add_turns`` does not take one).
+
+        Returns whether the event the service answers with is this call's (a nonce in its metadata
+        says so): otherwise the service had already taken the token and stored nothing.
+        """
+        nonce = uuid.uuid4().hex
         response = self._client.create_event(
-            memoryId=self.memory_id, actorId=actor_id, sessionId=session_id, eventTimestamp=timestamp,
+            memoryId=self.memory_id, actorId=actor_id, sessionId=session_id, eventTimestamp=self._event_time(),
             payload=[{"conversational": {"content": {"text": m.text}, "role": m.role.value}} for m in messages],
-            metadata=metadata, clientToken=token,
+            metadata={**metadata, NONCE_KEY: {"stringValue": nonce}}, clientToken=token,
         )
-        return response["event"], timestamp
+        return ((response["event"].get("metadata") or {}).get(NONCE_KEY) or {}).get("stringValue") == nonce
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -401,8 +407,7 @@ class AgentCoreStore(SessionStore):
         counted afresh and stored under a new token.
         """
         token = _sha256(self.memory_id, actor_id, session_id, str(generation), key_hash)
-        event, timestamp = self._create_keyed(actor_id, session_id, messages, self._metadata(count, key_hash), token)
-        if abs(_timestamp(event) - timestamp.timestamp()) < 0.0005:
+        if self._create_keyed(actor_id, session_id, messages, self._metadata(count, key_hash), token):
             return count
         stored = self._stored_reply(session, key_hash)
         if stored is not None:
