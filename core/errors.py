@@ -92,3 +92,30 @@ class ModelError(AssistantError):
     def __init__(self, detail: str, *, status: int = 502) -> None:
         super().__init__(f"model call failed: {detail}")
         self.status = status
+
+
+class InvalidCursor(BadRequest):
+    """A ``list_sessions`` cursor this server did not issue (garbled, truncated, from elsewhere): HTTP 400."""
+
+
+class SessionChanged(AssistantError):
+    """The session was cleared (its generation moved on) while this turn was running: HTTP 409, nothing stored."""
+
+    status = 409
+
+    def __init__(self, message: str = "the conversation was cleared while this turn was running; nothing was stored"
+                 ) -> None:
+        super().__init__(message)
+
+
+class AlreadyStored(Exception):
+    """A turn with this idempotency key is already stored: the retry stored nothing.
+
+    Not an HTTP error (deliberately not an ``AssistantError``): the service catches it and answers
+    the retry with the original ``reply`` and ``message_count``, as the first attempt would have.
+    """
+
+    def __init__(self, message_count: int, reply: str) -> None:
+        super().__init__(f"a turn with this idempotency key is already stored (turn {message_count})")
+        self.message_count = message_count
+        self.reply = reply

@@ -51,6 +51,8 @@ class StoreFactory:
     durable: bool = True  # keeps turns across a restart (a new store object on the same data)
     #: non-empty: why SESSION_TTL does not apply to this backend (the contract's TTL test is skipped)
     no_session_ttl: str = ""
+    #: non-empty: why a store object does not see a clear made through another one (a replica) when it writes
+    no_shared_generations: str = ""
     cleanup: Callable[[], None] = lambda: None  # removes what the test left behind (run after the test)
 
 
@@ -89,6 +91,8 @@ def _agentcore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreF
         "agentcore", lambda ttl=None: agentcore_store(service),
         no_session_ttl="AgentCore Memory expires events by the memory resource's eventExpiryDuration "
                        "(days, set when the memory is created), not by SESSION_TTL",
+        no_shared_generations="AgentCore Memory has no conditional write: generations are per process "
+                              "(the runtime routes a session to one instance; docs/architecture.md)",
     )
 
 

@@ -1,5 +1,6 @@
 """Redis-only behaviour, against a real redis-server: keys, TTL on every key, tail reads, atomic writes
-across processes, corrupt entries, and outages (a private server stopped, frozen and restarted)."""
+across processes, corrupt entries, outages (a private server stopped, frozen and restarted), the
+per-actor session index, and a real 3-node Redis Cluster."""
 
 from __future__ import annotations
 
@@ -17,17 +18,19 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from starlette.testclient import TestClient
 
 import agent
 from service import Assistant
 from core.settings import Settings
-from core.errors import StoreUnavailable
-from memory.base import Summary
+from core.errors import AlreadyStored, SessionChanged, StoreUnavailable
+from memory.base import StoredReply, Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import SESSION_HEADER
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer, unique_prefix
 from tests.scripted_model import ScriptedModel
 from tests.server import ROOT, Server, free_port
 
@@ -88,7 +91,10 @@ def test_a_session_uses_only_its_namespaced_keys_and_delete_removes_exactly_thos
     assert alice_s1 <= keys_under(raw, prefix)
     before = keys_under(raw, prefix)
     assert store.delete_session("alice", "s1") == 1
-    assert keys_under(raw, prefix) == before - alice_s1
+    # all of the session goes but its generation, the tombstone that keeps a late writer out (7 days)
+    generation = store.generation_key("alice", "s1")
+    assert keys_under(raw, prefix) == (before - alice_s1) | {generation}
+    assert raw.get(generation) == b"1" and raw.ttl(generation) > 6 * 24 * 3600
     assert raw.get(f"{prefix}unrelated") == b"keep me"
 
 
@@ -106,10 +112,13 @@ def test_every_key_of_a_session_gets_the_ttl_and_each_write_slides_it(redis_url:
     # Redis itself removes an expired session: shorten the expiry and watch the keys go
     for k in keys:
         raw.pexpire(k, 1)
+    # (the actor's session index has an expiry of its own; list_sessions skips what it names that is gone)
+    index = store.index_key("alice")
     deadline = time.monotonic() + 5
-    while keys_under(raw, prefix) and time.monotonic() < deadline:
+    while keys_under(raw, prefix) - {index} and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert keys_under(raw, prefix) == set()
+    assert keys_under(raw, prefix) - {index} == set()
+    assert store.list_sessions("alice", 10).sessions == []
     assert store.add_turns("alice", "s1", exchange(3)) == 1
 
 
@@ -267,3 +276,120 @@ def test_store_errors_name_the_store(prefix: str) -> None:
     with pytest.raises(StoreUnavailable) as info:
         store.add_turns("alice", "s1", exchange(1))
     assert info.value.status == 503 and info.value.store == "redis"
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+def test_list_sessions_skips_and_unlists_sessions_that_are_gone(redis_url: str, prefix: str,
+                                                                 raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(3):
+        store.add_turns("alice", f"s{n}", exchange(n))
+    raw.delete(*store.keys("alice", "s1"))  # as Redis does when a session's keys expire
+    page = store.list_sessions("alice", 1)
+    assert [i.session_id for i in page.sessions] == ["s2"]
+    assert [i.session_id for i in store.list_sessions("alice", 1, page.next_cursor).sessions] == ["s0"]
+    assert {m.decode() for m in raw.zrange(store.index_key("alice"), 0, -1)} == {"s0", "s2"}
+    store.add_turns("alice", "s1", exchange(9))  # written again: listed again
+    assert [i.session_id for i in store.list_sessions("alice", 5).sessions] == ["s1", "s2", "s0"]
+
+
+def test_list_sessions_touches_only_the_actors_own_keys(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    """MONITOR shows every command, also inside scripts: other actors' sessions are never looked at."""
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(20):
+        store.add_turns(f"other{n}", "s1", exchange(n))
+        store.add_turns("alice", f"s{n}", exchange(n))
+    seen: list[str] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with raw.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if prefix in command["command"]:
+                    seen.append(command["command"])
+                if done.is_set() and "stop-marker" in command["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
+    page = store.list_sessions("alice", 5)
+    done.set()
+    raw.get(f"{prefix}stop-marker")
+    watcher.join(5)
+    assert [i.session_id for i in page.sessions] == [f"s{n}" for n in (19, 18, 17, 16, 15)]
+    touched = [c for c in seen if "stop-marker" not in c]
+    assert touched and not [c for c in touched if "other" in c]
+    assert len([c for c in touched if c.startswith("EVALSHA")]) <= 5 + 1 + 8  # a batch: the page, one more, a margin
+
+
+def test_a_generation_outlives_the_session_by_at_least_7_days_and_each_write_renews_it(
+        redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix, ttl=60)
+    store.add_turns("alice", "s1", exchange(1))
+    store.delete_session("alice", "s1")
+    generation = store.generation_key("alice", "s1")
+    raw.expire(generation, 100)
+    assert store.add_turns("alice", "s1", exchange(2), generation=1) == 1
+    assert raw.ttl(generation) > 6 * 24 * 3600
+    assert all(raw.ttl(k) <= 60 for k in store.keys("alice", "s1") if raw.exists(k))
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield servers
+    servers.stop()
+
+
+def test_on_a_redis_cluster_each_session_is_one_slot_and_the_index_is_a_command_of_its_own(
+        redis_cluster: RedisClusterServers) -> None:
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.port)
+    store = RedisStore(client, key_prefix=unique_prefix())
+    try:
+        sessions = [f"s{n}" for n in range(6)]
+        slots = {client.keyslot(k) for s in sessions for k in store._all_keys("alice", s)}
+        assert len(slots) == len(sessions)  # one slot per session: its script may touch all of its keys
+        assert slots - {client.keyslot(store.index_key("alice"))}  # the index is elsewhere
+        for n, session_id in enumerate(sessions):
+            window = store.load_window("alice", session_id, 5)
+            assert store.add_turns("alice", session_id, exchange(n), generation=window.generation,
+                                   idempotency_key=f"k{n}") == 1
+        with pytest.raises(AlreadyStored):
+            store.add_turns("alice", "s0", exchange(0), idempotency_key="k0")
+        page = store.list_sessions("alice", 4)
+        assert [i.session_id for i in page.sessions] == ["s5", "s4", "s3", "s2"]
+        assert [i.session_id for i in store.list_sessions("alice", 4, page.next_cursor).sessions] == ["s1", "s0"]
+        window = store.load_window("alice", "s1", 5)
+        store.delete_session("alice", "s1")
+        with pytest.raises(SessionChanged):
+            store.add_turns("alice", "s1", exchange(9), generation=window.generation)
+        assert store.put_summary("alice", "s1", Summary("late", 1), generation=window.generation) is False
+        assert [i.session_id for i in store.list_sessions("alice", 10).sessions] == ["s5", "s4", "s3", "s2", "s0"]
+        for node in client.get_primaries():  # the scripts are gone (a restarted node): loaded again as needed
+            node.redis_connection.script_flush()
+        assert store.add_turns("alice", "s2", exchange(2)) == 2
+        assert [t.turn for t in store.get_history("alice", "s2", 10).turns] == [1, 2]
+        assert store.find_request("alice", "s3", "k3") == StoredReply(1, "answer 3")
+        # why the index cannot be in the session's script there: another slot
+        inline = RedisStore(client, key_prefix=unique_prefix(), index_in_script=True)
+        with pytest.raises(RedisClusterException, match="same key slot"):
+            for session_id in sessions:
+                inline.add_turns("alice", session_id, exchange(1))
+    finally:
+        client.close()
+
+
+def test_a_script_flushed_from_redis_is_loaded_again_for_pipelined_calls(redis_url: str, prefix: str,
+                                                                          raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    store.add_turns("alice", "s1", exchange(1))
+    raw.script_flush()
+    assert [i.session_id for i in store.list_sessions("alice", 5).sessions] == ["s1"]
+    raw.script_flush()
+    assert store.delete_session("alice", "s1") == 1
+    assert store.list_sessions("alice", 5).sessions == []
