@@ -78,6 +78,16 @@ def default_max_body_bytes(max_message_chars: int) -> int:
     return max_message_chars * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An on/off setting: ``on``/``off`` (also ``1``/``0``, ``true``/``false``, any case)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off", "1", "0", "true", "false"):
+        raise ConfigError(f"{name}={raw!r} is not one of on, off")
+    return raw in ("on", "1", "true")
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -128,6 +138,9 @@ class Settings:
     http_idle_timeout_s: float = 5.0
     #: None: as many as the process's file descriptor limit allows, see ``service.connections``
     max_connections: int | None = None
+    #: ``DEV_UI``: serve the development chat page (``GET /``, ``ui/static``) beside the runtime's routes;
+    #: off unless set, so a deployed runtime serves only ``/invocations`` and ``/ping``
+    dev_ui: bool = False
 
     @property
     def body_limit(self) -> int:
@@ -200,4 +213,5 @@ class Settings:
             http_idle_timeout_s=_float(env, "HTTP_IDLE_TIMEOUT_S", cls.http_idle_timeout_s, minimum=0.1,
                                        maximum=3600),
             max_connections=_int(env, "MAX_CONNECTIONS", None, minimum=8, maximum=1_000_000),
+            dev_ui=_switch(env, "DEV_UI", cls.dev_ui),
         )
