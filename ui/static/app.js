@@ -174,60 +174,52 @@ function turnRange(turns) {
   return contiguous && turns.length > 2 ? `${turns[0]}–${turns[turns.length - 1]}` : turns.join(", ");
 }
 
-/** A link to a turn of this session, when it is in the log. */
-function turnLink(turn, label) {
-  const link = el("a", "", label);
+/** A link to a turn of this session (in the log once its history is read). */
+function turnLink(turn) {
+  const link = el("a", "", String(turn));
   link.href = `#turn-${turn}`;
   return link;
 }
 
-/** What the memory layer put in front of the model for one turn (the final event's `memory`). */
-function memoryBox(memory, historyLength) {
+/** What the memory layer put in front of the model for one turn: the final event's `memory` (explain). */
+function memoryBox(memory) {
   const box = el("div", "memory-box");
-  box.append(el("strong", "", "Memory for this turn"));
+  box.append(el("strong", "", "What memory gave the model"));
   const list = el("ul");
-  const windowTurns = memory?.window?.turns ?? null;
-  const windowLine = el("li");
-  if (windowTurns === null) {
-    windowLine.textContent = `window: ${plural(historyLength ?? 0, "earlier turn")} loaded`;
-  } else if (!windowTurns.length) {
-    windowLine.textContent = "window: no earlier turn loaded";
+  const windowTurns = memory.window?.turns ?? [];
+  const windowLine = el("li", "", windowTurns.length ? "window: turns " : "window: no earlier turn");
+  const range = turnRange(windowTurns);
+  if (range.includes("–")) {
+    windowLine.append(turnLink(windowTurns[0]), "–", turnLink(windowTurns[windowTurns.length - 1]));
   } else {
-    windowLine.append(`window: ${plural(windowTurns.length, "turn")} loaded (turns `);
-    const range = turnRange(windowTurns);
-    if (range.includes("–")) {
-      windowLine.append(turnLink(windowTurns[0], String(windowTurns[0])), "–",
-        turnLink(windowTurns[windowTurns.length - 1], String(windowTurns[windowTurns.length - 1])));
-    } else {
-      windowTurns.forEach((t, i) => windowLine.append(i ? ", " : "", turnLink(t, String(t))));
-    }
-    windowLine.append(")");
+    windowTurns.forEach((t, i) => windowLine.append(i ? ", " : "", turnLink(t)));
   }
-  list.append(windowLine);
-  if (memory) {
-    const summary = memory.summary;
-    list.append(el("li", "", summary ? `rolling summary: turns 1–${summary.through_turn}` : "rolling summary: none"));
-    const recalled = memory.long_term ?? [];
-    const longTerm = el("li", "", recalled.length ? `long-term: ${plural(recalled.length, "record")} recalled` : "long-term: nothing recalled");
-    if (recalled.length) {
-      const records = el("ul");
-      for (const r of recalled) {
-        const score = typeof r.score === "number" ? r.score.toFixed(2) : r.score;
-        records.append(el("li", "", `session ${r.session_id}, turn ${r.turn} (score ${score}, ${r.record_id})`));
-      }
-      longTerm.append(records);
+  const summary = memory.summary;
+  const recalled = memory.long_term ?? [];
+  const longTerm = el("li", "", recalled.length ? `long-term: ${plural(recalled.length, "record")} recalled`
+    : "long-term: nothing recalled");
+  if (recalled.length) {
+    const records = el("ul", "records");
+    for (const r of recalled) {
+      const score = typeof r.score === "number" ? r.score.toFixed(2) : r.score;
+      records.append(el("li", "", `session ${r.session_id}, turn ${r.turn} · score ${score} · ${r.record_id}`));
     }
-    list.append(longTerm);
+    longTerm.append(records);
   }
+  list.append(windowLine, el("li", "", summary ? `summary: turns 1–${summary.through_turn}` : "summary: none"), longTerm);
   box.append(list);
   return box;
+}
+
+function scrollToEnd() {
+  $("log").scrollTop = $("log").scrollHeight;
 }
 
 function finishTurn(turn, final) {
   numberTurn(turn.item, final.message_count);
   turn.meta.textContent = `turn ${final.message_count} · ${plural(final.history_length, "earlier turn")} in context`
     + (final.truncated ? " · cut at MAX_TOKENS" : "");
-  if ($("explain").checked) turn.item.append(memoryBox(final.memory, final.history_length));
+  if ($("explain").checked && final.memory) turn.item.append(memoryBox(final.memory));
 }
 
 function failTurn(turn, message) {
@@ -240,7 +232,7 @@ async function sendMessage(text) {
   turn.text.dataset.deltas = "0";
   turn.item.setAttribute("aria-busy", "true");
   $("log").append(turn.item);
-  turn.item.scrollIntoView({ block: "end" });
+  scrollToEnd();
   state.controller = new AbortController();
   setBusy(true);
   setStatus("");
@@ -260,6 +252,7 @@ async function sendMessage(text) {
       if (typeof event === "string") {
         turn.text.append(event);
         turn.text.dataset.deltas = String(Number(turn.text.dataset.deltas) + 1);
+        scrollToEnd();
       } else {
         final = event;
       }
@@ -269,6 +262,7 @@ async function sendMessage(text) {
     if (wantExplain && final.memory) state.can.explain = true;
     finishTurn(turn, final);
     turn.item.classList.add("done");
+    scrollToEnd();
     loadSessions();
   } catch (e) {
     const stopped = e.name === "AbortError";
@@ -371,7 +365,7 @@ async function loadHistory(older = false) {
     state.nextBefore = data.next_before ?? null;
     $("older").hidden = state.nextBefore === null;
     if (!older) showSummary(data.summary);
-    if (!older && items.length) items[items.length - 1].scrollIntoView({ block: "end" });
+    if (!older) scrollToEnd();
   } catch (e) {
     $("history-note").hidden = false;
     if (isUnknown(e, "get_history")) {
