@@ -12,6 +12,7 @@ const state = {
   controller: null,      // aborts the streamed turn (Stop)
   nextCursor: null,      // list_sessions paging
   nextBefore: null,      // get_history paging
+  retry: null,           // the message that last failed ({text, actor, session, key}): sent again, it keeps its key
   // what this server can do: null = not known yet, false = it answered "unknown action"/field
   can: { listSessions: null, history: null, explain: null, longTerm: null },
 };
@@ -123,10 +124,21 @@ function setBusy(busy) {
   $("stop").hidden = !busy || !state.controller;
 }
 
+function randomHex(bytes) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function newSessionId() {
-  const now = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 12);  // YYYYMMDDhhmm
-  const random = Array.from(crypto.getRandomValues(new Uint8Array(3)), (b) => b.toString(16).padStart(2, "0"));
-  return `chat-${now}-${random.join("")}`;
+  const now = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 12);  // YYYYMMDDhhmm, UTC
+  return `chat-${now}-${randomHex(3)}`;
+}
+
+/** The message's idempotency key: a message sent again after a failure keeps its key, so it is stored once. */
+function idempotencyKey(text) {
+  const same = state.retry && state.retry.text === text && state.retry.actor === state.actor
+    && state.retry.session === state.session;
+  if (!same) state.retry = { text, actor: state.actor, session: state.session, key: `web-${randomHex(12)}` };
+  return state.retry.key;
 }
 
 /** Actor and session live in the address (?actor=…&session=…), so a reload or a link reopens the conversation. */
@@ -217,8 +229,10 @@ function scrollToEnd() {
 
 function finishTurn(turn, final) {
   numberTurn(turn.item, final.message_count);
-  turn.meta.textContent = `turn ${final.message_count} · ${plural(final.history_length, "earlier turn")} in context`
-    + (final.truncated ? " · cut at MAX_TOKENS" : "");
+  turn.meta.textContent = final.replayed
+    ? `turn ${final.message_count} · stored already: the server answered with the stored reply`
+    : `turn ${final.message_count} · ${plural(final.history_length, "earlier turn")} in context`
+      + (final.truncated ? " · cut at MAX_TOKENS" : "");
   if ($("explain").checked && final.memory) turn.item.append(memoryBox(final.memory));
 }
 
@@ -237,15 +251,16 @@ async function sendMessage(text) {
   setBusy(true);
   setStatus("");
   const wantExplain = $("explain").checked && state.can.explain !== false;
+  const message = { message: text, stream: true, idempotency_key: idempotencyKey(text) };
   try {
     let response;
     try {
-      response = await invoke({ message: text, stream: true, ...(wantExplain ? { explain: true } : {}) },
+      response = await invoke({ ...message, ...(wantExplain ? { explain: true } : {}) },
         { signal: state.controller.signal });
     } catch (e) {
       if (!wantExplain || !isUnknown(e, "explain")) throw e;
       state.can.explain = false;  // an older server: ask again without it
-      response = await invoke({ message: text, stream: true }, { signal: state.controller.signal });
+      response = await invoke(message, { signal: state.controller.signal });
     }
     let final = null;
     for await (const event of sseEvents(response.body)) {
@@ -260,6 +275,7 @@ async function sendMessage(text) {
     if (!final) throw new ServerError(0, "the reply stopped before it was complete");
     if (final.error) throw new ServerError(final.status ?? 500, final.error);
     if (wantExplain && final.memory) state.can.explain = true;
+    state.retry = null;
     finishTurn(turn, final);
     turn.item.classList.add("done");
     scrollToEnd();
