@@ -50,7 +50,8 @@ def memory_line(final: dict[str, Any]) -> str:
     if not isinstance(memory, dict):
         return f"memory: {plural(final.get('history_length', 0), 'earlier turn')} loaded"
     window = memory.get("window", {}).get("turns", [])
-    parts = [f"window: turns {turn_range(window)}" if window else "window: no earlier turn"]
+    parts = [f"window: {'turn' if len(window) == 1 else 'turns'} {turn_range(window)}" if window
+             else "window: no earlier turn"]
     summary = memory.get("summary")
     parts.append(f"summary: turns 1-{summary['through_turn']}" if summary else "summary: none")
     recalled = memory.get("long_term") or []

@@ -199,7 +199,8 @@ function memoryBox(memory) {
   box.append(el("strong", "", "What memory gave the model"));
   const list = el("ul");
   const windowTurns = memory.window?.turns ?? [];
-  const windowLine = el("li", "", windowTurns.length ? "window: turns " : "window: no earlier turn");
+  const windowLine = el("li", "", windowTurns.length ? `window: ${windowTurns.length === 1 ? "turn" : "turns"} `
+    : "window: no earlier turn");
   const range = turnRange(windowTurns);
   if (range.includes("–")) {
     windowLine.append(turnLink(windowTurns[0]), "–", turnLink(windowTurns[windowTurns.length - 1]));
