@@ -67,3 +67,9 @@ class ModelError(AssistantError):
     def __init__(self, detail: str, *, status: int = 502) -> None:
         super().__init__(f"model call failed: {detail}")
         self.status = status
+
+
+class LongTermUnavailable(AssistantError):
+    """The long-term memory store cannot be read or written right now (HTTP 503)."""
+
+    status = 503

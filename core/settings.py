@@ -19,6 +19,11 @@ MODEL_PROVIDERS = ("bedrock", "local", "echo")
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+SWITCH_ON = ("on", "1", "true")
+SWITCH_OFF = ("off", "0", "false")
+#: where AgentCore's long-term records of an actor live: the starter toolkit's strategies write
+#: ``/users/{actorId}/facts/`` and ``/users/{actorId}/preferences/``; the search reads the whole subtree
+DEFAULT_LTM_NAMESPACE = "/users/{actorId}/"
 
 
 def default_summary_batch(memory_k: int) -> int:
@@ -37,6 +42,37 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name}={value} must be {bound}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not minimum <= value <= maximum:  # NaN fails too
+        raise ConfigError(f"{name}={value} must be between {minimum:g} and {maximum:g}")
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """on/off (1/0, true/false); None when unset."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in SWITCH_ON + SWITCH_OFF:
+        raise ConfigError(f"{name}={raw!r} is not one of on, off")
+    return raw in SWITCH_ON
+
+
+def _ltm_namespace(env: Mapping[str, str]) -> str:
+    value = (env.get("LTM_NAMESPACE") or DEFAULT_LTM_NAMESPACE).strip()
+    rest = value.replace("{actorId}", "")
+    if "{actorId}" not in value or "{" in rest or "}" in rest:
+        raise ConfigError(f"LTM_NAMESPACE={value!r} must contain {{actorId}} and no other placeholder")
     return value
 
 
@@ -75,6 +111,21 @@ class Settings:
     #: ``SUMMARY_BATCH``: turns folded into the rolling summary per summariser call (1..memory_k);
     #: None: ``default_summary_batch(memory_k)``, see ``fold_batch``
     summary_batch: int | None = None
+    #: ``LONG_TERM_MEMORY``: on/off; None (unset): on for memory, sqlite and agentcore, off for redis
+    long_term_memory: bool | None = None
+    #: ``LTM_TOP_K``: long-term records injected before each answer (and ``search_memory``'s default)
+    ltm_top_k: int = 5
+    #: ``LTM_MIN_SCORE``: records scoring less (calibrated, 0..1) are not injected
+    ltm_min_score: float = 0.3
+    #: ``LTM_MAX_TOKENS``: the injected records' budget in the system prompt (estimated tokens)
+    ltm_max_tokens: int = 600
+    #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records
+    ltm_namespace: str = DEFAULT_LTM_NAMESPACE
+
+    @property
+    def ltm_db(self) -> Path:
+        """The long-term SQLite file: beside ``SESSION_DB`` (``sessions.db`` -> ``sessions-longterm.db``)."""
+        return self.session_db.with_name(f"{self.session_db.stem}-longterm{self.session_db.suffix or '.db'}")
 
     @property
     def fold_batch(self) -> int:
@@ -131,4 +182,9 @@ class Settings:
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
             rolling_summary=rolling in ("on", "1", "true"),
             summary_batch=summary_batch,
+            long_term_memory=_switch(env, "LONG_TERM_MEMORY"),
+            ltm_top_k=_int(env, "LTM_TOP_K", cls.ltm_top_k, minimum=1, maximum=50),
+            ltm_min_score=_float(env, "LTM_MIN_SCORE", cls.ltm_min_score, minimum=0.0, maximum=1.0),
+            ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
+            ltm_namespace=_ltm_namespace(env),
         )
