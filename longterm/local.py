@@ -47,6 +47,8 @@ class LocalLongTermMemory(LongTermMemory):
         self.weights = weights
         self.name = "sqlite" if store.durable else "memory"
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        #: query vectors kept for reuse (the benchmark raises it to keep every question's vector)
+        self.query_cache_size = QUERY_VECTORS
         self._queries_lock = threading.Lock()
         self.writer = BackgroundWriter(embedder.embed, store.write, lambda r: embedded_text(r.speaker, r.text))
 
@@ -100,7 +102,7 @@ class LocalLongTermMemory(LongTermMemory):
             vector = self.embedder.embed_one(text)
             with self._queries_lock:
                 self._queries[text] = vector
-                while len(self._queries) > QUERY_VECTORS:
+                while len(self._queries) > self.query_cache_size:
                     self._queries.popitem(last=False)
         return vector
 
