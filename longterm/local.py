@@ -18,8 +18,10 @@ is reused as that message's record vector, so the writer embeds only the reply.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -51,6 +53,8 @@ class LocalLongTermMemory(LongTermMemory):
         self.query_cache_size = QUERY_VECTORS
         self._queries_lock = threading.Lock()
         self.writer = BackgroundWriter(embedder.embed, store.write, lambda r: embedded_text(r.speaker, r.text))
+        # the last resort of a clean shutdown: an interpreter that exits without close() still drains the queue
+        atexit.register(_drain_at_exit, weakref.ref(self.writer))
 
     def describe(self) -> str:
         return f"kept in SQLite ({self.store.where}), written by a background thread, searched by BM25 + MiniLM"
@@ -147,6 +151,12 @@ class LocalLongTermMemory(LongTermMemory):
     def close(self) -> None:
         self.writer.close()
         self.store.close()
+
+
+def _drain_at_exit(writer: weakref.ref[BackgroundWriter]) -> None:
+    alive = writer()
+    if alive is not None:
+        alive.close()
 
 
 def _with_epoch(record: MessageRecord, epoch: int) -> MessageRecord:
