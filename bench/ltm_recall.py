@@ -197,7 +197,7 @@ def by_category(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 # -- tuning: leave one conversation out -----------------------------------------------------------
 
-COLUMN_VARIANTS = ((1.0, 0.5, 0.5, 0.3, 1.0), (1.0, 0.5, 0.7, 0.5, 1.0), (1.0, 0.3, 0.5, 0.5, 0.5))
+COLUMN_VARIANTS = ((1.0, 0.5, 0.7, 0.5, 1.0), (1.0, 0.5, 0.5, 0.3, 1.0), (1.0, 0.3, 0.5, 0.5, 0.5))
 GRID = list(itertools.product(COLUMN_VARIANTS, (0.4, 0.5, 0.6), (0.0, 0.1, 0.2, 0.3), (0.0, 0.2, 0.3)))
 
 

@@ -26,11 +26,11 @@ class Weights:
     """Every tuned number of the recipe in one place (the benchmark prints them beside its figures)."""
 
     #: FTS5 ``bm25()`` column weights: text, caption, previous message, next message, date words
-    columns: tuple[float, float, float, float, float] = (1.0, 0.5, 0.5, 0.3, 1.0)
+    columns: tuple[float, float, float, float, float] = (1.0, 0.5, 0.7, 0.5, 1.0)
     #: share of the dense (cosine) score in the fused score
     dense: float = 0.5
     #: added when the record's speaker is the one participant the query names
-    speaker_boost: float = 0.2
+    speaker_boost: float = 0.3
     #: share of the better neighbour's fused score added to a record's own
     smooth: float = 0.2
     #: keyword candidates fetched from FTS5 per query (every other record counts as bm25 = 0)
