@@ -217,7 +217,9 @@ def question_scores(ltm: LocalLongTermMemory, conv: Conversation) -> list[dict[s
         for columns in COLUMN_VARIANTS:
             scores = np.zeros(index.size, np.float32)
             for rowid, value in ltm.store.keyword_search(conv.actor, match, 200, columns):
-                scores[index.position[rowid]] = value
+                j = index.position.get(rowid)
+                if j is not None and j < index.size:
+                    scores[j] = value
             bm25[columns] = scores
         cosine = index.vectors @ ltm.query_vector(text)
         evidence = np.isin(dia_at, q.evidence)

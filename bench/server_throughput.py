@@ -233,10 +233,14 @@ def measure_all(configs: list[Config], log_dir: Path, args: argparse.Namespace) 
     finally:
         for server in servers:
             server.stop()
+    # what the long-term writer still had queued when the server stopped (it drains before exiting)
+    notes = {server.name: [line for line in server.log_tail(200_000).splitlines() if "long-term memory:" in line]
+             for server in servers}
     out = []
     for config, server in zip(configs, servers):
         entry: dict[str, Any] = {"key": config.key, "label": config.label, "startup_s": round(server.startup_s or 0, 3),
                                  "rss_mb": round(rss.get(server.name, float("nan")), 1),
+                                 "long_term_log": notes.get(server.name, [])[-3:],
                                  "rolling_summary": config.rolling_summary, "workloads": {}}
         for workload in ("distinct", "hot"):
             runs = rounds[(config.key, workload)]

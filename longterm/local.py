@@ -30,7 +30,8 @@ import numpy as np
 from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.embedding import Embedder
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
-from longterm.sqlite_store import ActorIndex, SQLiteLongTermStore
+from longterm.index import ActorIndex
+from longterm.sqlite_store import SQLiteLongTermStore
 from longterm.text import embedded_text, find_names, fts_match, query_terms, strip_names, tokenize
 from longterm.writer import BackgroundWriter, Pending
 
@@ -92,7 +93,7 @@ class LocalLongTermMemory(LongTermMemory):
         for rowid, value in self.store.keyword_search(actor_id, fts_match(query_terms(text, drop)), w.candidates,
                                                       w.columns):
             j = index.position.get(rowid)
-            if j is not None:
+            if j is not None and j < index.size:  # a row written after the snapshot is not in it
                 bm25[j] = value
         cosine = index.vectors @ self.query_vector(text) if w.dense > 0 else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
@@ -150,6 +151,9 @@ class LocalLongTermMemory(LongTermMemory):
         return self.writer.flush(timeout)
 
     def close(self) -> None:
+        backlog = self.writer.backlog
+        if backlog:
+            logger.info("long-term memory: storing the %d records still queued before closing", backlog)
         self.writer.close()
         self.store.close()
 
@@ -165,6 +169,8 @@ def single_threaded_blas() -> None:
 def _drain_at_exit(writer: weakref.ref[BackgroundWriter]) -> None:
     alive = writer()
     if alive is not None:
+        if alive.backlog:
+            logger.info("long-term memory: storing the %d records still queued before exiting", alive.backlog)
         alive.close()
 
 

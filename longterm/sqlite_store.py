@@ -29,14 +29,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import LongTermUnavailable
 from longterm.base import MessageRecord
-from longterm.embedding import DIMENSIONS
+from longterm.index import ActorBuffers, ActorIndex, empty_index
 from longterm.text import date_words
 
 logger = logging.getLogger(__name__)
@@ -91,78 +91,6 @@ def owner_token(actor_id: str) -> str:
     return "a" + actor_id.encode("utf-8").hex() + "x"
 
 
-@dataclass
-class ActorIndex:
-    """One actor's records as arrays, for scoring: the vectors and what neighbours and filters need."""
-
-    ids: np.ndarray  # record ids (rowids), in load order (ascending)
-    vectors: np.ndarray  # (n, 384) float32, unit length
-    sessions: np.ndarray  # session code per record (see session_codes)
-    generations: np.ndarray
-    turns: np.ndarray
-    seqs: np.ndarray
-    speakers: np.ndarray  # object array of speaker names ("" when none)
-    session_codes: dict[str, int] = field(default_factory=dict)
-    version: int = -1
-    deletes: int = -1
-    prev_index: np.ndarray = field(init=False)  # the previous record of the same session, -1 if none
-    next_index: np.ndarray = field(init=False)
-    position: dict[int, int] = field(init=False)  # rowid -> index
-    names: list[str] = field(init=False)  # distinct speaker names, longest first
-
-    def __post_init__(self) -> None:
-        n = self.size
-        order = np.lexsort((self.seqs, self.turns, self.generations, self.sessions))  # conversation order
-        same = ((self.sessions[order][1:] == self.sessions[order][:-1])
-                & (self.generations[order][1:] == self.generations[order][:-1]))
-        self.prev_index = np.full(n, -1, np.int64)
-        self.next_index = np.full(n, -1, np.int64)
-        self.prev_index[order[1:][same]] = order[:-1][same]
-        self.next_index[order[:-1][same]] = order[1:][same]
-        self.position = {int(i): k for k, i in enumerate(self.ids)}
-        self.names = sorted({s for s in self.speakers if s}, key=lambda s: (-len(s), s))
-
-    @property
-    def size(self) -> int:
-        return int(self.ids.size)
-
-    def extended(self, rows: Sequence[Row], version: int, deletes: int) -> ActorIndex:
-        """This index with ``rows`` (newer records) appended."""
-        codes = dict(self.session_codes)
-        new = _arrays(rows, codes)
-        return ActorIndex(np.concatenate([self.ids, new[0]]), np.concatenate([self.vectors, new[1]]),
-                          *(np.concatenate([old, add]) for old, add in
-                            zip((self.sessions, self.generations, self.turns, self.seqs, self.speakers), new[2:])),
-                          session_codes=codes, version=version, deletes=deletes)
-
-
-#: (id, session_id, generation, turn, seq, speaker, vector)
-Row = tuple[int, str, int, int, int, str, bytes]
-
-
-def _arrays(rows: Sequence[Row], codes: dict[str, int]) -> tuple[np.ndarray, ...]:
-    n = len(rows)
-    ids = np.fromiter((r[0] for r in rows), np.int64, n)
-    vectors = (np.frombuffer(b"".join(r[6] for r in rows), "<f4").reshape(n, DIMENSIONS).copy()
-               if n else np.zeros((0, DIMENSIONS), np.float32))
-    sessions = np.fromiter((codes.setdefault(r[1], len(codes)) for r in rows), np.int64, n)
-    generations = np.fromiter((r[2] for r in rows), np.int64, n)
-    turns = np.fromiter((r[3] for r in rows), np.int64, n)
-    seqs = np.fromiter((r[4] for r in rows), np.int64, n)
-    speakers = np.array([r[5] for r in rows], dtype=object)
-    return ids, vectors, sessions, generations, turns, seqs, speakers
-
-
-def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:
-    """Rows of (id, session_id, generation, turn, seq, speaker, vector) -> an ``ActorIndex``."""
-    codes: dict[str, int] = {}
-    return ActorIndex(*_arrays(rows, codes), session_codes=codes, version=version, deletes=deletes)
-
-
-def empty_index() -> ActorIndex:
-    return build_index([])
-
-
 @dataclass(frozen=True)
 class StoredRecord:
     id: int
@@ -191,7 +119,7 @@ class SQLiteLongTermStore:
         self._only: sqlite3.Connection | None = None
         self._only_lock = threading.RLock()
         self._uri = f"file:ltm-{uuid.uuid4().hex}?mode=memory&cache=shared"
-        self._cache: OrderedDict[str, ActorIndex] = OrderedDict()
+        self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._cache_rows = cache_rows
         try:
@@ -289,9 +217,10 @@ class SQLiteLongTermStore:
     def actor_index(self, actor_id: str) -> ActorIndex:
         """The actor's records as arrays: from the cache while the actor's version is unchanged.
 
-        A version change with no delete since the cached copy loads only the new rows;
-        after a delete the actor is loaded again whole.
+        A version change with no delete since the cached copy appends only the new rows (in place:
+        no copy of the others); after a delete the actor is loaded again whole.
         """
+        select = "SELECT id, session_id, generation, turn, seq, speaker, vector FROM ltm_records WHERE actor_id = ?"
         try:
             with self._connection() as db:
                 row = db.execute("SELECT version, deletes FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
@@ -299,28 +228,27 @@ class SQLiteLongTermStore:
                     return empty_index()
                 version, deletes = row
                 with self._cache_lock:
-                    cached = self._cache.get(actor_id)
-                    if cached is not None:
+                    buffers = self._cache.get(actor_id)
+                    if buffers is not None:
                         self._cache.move_to_end(actor_id)
-                if cached is not None and cached.version == version:
-                    return cached
-                select = ("SELECT id, session_id, generation, turn, seq, speaker, vector FROM ltm_records "
-                          "WHERE actor_id = ?")
-                if cached is not None and cached.deletes == deletes and cached.size:
-                    new = db.execute(select + " AND id > ? ORDER BY id", (actor_id, int(cached.ids[-1]))).fetchall()
-                    index = cached.extended(new, version, deletes)
+                if buffers is not None and buffers.version == version:
+                    return buffers.snapshot()
+                if buffers is not None and buffers.deletes == deletes:
+                    buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)).fetchall(),
+                                   version)
                 else:
-                    index = build_index(db.execute(select + " ORDER BY id", (actor_id,)).fetchall(), version, deletes)
+                    buffers = ActorBuffers(version, deletes)
+                    buffers.append(db.execute(select + " ORDER BY id", (actor_id,)).fetchall(), version)
         except sqlite3.Error as e:
             raise self._guard("loading the records")(e) from e
-        self._keep(actor_id, index)
-        return index
+        self._keep(actor_id, buffers)
+        return buffers.snapshot()
 
-    def _keep(self, actor_id: str, index: ActorIndex) -> None:
+    def _keep(self, actor_id: str, buffers: ActorBuffers) -> None:
         with self._cache_lock:
-            self._cache[actor_id] = index
+            self._cache[actor_id] = buffers
             self._cache.move_to_end(actor_id)
-            total = sum(i.size for i in self._cache.values())
+            total = sum(b.size for b in self._cache.values())
             while total > self._cache_rows and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
                 total -= dropped.size

@@ -9,7 +9,8 @@ import pytest
 
 from longterm.base import MessageRecord
 from longterm.scoring import (boost_speaker, calibrate, fuse, max_normalise, minmax, smooth_neighbours, top_k)
-from longterm.sqlite_store import SQLiteLongTermStore, build_index, owner_token
+from longterm.index import build_index
+from longterm.sqlite_store import SQLiteLongTermStore, owner_token
 from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, query_terms,
                            strip_names)
 from tests.longterm_helpers import embedder
@@ -146,3 +147,18 @@ def test_the_shipped_model_puts_paraphrases_closer_than_unrelated_text() -> None
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2
     assert np.allclose(embedder().embed_one("I am allergic to peanuts"), vectors[0], atol=1e-5)
+
+
+def test_records_appended_later_are_linked_into_their_session_and_old_snapshots_stay_as_they_were() -> None:
+    from longterm.index import ActorBuffers
+
+    vec = np.zeros(384, "<f4").tobytes()
+    buffers = ActorBuffers(version=1, deletes=0, capacity=1)
+    buffers.append([(1, "s1", 0, 1, 0, "", vec), (2, "s1", 0, 3, 0, "", vec)], version=1)
+    before = buffers.snapshot()
+    buffers.append([(3, "s1", 0, 2, 0, "", vec), (2, "s1", 0, 3, 0, "", vec)], version=2)  # id 2 again: skipped
+    after = buffers.snapshot()
+    assert (before.size, after.size) == (2, 3)
+    assert before.next_index.tolist() == [1, -1]  # turn 1 -> turn 3 in the old snapshot
+    assert after.next_index.tolist() == [2, -1, 1] and after.prev_index.tolist() == [-1, 2, 0]
+    assert after.version == 2
