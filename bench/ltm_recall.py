@@ -46,7 +46,7 @@ from longterm.local import LocalLongTermMemory  # noqa: E402
 from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, smooth_neighbours,  # noqa: E402
                               top_k)
 from longterm.sqlite_store import SQLiteLongTermStore  # noqa: E402
-from longterm.text import find_names, fts_match, query_terms, strip_names, tokenize  # noqa: E402
+from longterm.text import find_names, fts_match, informative_terms, query_terms, strip_names, tokenize  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 GOAL_RECALL_10 = 0.75
@@ -212,7 +212,7 @@ def question_scores(ltm: LocalLongTermMemory, conv: Conversation) -> list[dict[s
         named = find_names(q.text, index.names)
         text = (strip_names(q.text, named) or q.text) if named else q.text
         drop = {t for name in named for t in tokenize(name)}
-        match = fts_match(query_terms(text, drop))
+        match = fts_match(informative_terms(query_terms(text, drop), index.df, index.size))
         bm25 = {}
         for columns in COLUMN_VARIANTS:
             scores = np.zeros(index.size, np.float32)

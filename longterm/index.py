@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from longterm.embedding import DIMENSIONS
+from longterm.text import stem, tokenize
 
-#: (id, session_id, generation, turn, seq, speaker, vector bytes)
-Row = tuple[int, str, int, int, int, str, bytes]
+#: (id, session_id, generation, turn, seq, speaker, vector bytes, text)
+Row = tuple[int, str, int, int, int, str, bytes, str]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class ActorIndex:
     session_codes: dict[str, int]
     position: dict[int, int]  # rowid -> index; may hold rows beyond size (check j < size)
     names: tuple[str, ...]  # distinct speaker names, longest first
+    #: stem -> how many of the actor's records contain it (shared with later snapshots: may run ahead)
+    df: Mapping[str, int]
     version: int = -1
     deletes: int = -1
 
@@ -67,6 +71,7 @@ class ActorBuffers:
         self._position: dict[int, int] = {}
         self._order: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (session, generation) -> sorted
         self._names: set[str] = set()
+        self._df: Counter[str] = Counter()
 
     @property
     def last_id(self) -> int:
@@ -88,7 +93,7 @@ class ActorBuffers:
         """Add newer records (ids above ``last_id``) and link them into their sessions."""
         with self._lock:
             self._grow(self.size + len(rows))
-            for rowid, session_id, generation, turn, seq, speaker, vector in rows:
+            for rowid, session_id, generation, turn, seq, speaker, vector, text in rows:
                 if self.size and rowid <= self._ids[self.size - 1]:
                     continue  # another search appended it first
                 k = self.size
@@ -99,6 +104,7 @@ class ActorBuffers:
                 self._position[int(rowid)] = k
                 if speaker:
                     self._names.add(speaker)
+                self._df.update({stem(token) for token in tokenize(text)})
                 self._link(k, (code, generation), (turn, seq))
                 self.size += 1
             self.version = max(self.version, version)
@@ -120,7 +126,7 @@ class ActorBuffers:
             n = self.size
             return ActorIndex(self._ids[:n], self._vectors[:n], self._sessions[:n], self._turns[:n],
                               self._speakers[:n], self._prev[:n].copy(), self._next[:n].copy(), dict(self._codes),
-                              self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))),
+                              self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self.version, self.deletes)
 
 

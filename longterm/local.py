@@ -32,7 +32,8 @@ from longterm.embedding import Embedder
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.sqlite_store import SQLiteLongTermStore
-from longterm.text import embedded_text, find_names, fts_match, query_terms, strip_names, tokenize
+from longterm.text import (embedded_text, find_names, fts_match, informative_terms, query_terms, strip_names,
+                           tokenize)
 from longterm.writer import BackgroundWriter, Pending
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ class LocalLongTermMemory(LongTermMemory):
         text = (strip_names(query, named) or query) if named else query
         drop = {t for name in named for t in tokenize(name)}
         bm25 = np.zeros(index.size, np.float32)
-        for rowid, value in self.store.keyword_search(actor_id, fts_match(query_terms(text, drop)), w.candidates,
-                                                      w.columns):
+        terms = informative_terms(query_terms(text, drop), index.df, index.size)
+        for rowid, value in self.store.keyword_search(actor_id, fts_match(terms), w.candidates, w.columns):
             j = index.position.get(rowid)
             if j is not None and j < index.size:  # a row written after the snapshot is not in it
                 bm25[j] = value

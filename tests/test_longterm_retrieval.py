@@ -11,8 +11,8 @@ from longterm.base import MessageRecord
 from longterm.scoring import (boost_speaker, calibrate, fuse, max_normalise, minmax, smooth_neighbours, top_k)
 from longterm.index import build_index
 from longterm.sqlite_store import SQLiteLongTermStore, owner_token
-from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, query_terms,
-                           strip_names)
+from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
+                           query_terms, stem, strip_names)
 from tests.longterm_helpers import embedder
 
 
@@ -24,6 +24,26 @@ def test_a_query_keeps_its_content_words_once_in_order() -> None:
 
 def test_a_huge_query_is_cut_to_its_first_terms() -> None:
     assert len(query_terms(" ".join(f"word{n}" for n in range(1000)))) == 48
+
+
+def test_terms_in_most_of_the_actors_records_are_dropped_and_the_rarest_kept() -> None:
+    df = {"trip": 150, "oslo": 3, "museum": 40, "the": 300}
+    assert informative_terms(["the", "trip", "oslo", "museum"], df, 250) == ["oslo", "museum"]
+    assert informative_terms(["the", "trip", "oslo"], df, 20) == ["the", "trip", "oslo"]  # a small actor: kept
+    assert informative_terms(["trip", "oslo", "museum"], df, 250, max_terms=2) == ["oslo", "museum"]
+    assert informative_terms(["unknown"], df, 1000) == ["unknown"]
+
+
+def test_a_query_of_common_words_keeps_only_what_the_budget_allows() -> None:
+    words = [f"w{n}" for n in range(30)]
+    df = {stem(w): 3000 + n for n, w in enumerate(words)}  # each in 30% of 10,000 records
+    kept = informative_terms(words, df, 10_000, budget=15_000)
+    assert kept == ["w0", "w1"]  # the rarest two: ~5,100 records x 2 terms; a third, ~6,600 x 3
+    assert informative_terms(words, df, 10_000, budget=10) == ["w0"]  # one term is always kept
+
+
+def test_stems_are_those_fts5_indexes() -> None:
+    assert [stem(w) for w in ("running", "happiness", "cellos", "agreed")] == ["run", "happi", "cello", "agre"]
 
 
 def test_the_match_expression_quotes_every_term() -> None:
@@ -97,8 +117,8 @@ def test_calibrated_scores_rise_with_either_signal_and_stay_in_range() -> None:
 def test_neighbours_follow_conversation_order_not_write_order() -> None:
     vec = np.zeros(384, "<f4").tobytes()
     # (id, session, generation, turn, seq, speaker, vector): s1's turn 2 was written before its turn 1
-    rows = [(1, "s1", 0, 2, 0, "", vec), (2, "s2", 0, 1, 0, "", vec), (3, "s1", 0, 1, 0, "", vec),
-            (4, "s1", 0, 1, 1, "", vec), (5, "s1", 1, 1, 0, "", vec)]
+    rows = [(1, "s1", 0, 2, 0, "", vec, ""), (2, "s2", 0, 1, 0, "", vec, ""), (3, "s1", 0, 1, 0, "", vec, ""),
+            (4, "s1", 0, 1, 1, "", vec, ""), (5, "s1", 1, 1, 0, "", vec, "")]
     index = build_index(rows)
     # s1 gen 0 in order: id3 (t1 s0), id4 (t1 s1), id1 (t2); s2 and s1 gen 1 stand alone
     assert index.prev_index.tolist() == [3, -1, -1, 2, -1]
@@ -154,11 +174,12 @@ def test_records_appended_later_are_linked_into_their_session_and_old_snapshots_
 
     vec = np.zeros(384, "<f4").tobytes()
     buffers = ActorBuffers(version=1, deletes=0, capacity=1)
-    buffers.append([(1, "s1", 0, 1, 0, "", vec), (2, "s1", 0, 3, 0, "", vec)], version=1)
+    buffers.append([(1, "s1", 0, 1, 0, "", vec, "hiking"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=1)
     before = buffers.snapshot()
-    buffers.append([(3, "s1", 0, 2, 0, "", vec), (2, "s1", 0, 3, 0, "", vec)], version=2)  # id 2 again: skipped
+    buffers.append([(3, "s1", 0, 2, 0, "", vec, "cello"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=2)  # 2: skipped
     after = buffers.snapshot()
     assert (before.size, after.size) == (2, 3)
     assert before.next_index.tolist() == [1, -1]  # turn 1 -> turn 3 in the old snapshot
     assert after.next_index.tolist() == [2, -1, 1] and after.prev_index.tolist() == [-1, 2, 0]
     assert after.version == 2
+    assert (after.df["hike"], after.df["cello"]) == (2, 1)
