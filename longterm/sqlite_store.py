@@ -121,6 +121,7 @@ class SQLiteLongTermStore:
         self._uri = f"file:ltm-{uuid.uuid4().hex}?mode=memory&cache=shared"
         self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one full load at a time: concurrent searches wait for it
         self._cache_rows = cache_rows
         try:
             if self.path is not None:
@@ -238,8 +239,14 @@ class SQLiteLongTermStore:
                     buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)).fetchall(),
                                    version)
                 else:
-                    buffers = ActorBuffers(version, deletes)
-                    buffers.append(db.execute(select + " ORDER BY id", (actor_id,)).fetchall(), version)
+                    with self._load_lock:
+                        with self._cache_lock:
+                            loaded = self._cache.get(actor_id)
+                        if loaded is not None and loaded.deletes == deletes:  # another search just loaded it
+                            return self.actor_index(actor_id)
+                        buffers = ActorBuffers(version, deletes)
+                        buffers.append(db.execute(select + " ORDER BY id", (actor_id,)).fetchall(), version)
+                        self._keep(actor_id, buffers)
         except sqlite3.Error as e:
             raise self._guard("loading the records")(e) from e
         self._keep(actor_id, buffers)

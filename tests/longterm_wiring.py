@@ -31,6 +31,7 @@ class LongTermAssistant(Assistant):
         super().__init__(*args, **kwargs)
         self.ltm = ltm  # WIRE: Assistant.__init__: self.ltm = create_long_term(settings, store.name)
         self._longterm: dict[int, LongTermHooks] = {}
+        self._hooks_of: dict[int, MemoryHooks] = {}
 
     def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
         # WIRE: service/requests.py: ACTIONS += ("search_memory", "forget"); run_action dispatches them
@@ -61,21 +62,17 @@ class LongTermAssistant(Assistant):
         agent.tool_registry.process_tools(tools)
         return agent
 
+    def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
+        hooks = super().memory_hooks(request)
+        self._hooks_of[id(request)] = hooks
+        return hooks
+
     def chat(self, request: ChatRequest) -> dict[str, Any]:
-        hooks_seen: list[MemoryHooks] = []
-        original = self.memory_hooks
-
-        def remember(req: ChatRequest) -> MemoryHooks:
-            hooks = original(req)
-            hooks_seen.append(hooks)
-            return hooks
-
-        self.memory_hooks = remember  # type: ignore[method-assign]
         try:
             body = super().chat(request)
         finally:
-            del self.memory_hooks
-        longterm = self._longterm.pop(id(hooks_seen[0]))
+            hooks = self._hooks_of.pop(id(request))
+        longterm = self._longterm.pop(id(hooks))
         body["memories_used"] = longterm.memories_used  # WIRE: the response field
         if body["message_count"]:  # WIRE: after the store write: the exchange goes to long-term memory
             longterm.record(body["message_count"], request.message or "", body["response"], generation=0,
