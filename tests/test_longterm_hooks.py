@@ -151,3 +151,22 @@ def test_the_tool_says_when_nothing_is_found(ltm: LocalLongTermMemory) -> None:
     model = ScriptedModel({"tool": "search_memory", "input": {"query": "anything"}}, "Nothing.")
     run(ltm, model, "what do you remember?", actor="carol")
     assert result_text(tool_results(model)[0]) == "Nothing about that in long-term memory."
+
+
+def test_strands_memory_manager_searches_one_actors_records_through_the_store_protocol(
+        ltm: LocalLongTermMemory) -> None:
+    import asyncio
+
+    from strands.memory import MemoryManager
+
+    from longterm.strands_store import ActorMemoryStore
+
+    say(ltm, "alice", "s1", 1, FACT)
+    say(ltm, "bob", "s1", 1, "bob is allergic to peanuts as well")
+    ltm.flush()
+    manager = MemoryManager(stores=[ActorMemoryStore(ltm, "alice")], injection=False)
+    entries = asyncio.run(manager.search("peanut allergy"))
+    assert entries[0].content == FACT
+    assert entries[0].metadata["session_id"] == "s1" and entries[0].store_name == "long-term"
+    assert all("bob" not in e.content for e in entries)
+    assert [t.tool_name for t in manager.tools] == ["search_memory"]
