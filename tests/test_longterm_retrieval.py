@@ -183,3 +183,27 @@ def test_records_appended_later_are_linked_into_their_session_and_old_snapshots_
     assert after.next_index.tolist() == [2, -1, 1] and after.prev_index.tolist() == [-1, 2, 0]
     assert after.version == 2
     assert (after.df["hike"], after.df["cello"]) == (2, 1)
+
+
+def test_the_model_is_converted_to_dynamic_int8_once_and_the_original_serves_if_that_fails(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import onnxruntime.quantization
+
+    from longterm import embedding
+
+    monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path))
+    source, _ = embedding.model_files()
+    converted = embedding.fast_model(source)
+    assert converted != source and converted.parent.parent == tmp_path and converted.stat().st_size < source.stat().st_size
+    assert embedding.fast_model(source) == converted  # cached
+    converted.unlink()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken)
+    assert embedding.fast_model(source) == source
+    assert list(converted.parent.iterdir()) == []  # nothing half-written left behind
+    original = embedding.Embedder(convert=False)
+    assert original.model_path == source
+    assert original.embed_one("peanuts") @ embedder().embed_one("peanuts") > 0.9
