@@ -62,7 +62,7 @@ def test_a_fact_told_in_one_session_is_recalled_in_the_next(http: TestClient, lt
     say(http, "alice", "s1", "What is the weather like in Bergen?")
     ltm_assistant.ltm.flush()
     memories = search(http, "alice", "daughter cello")
-    assert memories[0]["text"] == FACT
+    assert FACT in memories[0]["text"]  # the user's message, or the echo model's reply that repeats it
     assert memories[0]["session_id"] == "s1" and memories[0]["turn"] == 2
     assert set(memories[0]) >= {"text", "session_id", "score", "created_at"}
     answer = say(http, "alice", "s2", "What instrument does my daughter play?")
@@ -104,7 +104,7 @@ def test_records_survive_a_restart(tmp_path: Path, model: ScriptedModel) -> None
                 if round_ == 0:
                     say(http, "alice", "s1", FACT)  # no flush: closing the assistant drains the writer
                 else:
-                    assert search(http, "alice", "cello")[0]["text"] == FACT
+                    assert FACT in search(http, "alice", "cello")[0]["text"]
         finally:
             agent.set_assistant(None)
             assistant.close()
