@@ -356,7 +356,7 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
     return out
 
 
-def plot(data: dict[str, Any]) -> None:
+def plot(data: dict[str, Any], name: str = "server_throughput") -> None:
     import matplotlib.pyplot as plt
 
     runs = data["servers"]
@@ -393,7 +393,7 @@ def plot(data: dict[str, Any]) -> None:
     right.set_title("Latency under load (p50 solid, p99 light)")
     right.legend(fontsize=7)
     fig.suptitle(data["machine_line"], fontsize=8, y=0.01)
-    save_plot(fig, "server_throughput")
+    save_plot(fig, name)
 
 
 def main() -> None:
@@ -513,8 +513,10 @@ def main() -> None:
         "targets": [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks],
         "notes": notes,
     }
-    write_results("server_throughput", data)
-    plot(data)
+    # a run of some servers only (--servers) never replaces the full run's figures
+    name = "server_throughput" if not args.servers else "server_throughput_" + args.servers.replace(",", "_")
+    write_results(name, data)
+    plot(data, name)
 
 
 if __name__ == "__main__":

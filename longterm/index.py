@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,21 +81,24 @@ class ActorBuffers:
         capacity = len(self._ids)
         if need <= capacity:
             return
-        while capacity < need:
-            capacity *= 2
+        capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth: an actor's vectors are most of it
         for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next"):
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), -1 if name in ("_prev", "_next") else 0, old.dtype)
             new[: self.size] = old[: self.size]
             setattr(self, name, new)
 
-    def append(self, rows: Sequence[Row], version: int) -> None:
-        """Add newer records (ids above ``last_id``) and link them into their sessions."""
+    def append(self, rows: Iterable[Row], version: int) -> None:
+        """Add newer records (ids above ``last_id``) and link them into their sessions.
+
+        ``rows`` may be a cursor: rows are read one at a time, so loading an actor never holds all of
+        its rows (1.5 kB of vector each) as Python objects at once.
+        """
         with self._lock:
-            self._grow(self.size + len(rows))
             for rowid, session_id, generation, turn, seq, speaker, vector, text in rows:
                 if self.size and rowid <= self._ids[self.size - 1]:
                     continue  # another search appended it first
+                self._grow(self.size + 1)
                 k = self.size
                 code = self._codes.setdefault(session_id, len(self._codes))
                 self._ids[k] = rowid

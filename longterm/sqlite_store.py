@@ -236,16 +236,16 @@ class SQLiteLongTermStore:
                 if buffers is not None and buffers.version == version:
                     return buffers.snapshot()
                 if buffers is not None and buffers.deletes == deletes:
-                    buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)).fetchall(),
-                                   version)
+                    buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)), version)
                 else:
                     with self._load_lock:
                         with self._cache_lock:
                             loaded = self._cache.get(actor_id)
                         if loaded is not None and loaded.deletes == deletes:  # another search just loaded it
                             return self.actor_index(actor_id)
-                        buffers = ActorBuffers(version, deletes)
-                        buffers.append(db.execute(select + " ORDER BY id", (actor_id,)).fetchall(), version)
+                        count = db.execute("SELECT count(*) FROM ltm_records WHERE actor_id = ?", (actor_id,)).fetchone()[0]
+                        buffers = ActorBuffers(version, deletes, capacity=count + count // 8 + 64)
+                        buffers.append(db.execute(select + " ORDER BY id", (actor_id,)), version)
                         self._keep(actor_id, buffers)
         except sqlite3.Error as e:
             raise self._guard("loading the records")(e) from e
