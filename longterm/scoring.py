@@ -89,7 +89,7 @@ def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.n
 
 #: logistic calibration of (cosine, saturated bm25) -> P(the record answers the query); fitted on the
 #: LoCoMo dev split by ``bench/ltm_recall.py --fit-calibration`` (evidence turns vs the rest of the top 10)
-CALIBRATION = (1.661, 5.018, -5.083)
+CALIBRATION = (2.162, 4.324, -4.967)
 #: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
 BM25_HALF = 8.0
 
