@@ -121,7 +121,7 @@ class SQLiteLongTermStore:
         self._uri = f"file:ltm-{uuid.uuid4().hex}?mode=memory&cache=shared"
         self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._load_lock = threading.Lock()  # one full load at a time: concurrent searches wait for it
+        self._load_lock = threading.RLock()  # one full load at a time: concurrent searches wait for it
         self._cache_rows = cache_rows
         try:
             if self.path is not None:

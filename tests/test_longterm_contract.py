@@ -135,11 +135,9 @@ def test_a_forget_under_concurrent_writes_stays_a_forget(ltm: LocalLongTermMemor
     assert ltm.store.count("alice") == 0
 
 
-def test_a_second_replica_sees_writes_and_deletes_of_the_first(make: Callable[[], LocalLongTermMemory],
-                                                              request: pytest.FixtureRequest) -> None:
-    if "memory" in request.node.callspec.id:
-        pytest.skip("an in-process store is one replica's own (MEMORY_BACKEND=memory has no second replica)")
-    first, second = make(), make()
+def test_a_second_replica_sees_writes_and_deletes_of_the_first(tmp_path: Path) -> None:
+    """Two processes' worth of long-term memory on one SQLite file (an in-process store has no second replica)."""
+    first, second = local_ltm(tmp_path / "longterm.db"), local_ltm(tmp_path / "longterm.db")
     say(first, "alice", "s1", 1, FACT)
     first.flush()
     assert texts(second.search("alice", "peanuts", 1)) == [FACT]  # loads alice into second's cache
@@ -152,6 +150,8 @@ def test_a_second_replica_sees_writes_and_deletes_of_the_first(make: Callable[[]
     second.flush()
     assert second.search("alice", "peanuts shellfish", 10) == []
     assert first.search("alice", "peanuts shellfish", 10) == []
+    first.close()
+    second.close()
 
 
 def test_records_survive_a_restart(tmp_path: Path) -> None:
