@@ -169,13 +169,21 @@ def two_replicas(settings: Settings, store_factory: StoreFactory) -> Iterator[li
         replica.close()
 
 
+def answer_of(response: Any) -> Any:
+    """A plain answer as it is; a stream's events, as the final event with the streamed text as ``response``."""
+    if isinstance(response, (dict, JSONResponse)):
+        return response
+    *deltas, final = list(response)
+    return {"response": "".join(deltas), **final}  # a replayed final event's own ``response`` wins
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_identical_keyed_requests_at_once_on_two_replicas_store_one_turn_and_answer_alike(
-        two_replicas: list[Assistant]) -> None:
+        two_replicas: list[Assistant], stream: bool) -> None:
     a, b = two_replicas
+    body = {"message": "transfer 100", "idempotency_key": "once", "stream": stream}
     with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(
-            lambda replica: replica.handle({"message": "transfer 100", "idempotency_key": "once"}, ctx("bank")),
-            (a, b)))
+        answers = list(pool.map(lambda replica: answer_of(replica.handle(body, ctx("bank"))), (a, b)))
     assert all(isinstance(answer, dict) for answer in answers), answers
     [stored] = events_of(a.store, "bank")
     assert stored[0] == "transfer 100" and stored[1] in ("reply from A", "reply from B")
