@@ -32,12 +32,16 @@ test: venv
 # Benchmarks (bench/, a few minutes): tables on stdout, figures and plots in bench/results/.
 # The OpenAI Agents SDK cannot join .venv (it needs other websockets / mcp versions): own venv.
 BENCH_OPENAI_VENV ?= /tmp/agentcore-bench-openai-venv
+# LoCoMo-format conversations for bench/ltm_recall.py (the dev split, beside the repository; never copied in)
+LOCOMO ?= ../shared/data/locomo/locomo-dev5.json
 
 bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	$(PY) bench/store_overhead.py
 	OPENAI_AGENTS_PYTHON=$(BENCH_OPENAI_VENV)/bin/python $(PY) bench/alternatives.py
 	$(PY) bench/server_throughput.py
 	$(PY) bench/startup.py
+	if test -f $(LOCOMO); then $(PY) bench/ltm_recall.py $(LOCOMO) --loo --scale; \
+	else echo "note: $(LOCOMO) not found: long-term recall not measured"; fi
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt

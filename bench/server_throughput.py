@@ -10,7 +10,8 @@ does (``BedrockAgentCoreApp.run``, uvicorn), all with the echo model so the mode
   (c) sqlite    ``agent.py`` (its ``main()``, via ``bench/apps/serve_agent.py``) with ``MEMORY_BACKEND=sqlite`` (the default configuration otherwise)
   (d) redis     ``agent.py`` with ``MEMORY_BACKEND=redis`` (its own ``KEY_PREFIX``, removed after)
 
-and (c), (d) again with ``ROLLING_SUMMARY=off`` (the default is on: past ``MEMORY_K`` turns, one turn
+and (c), (d) again with ``ROLLING_SUMMARY=off``, and (c) with long-term memory on (``bench/apps/serve_agent_ltm.py``:
+its actor already holding the 400 sessions' 16,000 records; target: >= 0.9 x (c) without it) (the default is on: past ``MEMORY_K`` turns, one turn
 in ``SUMMARY_BATCH`` (default 5) folds the next 5 turns into the summary, one more model call).
 
 Load: 8 client threads, each on its own keep-alive HTTP connection, sending back to back for a
@@ -54,6 +55,8 @@ from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 
 AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
+AGENT_LTM = BENCH / "apps" / "serve_agent_ltm.py"  # the same with long-term memory wired (docs/longterm.md)
+LTM_TARGET_RATIO = 0.9
 CLIENTS = 8
 SESSIONS_PER_CLIENT = 50
 STORED_TURNS = 20
@@ -64,7 +67,7 @@ SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just f
 BATCH = default_summary_batch(K)  # ... and SUMMARY_BATCH's default: sessions' summaries end at 10..14
 CLEAN_ENV = ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "SESSION_TTL", "MEMORY_K",
              "ROLLING_SUMMARY", "SUMMARY_BATCH", "SESSION_DB", "REDIS_URL", "KEY_PREFIX", "MODEL_PROVIDER",
-             "LOG_LEVEL")
+             "LOG_LEVEL", "LONG_TERM_MEMORY", "LTM_TOP_K", "LTM_MIN_SCORE", "LTM_MAX_TOKENS", "LTM_NAMESPACE")
 
 
 def distinct_sessions() -> list[list[str]]:
@@ -91,6 +94,39 @@ def prefill(store: SessionStore) -> None:
         store.add_turns(ACTOR, session_id, messages)
         store.put_summary(ACTOR, session_id, Summary("The user is planning a trip to Oslo in May.",
                                                      SUMMARY_THROUGH + index % BATCH))
+
+
+def prefill_long_term(session_db: str) -> None:
+    """The LTM server's actor has long-term records of every prefilled session (2 per turn).
+
+    Written with the store's own write (random unit vectors: a search costs the same whatever they are).
+    """
+    import numpy as np
+
+    from core.settings import Settings
+    from longterm.base import MessageRecord
+    from longterm.sqlite_store import SQLiteLongTermStore
+
+    store = SQLiteLongTermStore(Settings.from_env({"SESSION_DB": session_db}).ltm_db)
+    rng = np.random.default_rng(3)
+    try:
+        for session_id in [s for pool in distinct_sessions() for s in pool] + [HOT]:
+            records = []
+            for turn in range(1, STORED_TURNS + 1):
+                text = user_text(turn)
+                records += [MessageRecord(ACTOR, session_id, turn, 0, "user", text, time.time()),
+                            MessageRecord(ACTOR, session_id, turn, 1, "assistant", echo_reply(text), time.time())]
+            vectors = rng.standard_normal((len(records), 384)).astype(np.float32)
+            store.write(records, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    finally:
+        store.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 @dataclass
@@ -167,6 +203,7 @@ class Config:
     env: dict[str, str]
     store: str | None = None  # "sqlite" / "redis": pre-filled before the server starts
     rolling_summary: str | None = None
+    long_term: bool = False  # its long-term store is pre-filled too
 
 
 def measure_all(configs: list[Config], log_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -192,12 +229,18 @@ def measure_all(configs: list[Config], log_dir: Path, args: argparse.Namespace) 
             print(f"  round {number + 1}/{args.rounds}: " + ", ".join(
                 f"{c.key} {rounds[(c.key, 'distinct')][-1]['requests_per_s']:.0f}" for c in configs) + " req/s",
                 flush=True)
+        rss = {server.name: rss_mb(server.process.pid) for server in servers if server.process is not None}
     finally:
         for server in servers:
             server.stop()
+    # what the long-term writer still had queued when the server stopped (it drains before exiting)
+    notes = {server.name: [line for line in server.log_tail(200_000).splitlines() if "long-term memory:" in line]
+             for server in servers}
     out = []
     for config, server in zip(configs, servers):
         entry: dict[str, Any] = {"key": config.key, "label": config.label, "startup_s": round(server.startup_s or 0, 3),
+                                 "rss_mb": round(rss.get(server.name, float("nan")), 1),
+                                 "long_term_log": notes.get(server.name, [])[-3:],
                                  "rolling_summary": config.rolling_summary, "workloads": {}}
         for workload in ("distinct", "hot"):
             runs = rounds[(config.key, workload)]
@@ -313,12 +356,13 @@ def breakdown(turns: int, url: str | None, directory: Path, prefixes: list[str])
     return out
 
 
-def plot(data: dict[str, Any]) -> None:
+def plot(data: dict[str, Any], name: str = "server_throughput") -> None:
     import matplotlib.pyplot as plt
 
     runs = data["servers"]
     short = {"a-bare": "(a) bare", "b-strands": "(b) Strands", "b2-history": "(b2) Strands\n+10 turns",
              "c-sqlite": "(c) sqlite", "d-redis": "(d) redis", "c-sqlite-off": "(c) sqlite\nsummary off",
+             "c-sqlite-ltm": "(c) sqlite\n+ long-term",
              "d-redis-off": "(d) redis\nsummary off"}
     labels = [short.get(r["key"], r["key"]) for r in runs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
@@ -349,7 +393,7 @@ def plot(data: dict[str, Any]) -> None:
     right.set_title("Latency under load (p50 solid, p99 light)")
     right.legend(fontsize=7)
     fig.suptitle(data["machine_line"], fontsize=8, y=0.01)
-    save_plot(fig, "server_throughput")
+    save_plot(fig, name)
 
 
 def main() -> None:
@@ -358,6 +402,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.8, help="measured window per server, workload, round")
     parser.add_argument("--warmup", type=float, default=0.25, help="unmeasured requests before each window")
     parser.add_argument("--breakdown-turns", type=int, default=300)
+    parser.add_argument("--servers", default="", help="comma-separated keys to run (b-strands always runs)")
     args = parser.parse_args()
     base = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     base["MODEL_PROVIDER"] = "echo"
@@ -377,20 +422,32 @@ def main() -> None:
             db = directory / f"sessions{suffix}.db"
             configs.append(Config(f"c-sqlite{suffix}", f"(c) ours sqlite{' summary off' if suffix else ''}",
                                   AGENT, {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(db),
-                                                      **({"ROLLING_SUMMARY": "off"} if suffix else {})},
+                                          "LONG_TERM_MEMORY": "off",
+                                          **({"ROLLING_SUMMARY": "off"} if suffix else {})},
                                   store="sqlite", rolling_summary=rolling))
+            if rolling == "on":
+                ltm_db = directory / "sessions-ltm.db"
+                configs.append(Config("c-sqlite-ltm", "(c) ours sqlite + long-term memory", AGENT_LTM,
+                                      {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(ltm_db),
+                                       "LONG_TERM_MEMORY": "on"},
+                                      store="sqlite", rolling_summary=rolling, long_term=True))
             if url is not None:
                 prefix = redis_prefix()
                 prefixes.append(prefix)
                 configs.append(Config(f"d-redis{suffix}", f"(d) ours redis{' summary off' if suffix else ''}",
                                       AGENT,
                                       {**base, "MEMORY_BACKEND": "redis", "REDIS_URL": url, "KEY_PREFIX": prefix,
-                                       **({"ROLLING_SUMMARY": "off"} if suffix else {})},
+                                       "LONG_TERM_MEMORY": "off", **({"ROLLING_SUMMARY": "off"} if suffix else {})},
                                       store="redis", rolling_summary=rolling))
             elif not notes:
                 notes.append("Redis: no server available, (d) skipped")
+        if args.servers:
+            wanted = set(args.servers.split(",")) | {"b-strands", "b2-history"}
+            configs = [c for c in configs if c.key in wanted]
         try:
             for config in configs:
+                if config.long_term:
+                    prefill_long_term(config.env["SESSION_DB"])
                 if config.store == "sqlite":
                     store: SessionStore = SQLiteStore(config.env["SESSION_DB"])
                 elif config.store == "redis":
@@ -432,6 +489,15 @@ def main() -> None:
         if key in by_key:
             ratio = by_key[key]["workloads"]["distinct"]["ratio_to_b"]
             checks.append((f"{name} / (b) >= 0.85 (distinct sessions)", ratio >= TARGET_RATIO, f"{ratio:.2f}"))
+    if "c-sqlite-ltm" in by_key and "c-sqlite" in by_key:
+        on, off = by_key["c-sqlite-ltm"], by_key["c-sqlite"]
+        ratio = on["workloads"]["distinct"]["requests_per_s"] / off["workloads"]["distinct"]["requests_per_s"]
+        on["ratio_to_off"] = round(ratio, 3)
+        on["rss_added_mb"] = round(on["rss_mb"] - off["rss_mb"], 1)
+        checks.append((f"(c) + long-term memory / (c) >= {LTM_TARGET_RATIO} (distinct sessions)",
+                       ratio >= LTM_TARGET_RATIO, f"{ratio:.2f}"))
+        checks.append(("RSS added by long-term memory <= 150 MB", on["rss_added_mb"] <= 150,
+                       f"{on['rss_added_mb']:.0f} MB"))
     print_table("Targets", ["target", "result", "measured"], [[c[0], verdict(c[1]), c[2]] for c in checks])
     data = {
         "machine_line": machine_line(),
@@ -447,8 +513,10 @@ def main() -> None:
         "targets": [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks],
         "notes": notes,
     }
-    write_results("server_throughput", data)
-    plot(data)
+    # a run of some servers only (--servers) never replaces the full run's figures
+    name = "server_throughput" if not args.servers else "server_throughput_" + args.servers.replace(",", "_")
+    write_results(name, data)
+    plot(data, name)
 
 
 if __name__ == "__main__":

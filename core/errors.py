@@ -119,3 +119,7 @@ class AlreadyStored(Exception):
         super().__init__(f"a turn with this idempotency key is already stored (turn {message_count})")
         self.message_count = message_count
         self.reply = reply
+class LongTermUnavailable(AssistantError):
+    """The long-term memory store cannot be read or written right now (HTTP 503)."""
+
+    status = 503

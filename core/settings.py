@@ -27,6 +27,11 @@ HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 BYTES_PER_CHAR = 12
 #: room in a body for everything but ``message`` (ids, flags, JSON punctuation)
 BODY_OVERHEAD_BYTES = 64 * 1024
+SWITCH_ON = ("on", "1", "true")
+SWITCH_OFF = ("off", "0", "false")
+#: where AgentCore's long-term records of an actor live: the starter toolkit's strategies write
+#: ``/users/{actorId}/facts/`` and ``/users/{actorId}/preferences/``; the search reads the whole subtree
+DEFAULT_LTM_NAMESPACE = "/users/{actorId}/"
 
 
 def default_summary_batch(memory_k: int) -> int:
@@ -78,14 +83,22 @@ def default_max_body_bytes(max_message_chars: int) -> int:
     return max_message_chars * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
-def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """An on/off setting: ``on``/``off`` (also ``1``/``0``, ``true``/``false``, any case)."""
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """on/off (1/0, true/false); None when unset."""
     raw = env.get(name, "").strip().lower()
     if not raw:
-        return default
-    if raw not in ("on", "off", "1", "0", "true", "false"):
+        return None
+    if raw not in SWITCH_ON + SWITCH_OFF:
         raise ConfigError(f"{name}={raw!r} is not one of on, off")
-    return raw in ("on", "1", "true")
+    return raw in SWITCH_ON
+
+
+def _ltm_namespace(env: Mapping[str, str]) -> str:
+    value = (env.get("LTM_NAMESPACE") or DEFAULT_LTM_NAMESPACE).strip()
+    rest = value.replace("{actorId}", "")
+    if "{actorId}" not in value or "{" in rest or "}" in rest:
+        raise ConfigError(f"LTM_NAMESPACE={value!r} must contain {{actorId}} and no other placeholder")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
@@ -147,6 +160,22 @@ class Settings:
         """Longest accepted request body: ``MAX_BODY_BYTES``, else what ``MAX_MESSAGE_CHARS`` needs plus 64 KiB."""
         return self.max_body_bytes if self.max_body_bytes is not None else default_max_body_bytes(
             self.max_message_chars)
+
+    #: ``LONG_TERM_MEMORY``: on/off; None (unset): on for memory, sqlite and agentcore, off for redis
+    long_term_memory: bool | None = None
+    #: ``LTM_TOP_K``: long-term records injected before each answer (and ``search_memory``'s default)
+    ltm_top_k: int = 5
+    #: ``LTM_MIN_SCORE``: records scoring less (calibrated, 0..1) are not injected
+    ltm_min_score: float = 0.3
+    #: ``LTM_MAX_TOKENS``: the injected records' budget in the system prompt (estimated tokens)
+    ltm_max_tokens: int = 600
+    #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records
+    ltm_namespace: str = DEFAULT_LTM_NAMESPACE
+
+    @property
+    def ltm_db(self) -> Path:
+        """The long-term SQLite file: beside ``SESSION_DB`` (``sessions.db`` -> ``sessions-longterm.db``)."""
+        return self.session_db.with_name(f"{self.session_db.stem}-longterm{self.session_db.suffix or '.db'}")
 
     @property
     def fold_batch(self) -> int:
@@ -213,5 +242,10 @@ class Settings:
             http_idle_timeout_s=_float(env, "HTTP_IDLE_TIMEOUT_S", cls.http_idle_timeout_s, minimum=0.1,
                                        maximum=3600),
             max_connections=_int(env, "MAX_CONNECTIONS", None, minimum=8, maximum=1_000_000),
-            dev_ui=_switch(env, "DEV_UI", cls.dev_ui),
+            long_term_memory=_switch(env, "LONG_TERM_MEMORY"),
+            ltm_top_k=_int(env, "LTM_TOP_K", cls.ltm_top_k, minimum=1, maximum=50),
+            ltm_min_score=_float(env, "LTM_MIN_SCORE", cls.ltm_min_score, minimum=0.0, maximum=1.0),
+            ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
+            ltm_namespace=_ltm_namespace(env),
+            dev_ui=bool(_switch(env, "DEV_UI")),  # off unless set
         )

@@ -11,6 +11,13 @@ Only the new exchange (the user's message and the final assistant text) is
 written back, as one event: replayed history is never stored twice, and tool
 calls never reach the store, so the history replayed next time always
 alternates user / assistant and has no ``toolUse`` without its result.
+
+Every write is conditional on the session's generation as loaded (``load_window``):
+a turn or a rolling summary begun before a clear (on any replica) never reaches the
+cleared conversation; the turn's write raises ``SessionChanged`` (409), the summary is
+dropped. A turn with an idempotency key records it with the exchange; when another
+request stored that key first (a concurrent retry, on any replica), this turn stores
+nothing and ``replayed`` holds what was stored, for the service to answer with.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvider, HookRegistry
 from strands.types.content import Messages
 
+from core.errors import AlreadyStored
 from core.settings import default_summary_batch
 from core.timing import timed
-from memory.base import SessionStore, Summary, Turn
+from memory.base import SessionStore, StoredReply, Summary, Turn
 from models.base import reply_text, text_of
 
 if TYPE_CHECKING:
@@ -57,6 +65,12 @@ def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:
     return messages, kept
 
 
+def has_exchange(turn: Turn) -> bool:
+    """Whether ``turns_to_messages`` keeps this turn: it has both a user and an assistant text."""
+    return any(m.role == MessageRole.USER and m.text for m in turn) and \
+        any(m.role == MessageRole.ASSISTANT and m.text for m in turn)
+
+
 def with_summary(system_prompt: str | None, summary: Summary) -> str:
     """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
     section = (
@@ -70,7 +84,8 @@ class MemoryHooks(HookProvider):
     """Binds one Agent invocation to one (actor, session) of a store. Build one per request."""
 
     def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
-                 summarizer: Summarizer | None = None, batch: int | None = None) -> None:
+                 summarizer: Summarizer | None = None, batch: int | None = None,
+                 idempotency_key: str | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
@@ -87,6 +102,14 @@ class MemoryHooks(HookProvider):
         self.message_count: int | None = None
         #: set by a tool (clear_session) when this exchange must not be written back
         self.skip_store = False
+        #: recorded with the stored exchange, so a retry of this request stores nothing new
+        self.idempotency_key = idempotency_key
+        #: the session's generation when the window was loaded: every write here is conditional on it
+        self.generation: int | None = None
+        #: the session's USER message count when the window was loaded (the number of its newest turn)
+        self.loaded_count = 0
+        #: set when another request had already stored this idempotency key: what it stored (nothing new was)
+        self.replayed: StoredReply | None = None
         self._user_text: str | None = None
         self._window: list[Turn] = []
         self._summary: Summary | None = None
@@ -103,7 +126,9 @@ class MemoryHooks(HookProvider):
         started = time.perf_counter()
         self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
         with timed("store_read"):
-            turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
+            window = self.store.load_window(self.actor_id, self.session_id, self.k)
+        turns = self._window = window.turns
+        self.generation, self.loaded_count = window.generation, window.message_count
         history, self.history_length = turns_to_messages(turns)
         event.agent.messages[0:0] = history
         if self.summarizer is not None and len(turns) >= self.k:
@@ -129,21 +154,53 @@ class MemoryHooks(HookProvider):
             return
         with timed("store_write"):
             self.store_exchange(self._user_text, reply)
-        if self.summarizer is not None:
+        if self.summarizer is not None and self.replayed is None:
             self.update_summary()
 
     def store_exchange(self, user_text: str, reply: str) -> int:
-        """Write one exchange as one event; remember and return the session's message count."""
+        """Write one exchange as one event; remember and return the session's message count.
+
+        Conditional on the loaded generation (``SessionChanged`` if the session was cleared since,
+        nothing stored). If the idempotency key was stored already, nothing is stored and
+        ``replayed`` is set: the count returned is the stored turn's.
+        """
         started = time.perf_counter()
-        self.message_count = self.store.add_turns(
-            self.actor_id,
-            self.session_id,
-            [ConversationalMessage(user_text, MessageRole.USER), ConversationalMessage(reply, MessageRole.ASSISTANT)],
-        )
+        try:
+            self.message_count = self.store.add_turns(
+                self.actor_id,
+                self.session_id,
+                [ConversationalMessage(user_text, MessageRole.USER),
+                 ConversationalMessage(reply, MessageRole.ASSISTANT)],
+                generation=self.generation,
+                idempotency_key=self.idempotency_key,
+            )
+        except AlreadyStored as e:  # a concurrent retry of this request stored it first: answer with that
+            self.replayed = StoredReply(e.message_count, e.reply)
+            self.message_count = e.message_count
+            logger.debug("%s | idempotency key already stored as turn %d; nothing stored",
+                         self._ids(), e.message_count)
+            return self.message_count
         logger.debug(
             "%s | stored turn %d in %.2f ms", self._ids(), self.message_count, (time.perf_counter() - started) * 1e3
         )
         return self.message_count
+
+    @property
+    def loaded_turns(self) -> list[int]:
+        """The numbers of the stored turns given to the model, oldest first (the ``explain`` report).
+
+        The window's turns are the session's newest, so the last is turn ``loaded_count``; turns
+        ``turns_to_messages`` leaves out are not counted, and of the rest the newest
+        ``history_length`` are the ones in front of the model.
+        """
+        first = self.loaded_count - len(self._window) + 1
+        given = [first + i for i, turn in enumerate(self._window) if has_exchange(turn)]
+        return given[len(given) - self.history_length:] if self.history_length else []
+
+    @property
+    def summary_in_prompt(self) -> Summary | None:
+        """The rolling summary put in this turn's system prompt, if one was."""
+        return self._summary
 
     def update_summary(self) -> None:
         """Move the rolling summary ahead when the next request would otherwise miss turns. Best effort.
@@ -169,8 +226,10 @@ class MemoryHooks(HookProvider):
             with timed("summary"):
                 summary = self.summarizer.fold(self.store, self.actor_id, self.session_id, current,
                                                self.message_count, self.k, self.batch, self._window)
-                if summary is not None:
-                    self.store.put_summary(self.actor_id, self.session_id, summary)
+                if summary is not None and not self.store.put_summary(self.actor_id, self.session_id, summary,
+                                                                      generation=self.generation):
+                    logger.debug("%s | rolling summary through turn %d not stored: the session was cleared or expired",
+                                 self._ids(), summary.through_turn)
         except Exception as e:  # best effort: the stored turn must not be lost to a summary failure
             logger.warning(
                 "%s | rolling summary not updated after turn %d (retried next turn): %s: %s",

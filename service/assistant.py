@@ -31,19 +31,20 @@ from strands.types.exceptions import MaxTokensReachedException
 
 from core.errors import AssistantError, BadRequest, ClientGone, InternalError, ModelError, SessionBusy
 from core.settings import Settings
-from core.timing import end_timings, start_timings
+from core.timing import end_timings, start_timings, timed
 from hooks.memory import MemoryHooks
 from hooks.model_timer import ModelTimer
-from memory.base import SessionStore
+from memory.base import SessionStore, StoredReply
 from models.base import reply_text, run_agent, text_of
 from models.summarizer import Summarizer
 from service.failures import model_error
 from service.guard import ClientWatch, client_watch
 from service.identity import check_single_valued
 from service.logs import RequestLine
-from service.requests import ChatRequest, parse_request
+from service.requests import ACTOR_ACTIONS, ChatRequest, parse_request
 from service.slots import Job, SessionSlots
 from service.streaming import END_OF_STREAM, EventChannel, EventStream, StreamedTurn, sse_body
+from service.views import history_body, memory_report, replay_body, sessions_body
 from tools.session import SessionTools
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ SYSTEM_PROMPT = (
 
 
 #: response fields that go into the request's log line (never the reply or the summary text)
-OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated")
+OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated", "replayed")
 
 
 def session_key(request: ChatRequest) -> Hashable:
@@ -110,7 +111,7 @@ class Assistant:
     def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
         """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
         return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
-                           batch=self.settings.fold_batch)
+                           batch=self.settings.fold_batch, idempotency_key=request.idempotency_key)
 
     def build_agent(self, hooks: MemoryHooks) -> Agent:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.
@@ -128,15 +129,40 @@ class Assistant:
                      callback_handler=None, retry_strategy=None)
 
     def run_action(self, request: ChatRequest) -> dict[str, Any]:
-        """A session operation without the model (payload ``action``), serialised with the session's turns.
+        """An operation without the model (payload ``action``), serialised with the session's turns.
 
-        Holds the session slot, so a clear never races a turn being stored.
+        A session's action holds its session slot, so a clear never races a turn being stored and
+        a history page never shows half a turn. ``list_sessions`` reads the actor's index, no one
+        session: it takes no slot, so a running turn never delays the list.
         """
+        if request.action in ACTOR_ACTIONS:
+            return self.list_sessions(request)
         with self.holding(request):
             return self._action(request)
 
+    def list_sessions(self, request: ChatRequest) -> dict[str, Any]:
+        """One page of the actor's sessions, newest activity first (``InvalidCursor``: a 400)."""
+        assert request.limit is not None
+        with timed("store_read"):
+            page = self.store.list_sessions(request.actor_id, request.limit, request.cursor)
+        return sessions_body(request.actor_id, page)
+
+    def history(self, request: ChatRequest) -> dict[str, Any]:
+        """One page of the session's turns (newest page first), its count and its rolling summary."""
+        assert request.limit is not None
+        actor, session = request.actor_id, request.session_id
+        with timed("store_read"):
+            page = self.store.get_history(actor, session, request.limit, request.before)
+            newest = page if request.before is None else self.store.get_history(actor, session, 1)
+            summary = self.store.get_summary(actor, session)
+        # the newest turn's number is the session's message count (turn n is the n-th user message)
+        message_count = newest.turns[-1].turn if newest.turns else 0
+        return history_body(actor, session, message_count, page, summary)
+
     def _action(self, request: ChatRequest) -> dict[str, Any]:
-        """``run_action``'s work, with the session slot already held."""
+        """``run_action``'s work for a session's action, with the session slot already held."""
+        if request.action == "get_history":
+            return self.history(request)
         tools = SessionTools(self.store, request.actor_id, request.session_id, self.summarizer)
         if request.action == "clear_session":
             result: dict[str, Any] = {"action": request.action, "deleted": tools.clear()}
@@ -228,6 +254,12 @@ class Assistant:
             raise
         return response
 
+    async def _on_turn_thread(self, work: Callable[[ChatRequest], dict[str, Any]],
+                              request: ChatRequest) -> dict[str, Any]:
+        """``work(request)`` on a turn thread without a session slot (store I/O never blocks the event loop)."""
+        context = contextvars.copy_context()  # the request id and the phase timings
+        return await asyncio.get_running_loop().run_in_executor(self.turns, context.run, work, request)
+
     async def _in_session(self, request: ChatRequest, watch: ClientWatch | None,
                           work: Callable[[ChatRequest], dict[str, Any]]) -> dict[str, Any]:
         """``work(request)`` on a turn thread, holding the session's slot; awaited without holding a thread.
@@ -271,18 +303,16 @@ class Assistant:
             if turn.cancel.is_set():
                 status, outcome = 499, "client gone before the turn started; nothing stored"
                 return
-            truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
-            if turn.cancel.is_set():
-                outcome = f"client gone mid-stream; turn {'stored whole' if hooks.message_count else 'not stored'}"
-                return
-            final: dict[str, Any] = {
-                "session_id": request.session_id,
-                "actor_id": request.actor_id,
-                "message_count": hooks.message_count or 0,
-                "history_length": hooks.history_length,
-            }
-            if truncated:
-                final["truncated"] = True
+            stored = self.stored_reply(request)
+            if stored is not None:  # a retry of a stored turn: its reply as one delta, no model call
+                turn.events.put(stored.reply)
+                final: dict[str, Any] = self.replayed(request, stored)
+            else:
+                truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
+                if turn.cancel.is_set():
+                    outcome = f"client gone mid-stream; turn {'stored whole' if hooks.message_count else 'not stored'}"
+                    return
+                final = self.turn_body(request, hooks, None, truncated)
             turn.events.put(final)
             fields = {k: v for k, v in final.items() if k in OUTCOME_FIELDS}
             outcome = "stream " + " ".join(f"{k}={v}" for k, v in fields.items())
@@ -318,9 +348,41 @@ class Assistant:
         with self.holding(request):
             return self._chat(request)
 
+    def stored_reply(self, request: ChatRequest) -> StoredReply | None:
+        """The turn already stored under the request's idempotency key (a retry), checked before the model runs."""
+        if request.idempotency_key is None:
+            return None
+        with timed("store_read"):
+            return self.store.find_request(request.actor_id, request.session_id, request.idempotency_key)
+
+    @staticmethod
+    def replayed(request: ChatRequest, stored: StoredReply) -> dict[str, Any]:
+        return replay_body(request.session_id, request.actor_id, stored, request.explain)
+
+    def turn_body(self, request: ChatRequest, hooks: MemoryHooks, reply: str | None, truncated: bool
+                  ) -> dict[str, Any]:
+        """A turn's answer (``reply`` None: the stream's final event, the text went as deltas).
+
+        When another request stored this idempotency key first (a concurrent retry, on any replica),
+        the answer is that stored turn, ``replayed``, not this run's reply.
+        """
+        if hooks.replayed is not None:
+            return self.replayed(request, hooks.replayed)
+        body: dict[str, Any] = {} if reply is None else {"response": reply}
+        body.update(session_id=request.session_id, actor_id=request.actor_id,
+                    message_count=hooks.message_count or 0, history_length=hooks.history_length)
+        if truncated:
+            body["truncated"] = True  # the reply stopped at MAX_TOKENS
+        if request.explain:
+            body["memory"] = memory_report(hooks.loaded_turns, hooks.summary_in_prompt)
+        return body
+
     def _chat(self, request: ChatRequest) -> dict[str, Any]:
         """``chat``'s work, with the session slot already held."""
         assert request.message is not None
+        stored = self.stored_reply(request)
+        if stored is not None:  # a retry of a stored turn: its answer again, no model call, nothing stored
+            return self.replayed(request, stored)
         hooks = self.memory_hooks(request)
         agent = self.build_agent(hooks)
         truncated = False
@@ -332,16 +394,7 @@ class Assistant:
             raise
         except Exception as e:  # the model (or its client) failed; the store was not written
             raise model_error(e) from e
-        body: dict[str, Any] = {
-            "response": reply,
-            "session_id": request.session_id,
-            "actor_id": request.actor_id,
-            "message_count": hooks.message_count or 0,
-            "history_length": hooks.history_length,
-        }
-        if truncated:
-            body["truncated"] = True  # the reply stopped at MAX_TOKENS
-        return body
+        return self.turn_body(request, hooks, reply, truncated)
 
     # -- the two doors ---------------------------------------------------------------------------
 
@@ -356,7 +409,8 @@ class Assistant:
         if http_request is not None and hasattr(http_request, "headers"):
             check_single_valued(http_request.headers.getlist)
         request = parse_request(payload, line.session_id, getattr(context, "request_headers", None), self.settings)
-        line.actor_id, line.session_id = request.actor_id, request.session_id
+        line.actor_id = request.actor_id
+        line.session_id = request.session_id or line.session_id  # list_sessions has none of its own
         return request
 
     @staticmethod
@@ -413,7 +467,11 @@ class Assistant:
             watch = client_watch(context)
             if request.stream:
                 return await self._serve_stream(request, line, watch)
-            body = await self._in_session(request, watch, self._action if request.action is not None else self._chat)
+            if request.action in ACTOR_ACTIONS:
+                body = await self._on_turn_thread(self.list_sessions, request)
+            else:
+                body = await self._in_session(request, watch,
+                                              self._action if request.action is not None else self._chat)
         except AssistantError as e:
             return self._refused(line, e)
         except Exception as e:

@@ -27,10 +27,10 @@ DEFAULT_SESSION_ID = "default"
 DEFAULT_ACTOR_ID = "default_user"
 ACTOR_HEADER = "x-amzn-bedrock-agentcore-runtime-custom-actor-id"
 SESSION_HEADER = "x-amzn-bedrock-agentcore-runtime-session-id"
-#: headers that name who is asking about what: sent twice with different values, which one counts is
-#: up to each library on the way (the runtime takes the first session header but the last
-#: Authorization), so the request is refused instead
-SINGLE_VALUED_HEADERS = ("authorization", ACTOR_HEADER, SESSION_HEADER)
+#: headers that name who is asking about what (and which request a retry repeats): sent twice with
+#: different values, which one counts is up to each library on the way (the runtime takes the first
+#: session header but the last Authorization), so the request is refused instead
+SINGLE_VALUED_HEADERS = ("authorization", ACTOR_HEADER, SESSION_HEADER, "idempotency-key")
 
 
 def validate_id(kind: str, value: object, max_length: int) -> str:

@@ -90,18 +90,26 @@ def test_folds_reuse_the_loaded_window_instead_of_reading_the_store_again(
     store: SessionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[int] = []
-    real_read: Callable[..., Any] = store.get_last_k_turns
+    extra_reads: list[int] = []
+    real_window: Callable[..., Any] = store.load_window
+    real_turns: Callable[..., Any] = store.get_last_k_turns
 
     def counted(actor_id: str, session_id: str, k: int) -> Any:
         reads.append(k)
-        return real_read(actor_id, session_id, k)
+        return real_window(actor_id, session_id, k)
 
-    monkeypatch.setattr(store, "get_last_k_turns", counted)
+    def counted_turns(actor_id: str, session_id: str, k: int) -> Any:
+        extra_reads.append(k)
+        return real_turns(actor_id, session_id, k)
+
+    # a turn reads its window with load_window (and its generation with it); a fold must not read again
+    monkeypatch.setattr(store, "load_window", counted)
+    monkeypatch.setattr(store, "get_last_k_turns", counted_turns)
     model = FactKeepingModel()
     for n in range(1, 31):
         run_turn(store, model, f"message {n}", k=5, rolling=True, batch=3)
     assert len(summary_inputs(model)) == 9
-    assert reads == [5] * 30  # one window read per turn, folds included
+    assert reads == [5] * 30 and extra_reads == []  # one window read per turn, folds included
 
 
 def test_a_batch_of_long_turns_is_folded_whole_in_a_bounded_call(store: SessionStore) -> None:

@@ -1,0 +1,113 @@
+"""The long-term memory contract: what the request path calls, whatever keeps the records.
+
+Definitions every implementation honours (``tests/test_longterm_contract.py``
+checks the local ones, ``tests/test_longterm_agentcore.py`` the service's):
+
+- A *record* belongs to one actor and is searchable from every session of that
+  actor, never another actor's. It keeps its provenance: session id, turn
+  number (the session's ``message_count`` for that exchange), role and time.
+- ``search(actor_id, query, top_k, exclude)`` returns at most ``top_k`` of that
+  actor's records, best first, leaving out the (session, turn) pairs in
+  ``exclude`` (the turns already in the model's window).
+- ``record_exchange`` never blocks on embedding or storage: it queues. What it
+  queued is searchable after ``flush()``, and ``close()`` drains the queue, so a
+  clean shutdown loses nothing.
+- **A delete stays deleted.** ``delete_session(actor, session, generation)``
+  removes the session's records and refuses every later write of that session
+  carrying a generation ``<= generation``; ``forget(actor)`` removes all of the
+  actor's records and refuses every write that was queued or in flight before it
+  (each write carries the actor's *epoch*, read when its request started, and is
+  stored only if the epoch is still current, atomically with the insert).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+from longterm.text import iso_time
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One record found by ``search``."""
+
+    text: str
+    session_id: str
+    #: the exchange's number in its session (the ``message_count`` the client saw); 0 when unknown
+    turn: int
+    #: calibrated relevance in [0, 1] (comparable across queries: ``LTM_MIN_SCORE`` applies to it)
+    score: float
+    #: when the record was said (epoch seconds)
+    created_at: float
+    record_id: str
+    #: ``user``, ``assistant``, or ``fact`` (a record a service or extractor distilled)
+    role: str = "user"
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the ``search_memory`` action returns it."""
+        return {"text": self.text, "session_id": self.session_id, "turn": self.turn, "role": self.role,
+                "score": round(self.score, 4), "created_at": iso_time(self.created_at)}
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One message to store as a record (a user message, a reply, or a LoCoMo dialog turn)."""
+
+    actor_id: str
+    session_id: str
+    turn: int
+    #: position inside the turn (0: the user's message, 1: the reply)
+    seq: int
+    role: str
+    text: str
+    created_at: float
+    #: the session's generation when the turn started (see ``delete_session``)
+    generation: int = 0
+    #: the actor's epoch when the turn started (see ``forget``); None: read when the record is queued
+    epoch: int | None = None
+    #: a speaker name, when one is known (LoCoMo's participants); "" in the assistant
+    speaker: str = ""
+    #: text describing an attachment (an image caption); searched with a lower weight
+    caption: str = ""
+
+
+class LongTermMemory(abc.ABC):
+    """Long-term memory of every actor of a process. One instance; thread-safe."""
+
+    #: in logs and in the start-up line
+    name: str = "longterm"
+
+    @abc.abstractmethod
+    def search(self, actor_id: str, query: str, top_k: int,
+               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Memory]:
+        """The actor's best ``top_k`` records for ``query``, best first, without the ``exclude`` turns."""
+
+    @abc.abstractmethod
+    def record_exchange(self, actor_id: str, session_id: str, turn: int, user: str, reply: str,
+                        created_at: float, generation: int, epoch: int | None = None) -> None:
+        """Queue one stored exchange (two records); returns at once."""
+
+    @abc.abstractmethod
+    def delete_session(self, actor_id: str, session_id: str, generation: int) -> int:
+        """Remove the session's records; refuse later writes of it with a generation <= ``generation``."""
+
+    @abc.abstractmethod
+    def forget(self, actor_id: str) -> int:
+        """Remove every record of the actor; refuse every write queued or in flight before this call."""
+
+    def epoch(self, actor_id: str) -> int:
+        """The actor's current epoch: read it when a request starts, hand it to ``record_exchange``."""
+        return 0
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is stored (True) or ``timeout`` passed (False)."""
+        return True
+
+    def close(self) -> None:
+        """Drain the queue, then release what was opened. Idempotent."""
+
+    def describe(self) -> str:
+        """One line for the start-up log: where records live and how they are written."""
+        return self.name

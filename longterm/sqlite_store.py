@@ -1,0 +1,412 @@
+"""Where local long-term records live: SQLite, a file (durable) or a private in-process database.
+
+Tables (numbered migrations in ``PRAGMA user_version`` of their own file):
+
+- ``ltm_records``: one row per message record with its provenance, its text and
+  its embedding (384 float32, a BLOB). Unique per (actor, session, generation,
+  turn, seq), so a record written twice is stored once.
+- ``ltm_fts``: an FTS5 index (porter stemming) of each record's text, caption,
+  the previous and next message of its session (context), its day in words, and
+  an ``owner`` token that restricts a MATCH to one actor inside the index.
+- ``ltm_actors``: per actor its *epoch* (bumped by ``forget``) and a *version*
+  (bumped by every change), which the in-memory vector cache compares, so a
+  second process writing the same file is seen by the next search.
+- ``ltm_sessions``: per deleted (actor, session) the highest generation deleted:
+  a tombstone that refuses late writes of that session.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction that checks the epoch and the
+tombstone before it inserts, and ``forget`` / ``delete_session`` take the same
+lock, so a write that started before a delete can never land after it, on any
+process that shares the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import LongTermUnavailable
+from longterm.base import MessageRecord
+from longterm.index import ActorBuffers, ActorIndex, empty_index
+from longterm.text import date_words
+
+logger = logging.getLogger(__name__)
+
+FTS_COLUMNS = ("text", "caption", "prev", "next", "date")
+#: rows of vectors kept in memory over all cached actors (float32: 1.5 kB each)
+CACHE_ROWS = 40_000
+MAX_IDLE_CONNECTIONS = 8
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE ltm_records (
+            id INTEGER PRIMARY KEY,
+            actor_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            turn INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            speaker TEXT NOT NULL,
+            text TEXT NOT NULL,
+            caption TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (actor_id, session_id, generation, turn, seq)
+        )"""
+    )
+    db.execute("CREATE INDEX ltm_records_actor ON ltm_records (actor_id, id)")
+    db.execute(f"CREATE VIRTUAL TABLE ltm_fts USING fts5({', '.join(FTS_COLUMNS)}, owner, "
+               "tokenize='porter unicode61')")
+    db.execute("""CREATE TABLE ltm_actors (
+            actor_id TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 0,
+            deletes INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""")
+    db.execute("""CREATE TABLE ltm_sessions (
+            actor_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            deleted_generation INTEGER NOT NULL,
+            PRIMARY KEY (actor_id, session_id)
+        ) WITHOUT ROWID""")
+
+
+#: append, never edit: a file written by an older release still opens
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+
+
+def owner_token(actor_id: str) -> str:
+    """The actor as one FTS token: hex (the tokenizer keeps it whole), ending in x (porter leaves it alone)."""
+    return "a" + actor_id.encode("utf-8").hex() + "x"
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    id: int
+    session_id: str
+    turn: int
+    role: str
+    text: str
+    created_at: float
+
+
+_unavailable_errors = (sqlite3.Error,)
+
+
+class SQLiteLongTermStore:
+    """Long-term records in SQLite. ``path=None``: a private in-process database (not durable)."""
+
+    def __init__(self, path: str | Path | None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
+                 cache_rows: int = CACHE_ROWS) -> None:
+        self.path = Path(path) if path is not None else None
+        self.durable = path is not None
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout_ms / 1000
+        self._idle: list[sqlite3.Connection] = []
+        self._idle_lock = threading.Lock()
+        # an in-process database lives as long as one connection to it is open: that one, used by all
+        self._only: sqlite3.Connection | None = None
+        self._only_lock = threading.RLock()
+        self._uri = f"file:ltm-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # one full load at a time: concurrent searches wait for it
+        self._cache_rows = cache_rows
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                self._only = self._connect()
+            self._migrate()
+        except (OSError, sqlite3.Error) as e:
+            raise LongTermUnavailable(f"cannot open the long-term store {self.where}: {e}") from e
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else "in process memory"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            db = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+        return db
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._only is not None:
+            with self._only_lock:
+                yield self._only
+            return
+        with self._idle_lock:
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            db = self._connect()
+        try:
+            yield db
+        finally:
+            keep = not db.in_transaction
+            if keep:
+                with self._idle_lock:
+                    keep = len(self._idle) < MAX_IDLE_CONNECTIONS
+                    if keep:
+                        self._idle.append(db)
+            if not keep:
+                db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, rolled back on any failure."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(db)
+                db.execute(f"PRAGMA user_version={number}")
+
+    def close(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
+        with self._only_lock:
+            if self._only is not None:
+                self._only.close()
+                self._only = None
+        with self._cache_lock:
+            self._cache.clear()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _guard(self, what: str) -> Callable[[Exception], LongTermUnavailable]:
+        return lambda e: LongTermUnavailable(f"long-term store {self.where}: {what} failed: {e}")
+
+    def epoch(self, actor_id: str) -> int:
+        try:
+            with self._connection() as db:
+                row = db.execute("SELECT epoch FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
+        except sqlite3.Error as e:
+            raise self._guard("reading the epoch")(e) from e
+        return row[0] if row else 0
+
+    def actor_index(self, actor_id: str) -> ActorIndex:
+        """The actor's records as arrays: from the cache while the actor's version is unchanged.
+
+        A version change with no delete since the cached copy appends only the new rows (in place:
+        no copy of the others); after a delete the actor is loaded again whole.
+        """
+        select = ("SELECT id, session_id, generation, turn, seq, speaker, vector, text FROM ltm_records "
+                  "WHERE actor_id = ?")
+        try:
+            with self._connection() as db:
+                row = db.execute("SELECT version, deletes FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
+                if row is None:
+                    return empty_index()
+                version, deletes = row
+                with self._cache_lock:
+                    buffers = self._cache.get(actor_id)
+                    if buffers is not None:
+                        self._cache.move_to_end(actor_id)
+                if buffers is not None and buffers.version == version:
+                    return buffers.snapshot()
+                if buffers is not None and buffers.deletes == deletes:
+                    buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)), version)
+                else:
+                    with self._load_lock:
+                        with self._cache_lock:
+                            loaded = self._cache.get(actor_id)
+                        if loaded is not None and loaded.deletes == deletes:  # another search just loaded it
+                            return self.actor_index(actor_id)
+                        count = db.execute("SELECT count(*) FROM ltm_records WHERE actor_id = ?", (actor_id,)).fetchone()[0]
+                        buffers = ActorBuffers(version, deletes, capacity=count + count // 8 + 64)
+                        buffers.append(db.execute(select + " ORDER BY id", (actor_id,)), version)
+                        self._keep(actor_id, buffers)
+        except sqlite3.Error as e:
+            raise self._guard("loading the records")(e) from e
+        self._keep(actor_id, buffers)
+        return buffers.snapshot()
+
+    def _keep(self, actor_id: str, buffers: ActorBuffers) -> None:
+        with self._cache_lock:
+            self._cache[actor_id] = buffers
+            self._cache.move_to_end(actor_id)
+            total = sum(b.size for b in self._cache.values())
+            while total > self._cache_rows and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                total -= dropped.size
+
+    def keyword_search(self, actor_id: str, match: str, limit: int,
+                       weights: Sequence[float]) -> list[tuple[int, float]]:
+        """(record id, positive BM25) of the actor's records matching ``match``, best first.
+
+        A weight of 0 leaves that column out of the MATCH too (the baseline searches the text only).
+        """
+        if not match:
+            return []
+        columns = " ".join(c for c, w in zip(FTS_COLUMNS, weights) if w > 0)
+        expression = f'owner : "{owner_token(actor_id)}" AND {{{columns}}} : ({match})'
+        rank = ", ".join(f"{float(w):g}" for w in weights) + ", 0"
+        try:
+            with self._connection() as db:
+                rows = db.execute(
+                    f"SELECT rowid, bm25(ltm_fts, {rank}) AS s FROM ltm_fts WHERE ltm_fts MATCH ? ORDER BY s LIMIT ?",
+                    (expression, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise self._guard("the keyword search")(e) from e
+        return [(rowid, -score) for rowid, score in rows]
+
+    def fetch(self, actor_id: str, ids: Sequence[int]) -> dict[int, StoredRecord]:
+        """The records of ``ids`` that belong to the actor (a record deleted meanwhile is missing)."""
+        if not len(ids):
+            return {}
+        marks = ",".join("?" * len(ids))
+        try:
+            with self._connection() as db:
+                rows = db.execute(
+                    f"SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
+                    f"WHERE actor_id = ? AND id IN ({marks})", (actor_id, *map(int, ids))).fetchall()
+        except sqlite3.Error as e:
+            raise self._guard("reading records")(e) from e
+        return {row[0]: StoredRecord(*row) for row in rows}
+
+    def count(self, actor_id: str) -> int:
+        with self._connection() as db:
+            return db.execute("SELECT count(*) FROM ltm_records WHERE actor_id = ?", (actor_id,)).fetchone()[0]
+
+    def session_records(self, actor_id: str, session_id: str) -> list[StoredRecord]:
+        """Every record of one session, in conversation order (tests and tools)."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
+                "WHERE actor_id = ? AND session_id = ? ORDER BY generation, turn, seq", (actor_id, session_id)).fetchall()
+        return [StoredRecord(*row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[MessageRecord], vectors: np.ndarray) -> int:
+        """Store the records whose epoch and generation are still current; return how many were stored.
+
+        One transaction: the checks and the inserts see the same state, and no
+        ``forget`` or ``delete_session`` (of any process on this file) can come in between.
+        """
+        stored = 0
+        touched: set[str] = set()
+        try:
+            with self._write() as db:
+                epochs: dict[str, int] = {}
+                tombstones: dict[tuple[str, str], int] = {}
+                for record, vector in zip(records, vectors):
+                    if record.actor_id not in epochs:
+                        row = db.execute("SELECT epoch FROM ltm_actors WHERE actor_id = ?",
+                                         (record.actor_id,)).fetchone()
+                        epochs[record.actor_id] = row[0] if row else 0
+                    key = (record.actor_id, record.session_id)
+                    if key not in tombstones:
+                        row = db.execute("SELECT deleted_generation FROM ltm_sessions "
+                                         "WHERE actor_id = ? AND session_id = ?", key).fetchone()
+                        tombstones[key] = row[0] if row else -1
+                    if record.epoch is not None and record.epoch != epochs[record.actor_id]:
+                        continue  # forgotten since the request started
+                    if record.generation <= tombstones[key]:
+                        continue  # the session was cleared since the turn started
+                    if self._insert(db, record, vector):
+                        stored += 1
+                        touched.add(record.actor_id)
+                for actor_id in touched:
+                    db.execute("INSERT INTO ltm_actors (actor_id, version) VALUES (?, 1) ON CONFLICT (actor_id) "
+                               "DO UPDATE SET version = version + 1", (actor_id,))
+        except sqlite3.Error as e:
+            raise self._guard("writing records")(e) from e
+        return stored
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray) -> bool:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO ltm_records (actor_id, session_id, generation, turn, seq, role, speaker, text, "
+            "caption, created_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.actor_id, record.session_id, record.generation, record.turn, record.seq, record.role,
+             record.speaker, record.text, record.caption, record.created_at,
+             np.asarray(vector, "<f4").tobytes()))
+        if cursor.rowcount == 0:
+            return False  # already stored (a retried write)
+        rowid = cursor.lastrowid
+        scope = (record.actor_id, record.session_id, record.generation)
+        position = (record.turn, record.turn, record.seq)
+        before = db.execute(
+            "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
+            "AND (turn < ? OR (turn = ? AND seq < ?)) ORDER BY turn DESC, seq DESC LIMIT 1", scope + position).fetchone()
+        after = db.execute(
+            "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
+            "AND (turn > ? OR (turn = ? AND seq > ?)) ORDER BY turn, seq LIMIT 1", scope + position).fetchone()
+        db.execute("INSERT INTO ltm_fts (rowid, text, caption, prev, next, date, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (rowid, record.text, record.caption, before[1] if before else "", after[1] if after else "",
+                    date_words(record.created_at), owner_token(record.actor_id)))
+        # the neighbours' context now includes this message
+        if before is not None:
+            db.execute("UPDATE ltm_fts SET next = ? WHERE rowid = ?", (record.text, before[0]))
+        if after is not None:
+            db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
+        return True
+
+    def _delete_where(self, db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
+        ids = [row[0] for row in db.execute(f"SELECT id FROM ltm_records WHERE {where}", args)]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM ltm_fts WHERE rowid IN ({marks})", chunk)
+            db.execute(f"DELETE FROM ltm_records WHERE id IN ({marks})", chunk)
+        return len(ids)
+
+    def delete_session(self, actor_id: str, session_id: str, generation: int) -> int:
+        try:
+            with self._write() as db:
+                removed = self._delete_where(db, "actor_id = ? AND session_id = ? AND generation <= ?",
+                                             (actor_id, session_id, generation))
+                db.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation) VALUES (?, ?, ?) "
+                           "ON CONFLICT (actor_id, session_id) DO UPDATE SET deleted_generation = "
+                           "max(deleted_generation, excluded.deleted_generation)", (actor_id, session_id, generation))
+                db.execute("INSERT INTO ltm_actors (actor_id, version, deletes) VALUES (?, 1, 1) ON CONFLICT "
+                           "(actor_id) DO UPDATE SET version = version + 1, deletes = deletes + 1", (actor_id,))
+        except sqlite3.Error as e:
+            raise self._guard("deleting a session's records")(e) from e
+        return removed
+
+    def forget(self, actor_id: str) -> int:
+        try:
+            with self._write() as db:
+                removed = self._delete_where(db, "actor_id = ?", (actor_id,))
+                db.execute("INSERT INTO ltm_actors (actor_id, epoch, version, deletes) VALUES (?, 1, 1, 1) "
+                           "ON CONFLICT (actor_id) DO UPDATE SET epoch = epoch + 1, version = version + 1, "
+                           "deletes = deletes + 1", (actor_id,))
+        except sqlite3.Error as e:
+            raise self._guard("forgetting the actor")(e) from e
+        with self._cache_lock:
+            self._cache.pop(actor_id, None)
+        return removed
+

@@ -1,0 +1,209 @@
+"""The retrieval recipe's pieces, each on a tiny hand-made corpus (``longterm.text``, ``.scoring``, the FTS5 index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longterm.base import MessageRecord
+from longterm.scoring import (boost_speaker, calibrate, fuse, max_normalise, minmax, smooth_neighbours, top_k)
+from longterm.index import build_index
+from longterm.sqlite_store import SQLiteLongTermStore, owner_token
+from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
+                           query_terms, stem, strip_names)
+from tests.longterm_helpers import embedder
+
+
+# -- query processing ------------------------------------------------------------------------
+
+def test_a_query_keeps_its_content_words_once_in_order() -> None:
+    assert query_terms("What did I say about the trip to Oslo, the Oslo trip?") == ["say", "trip", "oslo"]
+
+
+def test_a_huge_query_is_cut_to_its_first_terms() -> None:
+    assert len(query_terms(" ".join(f"word{n}" for n in range(1000)))) == 48
+
+
+def test_terms_in_most_of_the_actors_records_are_dropped_and_the_rarest_kept() -> None:
+    df = {"trip": 150, "oslo": 3, "museum": 40, "the": 300}  # of 250 records: trip and the are too common
+    assert informative_terms(["the", "trip", "oslo", "museum"], df, 250) == ["oslo", "museum"]
+    assert informative_terms(["the", "trip", "oslo"], df, 20) == ["the", "trip", "oslo"]  # a small actor: kept
+    assert informative_terms(["trip", "oslo", "museum"], df, 250, max_terms=2) == ["oslo", "museum"]
+    assert informative_terms(["unknown"], df, 1000) == ["unknown"]
+
+
+def test_a_query_of_common_words_keeps_only_what_the_budget_allows() -> None:
+    words = [f"w{n}" for n in range(30)]
+    df = {stem(w): 1500 + n for n, w in enumerate(words)}  # each in 15% of 10,000 records
+    kept = informative_terms(words, df, 10_000, budget=8_000)
+    assert kept == ["w0", "w1"]  # the rarest two: ~2,800 records x 2 terms; a third, ~3,900 x 3
+    assert informative_terms(words, df, 10_000, budget=10) == ["w0"]  # one term is always kept
+
+
+def test_stems_are_those_fts5_indexes() -> None:
+    assert [stem(w) for w in ("running", "happiness", "cellos", "agreed")] == ["run", "happi", "cello", "agre"]
+
+
+def test_the_match_expression_quotes_every_term() -> None:
+    assert fts_match(["peanut", "near"]) == '"peanut" OR "near"'
+    assert fts_match([]) == ""
+
+
+def test_participant_names_become_a_filter_not_search_terms() -> None:
+    question = "What did Caroline's sister say to Mel?"
+    assert find_names(question, ["Caroline", "Melanie", "Mel"]) == ["Caroline", "Mel"]
+    assert strip_names(question, ["Caroline"]) == "What did sister say to Mel?"
+    assert "caroline" not in query_terms(strip_names(question, ["Caroline"]), drop={"caroline"})
+
+
+def test_a_record_day_is_written_as_questions_quote_it() -> None:
+    assert date_words(1_683_550_000.0) == "8 May 2023"
+
+
+def test_the_embedded_text_names_its_speaker() -> None:
+    assert embedded_text("Caroline", "I went hiking") == "Caroline: I went hiking"
+    assert embedded_text("", "I went hiking") == "I went hiking"
+
+
+def test_token_estimates_grow_with_the_text() -> None:
+    assert estimate_tokens("a") == 1
+    assert estimate_tokens("x" * 400) == 100
+
+
+# -- scores ----------------------------------------------------------------------------------
+
+def test_normalisations() -> None:
+    assert max_normalise(np.array([0.0, 2.0, 4.0])).tolist() == [0.0, 0.5, 1.0]
+    assert max_normalise(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+    assert minmax(np.array([0.2, 0.4, 0.6])).tolist() == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_fusion_lets_a_record_strong_on_both_signals_win() -> None:
+    bm25 = np.array([10.0, 0.0, 6.0])
+    cosine = np.array([0.1, 0.9, 0.7])
+    # keyword-only would pick 0, dense-only 1; the record good at both wins the fused score
+    assert int(np.argmax(fuse(bm25, cosine, 0.5))) == 2
+    assert int(np.argmax(fuse(bm25, cosine, 0.0))) == 0
+    assert int(np.argmax(fuse(bm25, cosine, 1.0))) == 1
+
+
+def test_the_speaker_named_in_the_query_is_boosted_only_when_one_is_named() -> None:
+    speakers = np.array(["Ann", "Bo", "Ann"], dtype=object)
+    scores = np.zeros(3)
+    assert boost_speaker(scores, speakers, ["Ann"], 0.2).tolist() == [0.2, 0.0, 0.2]
+    assert boost_speaker(scores, speakers, ["Ann", "Bo"], 0.2).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_record_next_to_a_strong_one_is_lifted_within_its_session() -> None:
+    scores = np.array([0.0, 1.0, 0.0, 0.0])
+    prev_index = np.array([-1, 0, 1, -1])  # records 0-2 one session, 3 another
+    next_index = np.array([1, 2, -1, -1])
+    assert smooth_neighbours(scores, prev_index, next_index, 0.5).tolist() == [0.5, 1.0, 0.5, 0.0]
+
+
+def test_top_k_is_best_first_ties_to_the_earlier_and_honours_the_mask() -> None:
+    scores = np.array([0.5, 0.9, 0.5, 0.1])
+    assert top_k(scores, 3).tolist() == [1, 0, 2]
+    assert top_k(scores, 3, np.array([True, False, True, True])).tolist() == [0, 2, 3]
+    assert top_k(scores, 9, np.array([False, False, False, True])).tolist() == [3]
+
+
+def test_calibrated_scores_rise_with_either_signal_and_stay_in_range() -> None:
+    assert 0.0 < calibrate(0.0, 0.0) < calibrate(0.5, 0.0) < calibrate(0.5, 10.0) < 1.0
+
+
+def test_neighbours_follow_conversation_order_not_write_order() -> None:
+    vec = np.zeros(384, "<f4").tobytes()
+    # (id, session, generation, turn, seq, speaker, vector): s1's turn 2 was written before its turn 1
+    rows = [(1, "s1", 0, 2, 0, "", vec, ""), (2, "s2", 0, 1, 0, "", vec, ""), (3, "s1", 0, 1, 0, "", vec, ""),
+            (4, "s1", 0, 1, 1, "", vec, ""), (5, "s1", 1, 1, 0, "", vec, "")]
+    index = build_index(rows)
+    # s1 gen 0 in order: id3 (t1 s0), id4 (t1 s1), id1 (t2); s2 and s1 gen 1 stand alone
+    assert index.prev_index.tolist() == [3, -1, -1, 2, -1]
+    assert index.next_index.tolist() == [-1, -1, 3, 0, -1]
+
+
+# -- the FTS5 index -------------------------------------------------------------------------------
+
+def _write(store: SQLiteLongTermStore, actor: str, session: str, *texts: str) -> None:
+    records = [MessageRecord(actor, session, n + 1, 0, "user", t, 1_683_550_000.0) for n, t in enumerate(texts)]
+    store.write(records, np.zeros((len(records), 384), np.float32))
+
+
+def test_keyword_search_ranks_by_bm25_within_one_actor(tmp_path: Path) -> None:
+    store = SQLiteLongTermStore(tmp_path / "ltm.db")
+    _write(store, "alice", "s1", "hiking in the mountains", "we went hiking and hiking again", "a quiet day")
+    _write(store, "bob", "s1", "hiking hiking hiking hiking")
+    hits = store.keyword_search("alice", fts_match(["hike"]), 10, (1.0, 0, 0, 0, 0))
+    assert [rowid for rowid, _ in hits] == [2, 1]
+    assert all(score > 0 for _, score in hits)
+    store.close()
+
+
+def test_a_message_is_found_by_its_neighbours_words_and_its_day(tmp_path: Path) -> None:
+    store = SQLiteLongTermStore(tmp_path / "ltm.db")
+    _write(store, "alice", "s1", "Did you go to the concert?", "Yes, it was wonderful")
+    by_context = store.keyword_search("alice", fts_match(["concert"]), 10, (1.0, 0, 0.5, 0.5, 0))
+    assert {rowid for rowid, _ in by_context} == {1, 2}
+    by_day = store.keyword_search("alice", fts_match(query_terms("What happened on 8 May 2023?")), 10,
+                                  (1.0, 0, 0, 0, 1.0))
+    assert {rowid for rowid, _ in by_day} == {1, 2}
+    store.close()
+
+
+def test_owner_tokens_cannot_meet() -> None:
+    assert owner_token("ab") != owner_token("a-b")
+    assert owner_token("a") != owner_token("a ")
+
+
+# -- the embedding model ----------------------------------------------------------------------------
+
+def test_the_shipped_model_puts_paraphrases_closer_than_unrelated_text() -> None:
+    vectors = embedder().embed(["I am allergic to peanuts", "Peanuts make me ill", "The train leaves at noon"])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2] + 0.2
+    assert np.allclose(embedder().embed_one("I am allergic to peanuts"), vectors[0], atol=1e-5)
+
+
+def test_records_appended_later_are_linked_into_their_session_and_old_snapshots_stay_as_they_were() -> None:
+    from longterm.index import ActorBuffers
+
+    vec = np.zeros(384, "<f4").tobytes()
+    buffers = ActorBuffers(version=1, deletes=0, capacity=1)
+    buffers.append([(1, "s1", 0, 1, 0, "", vec, "hiking"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=1)
+    before = buffers.snapshot()
+    buffers.append([(3, "s1", 0, 2, 0, "", vec, "cello"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=2)  # 2: skipped
+    after = buffers.snapshot()
+    assert (before.size, after.size) == (2, 3)
+    assert before.next_index.tolist() == [1, -1]  # turn 1 -> turn 3 in the old snapshot
+    assert after.next_index.tolist() == [2, -1, 1] and after.prev_index.tolist() == [-1, 2, 0]
+    assert after.version == 2
+    assert (after.df["hike"], after.df["cello"]) == (2, 1)
+
+
+def test_the_model_is_converted_to_dynamic_int8_once_and_the_original_serves_if_that_fails(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import onnxruntime.quantization
+
+    from longterm import embedding
+
+    monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path))
+    source, _ = embedding.model_files()
+    converted = embedding.fast_model(source)
+    assert converted != source and converted.parent.parent == tmp_path and converted.stat().st_size < source.stat().st_size
+    assert embedding.fast_model(source) == converted  # cached
+    converted.unlink()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", broken)
+    assert embedding.fast_model(source) == source
+    assert list(converted.parent.iterdir()) == []  # nothing half-written left behind
+    original = embedding.Embedder(convert=False)
+    assert original.model_path == source
+    assert original.embed_one("peanuts") @ embedder().embed_one("peanuts") > 0.9
