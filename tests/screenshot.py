@@ -27,6 +27,7 @@ MESSAGES = [
     "Hi, I am Ana and I am planning a trip to Oslo in May",
     "I would like to see the Munch museum",
     "Which islands can I reach by ferry?",
+    "Book a table for Friday night",
     "What was I planning again?",
 ]
 

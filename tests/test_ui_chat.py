@@ -75,10 +75,10 @@ def test_replies_stream_into_one_session_with_what_memory_did(terminal: Terminal
     session = terminal.started()
     first = terminal.say("hello terminal")
     assert "You said 'hello terminal'" in first
-    assert "[turn 1 · memory:" in first
+    assert "[turn 1 · memory: window: no earlier turn · summary: none · long-term: none]" in first
     second = terminal.say("and again")
     assert "You said 'and again'" in second
-    assert "[turn 2 · memory:" in second and "1 earlier turn" in second
+    assert "[turn 2 · memory: window: turn 1 · summary: none · long-term: none]" in second
     status, body = server.invoke({"message": "third", "actor_id": terminal.actor, "session_id": session})
     assert (body["message_count"], body["history_length"]) == (3, 2)
 
@@ -102,6 +102,31 @@ def test_the_commands_start_summarise_clear_and_switch(terminal: Terminal, serve
     terminal.prompt()
     assert "[turn 1]" in terminal.say("who is this")
     assert "usage: /actor NAME" in terminal.say("/actor not a name")
+
+
+def test_sessions_and_history_bring_a_conversation_back(server: Server, tmp_path: Path) -> None:
+    actor, history = f"b-{uuid.uuid4().hex[:10]}", tmp_path / "history"
+    first = Terminal(server.url, actor, history)
+    try:
+        session = first.started()
+        first.say("my flight is on Friday")
+        first.say("and it leaves at nine")
+        first.child.sendline("/quit")
+        first.child.expect(pexpect.EOF)
+    finally:
+        first.close()
+    again = Terminal(server.url, actor, history)  # a new run: a new, empty session
+    try:
+        assert again.started() != session
+        listed = again.say("/sessions")
+        assert re.search(rf"1  {session}  2 messages  \d{{4}}-\d\d-\d\d \d\d:\d\d  my flight is on Friday", listed)
+        opened = again.say("/open 1")
+        assert f"session {session}" in opened
+        assert "[1] you: my flight is on Friday" in opened and "[2] assistant: You said 'and it leaves at nine'" in opened
+        assert "[turn 3 · memory: window: turns 1, 2 ·" in again.say("when do I leave?")
+        assert "[3] you: when do I leave?" in again.say("/history")
+    finally:
+        again.close()
 
 
 def test_ctrl_d_leaves_cleanly(terminal: Terminal) -> None:

@@ -61,7 +61,9 @@ def test_the_container_image_never_serves_the_page() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server({"DEV_UI": "on", "SESSION_DB": str(tmp_path_factory.mktemp("ui") / "sessions.db")}).start()
+    """``MEMORY_K=3``: the window slides, and the rolling summary starts, within a short conversation."""
+    server = Server({"DEV_UI": "on", "MEMORY_K": "3",
+                     "SESSION_DB": str(tmp_path_factory.mktemp("ui") / "sessions.db")}).start()
     yield server
     server.stop()
 
@@ -136,6 +138,21 @@ class Page:
 
     def session(self) -> str:
         return self.text("session-id")
+
+    def actor(self) -> str:
+        return self.find("#actor").get_attribute("value")
+
+    def turns(self) -> list[Any]:
+        return self.all("#log .turn")
+
+    def memory_of(self, turn: Any) -> str:
+        """The turn's "What memory gave the model" box, one line per part."""
+        return turn.find_element(self.by.CSS_SELECTOR, ".memory-box").text
+
+    def listed_session(self, session: str) -> Any:
+        """The session's entry in the Sessions list, once it is there."""
+        self.wait.until(lambda d: self.all(f'.session[data-session="{session}"]'))
+        return self.find(f'.session[data-session="{session}"]')
 
 
 @pytest.fixture
@@ -251,6 +268,67 @@ def test_at_360_px_wide_nothing_scrolls_sideways(page: Page) -> None:
         element = page.driver.find_element(page.by.ID, element_id)
         right = page.driver.execute_script("return arguments[0].getBoundingClientRect().right", element)
         assert element.is_displayed() and right <= 360, f"#{element_id} is off screen"
+
+
+def test_each_reply_shows_which_turns_and_summary_memory_gave_the_model(page: Page) -> None:
+    replies = [page.say(f"message number {n}") for n in range(1, 6)]
+    assert page.memory_of(replies[0]).splitlines()[1:] == [
+        "window: no earlier turn", "summary: none", "long-term: nothing recalled"]
+    assert "window: turn 1\n" in page.memory_of(replies[1]) + "\n"
+    assert "window: turns 1, 2" in page.memory_of(replies[2])
+    assert "window: turns 1–3" in page.memory_of(replies[3])
+    fifth = page.memory_of(replies[4])  # MEMORY_K=3: turn 1 has left the window for the rolling summary
+    assert "window: turns 2–4" in fifth and "summary: turns 1–1" in fifth
+    links = replies[4].find_elements(page.by.CSS_SELECTOR, ".memory-box a")
+    assert [a.get_attribute("href").split("#")[1] for a in links] == ["turn-2", "turn-4"]
+    links[0].click()  # the turn it names, in the log
+    assert page.driver.execute_script("return document.querySelector(':target').id") == "turn-2"
+    page.wait.until(lambda d: "turns 1" in page.text("summary-text"))  # the panel shows the new rolling summary
+    page.find("#explain").click()  # off: the reply comes without the box
+    quiet = page.say("no box for this one")
+    assert quiet.find_elements(page.by.CSS_SELECTOR, ".memory-box") == []
+    assert "turn 6 · 3 earlier turns in context" in quiet.text
+
+
+def test_a_conversation_is_found_again_after_leaving_and_coming_back(page: Page) -> None:
+    page.say("I am planning a trip to Oslo")
+    page.say("in May")
+    session, actor = page.session(), page.actor()
+    page.driver.get(f"{page.url}/?actor={actor}")  # come back later: a fresh page, a new session
+    page.wait.until(lambda d: page.session() != session)
+    entry = page.listed_session(session)
+    assert "2 messages" in entry.text and "I am planning a trip to Oslo" in entry.text
+    entry.click()
+    page.wait.until(lambda d: len(page.turns()) == 2)
+    first, second = page.turns()
+    assert "You · turn 1" in first.text and "I am planning a trip to Oslo" in first.text
+    assert page.reply_of(second) == "You said 'in May'"
+    assert f"session={session}" in page.driver.current_url
+    page.driver.refresh()  # a reload (or the link) reopens it with its history
+    page.wait.until(lambda d: len(page.turns()) == 2)
+    assert page.listed_session(session).get_attribute("aria-current") == "true"
+    third = page.say("what was I planning?")
+    assert "turn 3 · 2 earlier turns in context" in third.text
+    assert "window: turns 1, 2" in page.memory_of(third)
+
+
+def test_long_histories_and_many_sessions_page_back(page: Page, server: Server) -> None:
+    actor = page.actor()
+    for n in range(1, 56):
+        assert server.invoke({"message": f"turn {n} of a long one", "actor_id": actor, "session_id": "long"})[0] == 200
+    for n in range(1, 22):
+        assert server.invoke({"message": "short", "actor_id": actor, "session_id": f"short-{n}"})[0] == 200
+    page.open(actor, "long")
+    page.wait.until(lambda d: len(page.turns()) == 50)  # the newest page of the history
+    assert "turn 55 of a long one" in page.turns()[-1].text and "You · turn 6" in page.turns()[0].text
+    page.find("#older").click()
+    page.wait.until(lambda d: len(page.turns()) == 55)
+    assert "You · turn 1" in page.turns()[0].text and not page.find("#older").is_displayed()
+    page.wait.until(lambda d: len(page.all(".session")) == 20)  # newest first: "long" is on the next page
+    assert page.all('.session[data-session="long"]') == []
+    page.find("#more-sessions").click()
+    page.listed_session("long")
+    assert len(page.all(".session")) == 22 and not page.find("#more-sessions").is_displayed()
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +37,14 @@ DEFAULT_HISTORY_FILE = "~/.session_assistant_history"
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def local_time(iso: str) -> str:
+    """``2026-11-28T22:51:03Z`` as this machine's local time, to the minute."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(iso)
 
 
 def turn_range(turns: list[int]) -> str:
@@ -189,7 +198,7 @@ class Chat:
             mark = "*" if s["session_id"] == self.client.session_id else " "
             first = (s.get("first_message") or "").replace("\n", " ")
             self.say(f"{mark}{n:>3}  {s['session_id']}  {plural(s.get('message_count', 0), 'message')}"
-                     f"  {s.get('last_activity', '')}  {first[:60]}")
+                     f"  {local_time(s.get('last_activity', ''))}  {first[:60]}")
         if data.get("next_cursor"):
             self.say("  (more sessions exist; the 20 newest are shown)")
         if listed:

@@ -12,6 +12,7 @@ const state = {
   controller: null,      // aborts the streamed turn (Stop)
   nextCursor: null,      // list_sessions paging
   nextBefore: null,      // get_history paging
+  summaryThrough: 0,     // the turn the summary in the Memory panel reaches
   retry: null,           // the message that last failed ({text, actor, session, key}): sent again, it keeps its key
   // what this server can do: null = not known yet, false = it answered "unknown action"/field
   can: { listSessions: null, history: null, explain: null, longTerm: null },
@@ -152,7 +153,8 @@ function saveLocation() {
 
 function formatTime(iso) {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? String(iso ?? "") : date.toLocaleString();
+  return Number.isNaN(date.getTime()) ? String(iso ?? "")
+    : date.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 }
 
 function plural(n, word, words = `${word}s`) {
@@ -228,6 +230,17 @@ function scrollToEnd() {
   $("log").scrollTop = $("log").scrollHeight;
 }
 
+/** The rolling summary moved on (a turn's memory report says so): show its new text. */
+async function refreshSummary(memory) {
+  const through = memory?.summary?.through_turn ?? 0;
+  if (through <= state.summaryThrough || state.can.history === false) return;
+  try {
+    showSummary((await action("get_history", { limit: 1 })).summary);
+  } catch {
+    // the panel keeps the older summary; the turn itself went through
+  }
+}
+
 function finishTurn(turn, final) {
   numberTurn(turn.item, final.message_count);
   turn.meta.textContent = final.replayed
@@ -281,6 +294,7 @@ async function sendMessage(text) {
     turn.item.classList.add("done");
     scrollToEnd();
     loadSessions();
+    refreshSummary(final.memory);
   } catch (e) {
     const stopped = e.name === "AbortError";
     failTurn(turn, stopped ? "Stopped." : describe(e));
@@ -315,6 +329,7 @@ function resetConversation() {
 }
 
 function showSummary(summary) {
+  state.summaryThrough = summary?.through_turn ?? 0;
   $("summary-text").textContent = summary?.text
     ? `${summary.text}${summary.through_turn ? ` (turns 1–${summary.through_turn})` : ""}`
     : "No summary yet: Summarise writes one, and the rolling summary keeps one once the session is longer than the window.";
