@@ -25,7 +25,7 @@ from service import Assistant
 from service.connections import check_bindable, uvicorn_options
 from service.guard import RequestGuard
 from service.logs import configure_logging, install_log_filters, log_start_up
-from ui.web import mount_dev_ui
+from ui.web import mount_dev_ui, page_url
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def main() -> None:
                  server["http"].limits.max_connections)
     assistant.probe_store()
     if settings.dev_ui:
-        logger.info("DEV_UI=on | the chat page: http://%s:%d/", server["host"], server["port"])
+        logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))
     app.run(**server)
 
 

@@ -62,10 +62,15 @@ def test_the_container_image_never_serves_the_page() -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``MEMORY_K=3``: the window slides, and the rolling summary starts, within a short conversation."""
-    server = Server({"DEV_UI": "on", "MEMORY_K": "3",
-                     "SESSION_DB": str(tmp_path_factory.mktemp("ui") / "sessions.db")}).start()
+    directory = tmp_path_factory.mktemp("ui")
+    server = Server({"DEV_UI": "on", "MEMORY_K": "3", "SESSION_DB": str(directory / "sessions.db")},
+                    log_path=directory / "server.log").start()
     yield server
     server.stop()
+
+
+def test_the_start_up_log_says_where_the_page_is(server: Server) -> None:
+    assert f"DEV_UI=on | the chat page: http://127.0.0.1:{server.port}/" in server.log()
 
 
 def test_the_page_and_its_files_come_from_this_server_only(server: Server) -> None:
@@ -105,7 +110,8 @@ class Page:
     def open(self, actor: str, session: str | None = None) -> Page:
         query = f"?actor={actor}" + (f"&session={session}" if session else "")
         self.driver.get(f"{self.url}/{query}")
-        self.wait.until(lambda d: self.text("session-id"))
+        # the session is shown and its history read (the log is aria-busy while it loads)
+        self.wait.until(lambda d: self.text("session-id") and self.find("#log").get_attribute("aria-busy") is None)
         return self
 
     def find(self, css: str) -> Any:

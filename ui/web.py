@@ -48,6 +48,12 @@ def dev_ui_routes() -> list[BaseRoute]:
     ]
 
 
+def page_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the page (a wildcard bind address is not one to open)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
 def mount_dev_ui(app: Starlette) -> None:
     """Serve the chat page from ``app`` (once, however often it is called)."""
     if not any(getattr(route, "name", None) == INDEX_ROUTE for route in app.router.routes):

@@ -250,10 +250,12 @@ function finishTurn(turn, final) {
   if ($("explain").checked && final.memory) turn.item.append(memoryBox(final.memory));
 }
 
-function failTurn(turn, message) {
+function failTurn(turn, message, outcome = "Nothing of this turn was stored.") {
   turn.item.classList.add("failed");
-  turn.meta.textContent = `${message} Nothing of this turn was stored.`;
+  turn.meta.textContent = `${message} ${outcome}`;
 }
+
+const MAYBE_STORED = "It may have been stored: sending it again is safe, it keeps its idempotency key.";
 
 async function sendMessage(text) {
   const turn = turnItem(text, "");
@@ -286,7 +288,7 @@ async function sendMessage(text) {
         final = event;
       }
     }
-    if (!final) throw new ServerError(0, "the reply stopped before it was complete");
+    if (!final) throw new TypeError("the stream ended early");
     if (final.error) throw new ServerError(final.status ?? 500, final.error);
     if (wantExplain && final.memory) state.can.explain = true;
     state.retry = null;
@@ -296,10 +298,13 @@ async function sendMessage(text) {
     loadSessions();
     refreshSummary(final.memory);
   } catch (e) {
-    const stopped = e.name === "AbortError";
-    failTurn(turn, stopped ? "Stopped." : describe(e));
-    if (!stopped) {
-      setStatus(describe(e), "error");
+    if (e.name === "AbortError") {
+      failTurn(turn, "Stopped.");  // the server cancels a turn whose client hangs up
+    } else {
+      const lost = !(e instanceof ServerError);  // the stream broke off before its final event
+      const why = lost ? "The connection was lost before the reply was complete." : describe(e);
+      failTurn(turn, why, lost ? MAYBE_STORED : undefined);
+      setStatus(why, "error");
       if (!$("message").value) $("message").value = text;  // so it can be sent again
     }
   } finally {
@@ -383,6 +388,7 @@ async function loadSessions(more = false) {
 
 async function loadHistory(older = false) {
   if (state.can.history === false) return;
+  $("log").setAttribute("aria-busy", "true");
   try {
     const data = await action("get_history", { limit: 50, before: older ? state.nextBefore : null });
     state.can.history = true;
@@ -406,6 +412,8 @@ async function loadHistory(older = false) {
     } else {
       $("history-note").textContent = describe(e);
     }
+  } finally {
+    $("log").removeAttribute("aria-busy");
   }
 }
 
