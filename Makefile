@@ -1,10 +1,11 @@
-# Two entry points on a fresh clone: `make run` (serve on :8080) and `make test`; `make bench` (not part of test).
+# Two entry points on a fresh clone: `make run` (serve on :8080, with the chat page on /) and `make test`;
+# `make chat` talks to a running server from the terminal; `make bench` (not part of test).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test bench venv clean
+.PHONY: run chat test bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -15,8 +16,15 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PIP) --no-deps -r requirements-nodeps.txt
 	touch $@
 
+# DEV_UI=on: the development chat page on http://127.0.0.1:8080/ (`DEV_UI=off make run` without it)
 run: venv
-	$(PY) agent.py
+	DEV_UI=$${DEV_UI:-on} $(PY) agent.py
+
+# The terminal chat against a running server: `make chat`, `make chat URL=http://host:port ACTOR=alice`
+URL   ?= http://127.0.0.1:8080
+ACTOR ?= default_user
+chat: venv
+	$(PY) -m ui.chat --url $(URL) --actor $(ACTOR)
 
 test: venv
 	$(PY) -m pytest

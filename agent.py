@@ -25,6 +25,7 @@ from service import Assistant
 from service.connections import check_bindable, uvicorn_options
 from service.guard import RequestGuard
 from service.logs import configure_logging, install_log_filters, log_start_up
+from ui.web import mount_dev_ui, page_url
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     if not logging.getLogger().handlers:  # served by `uvicorn agent:app` (e.g. `agentcore dev`), not main()
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
-    get_assistant()  # build (and validate) everything before the first request
+    if get_assistant().settings.dev_ui:  # build (and validate) everything before the first request
+        mount_dev_ui(app)  # the chat page on GET / (DEV_UI=on: `make run`; never unless asked)
     yield
 
 
@@ -99,6 +101,8 @@ def main() -> None:
     log_start_up(settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
     assistant.probe_store()
+    if settings.dev_ui:
+        logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))
     app.run(**server)
 
 

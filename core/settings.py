@@ -151,6 +151,9 @@ class Settings:
     http_idle_timeout_s: float = 5.0
     #: None: as many as the process's file descriptor limit allows, see ``service.connections``
     max_connections: int | None = None
+    #: ``DEV_UI``: serve the development chat page (``GET /``, ``ui/static``) beside the runtime's routes;
+    #: off unless set, so a deployed runtime serves only ``/invocations`` and ``/ping``
+    dev_ui: bool = False
 
     @property
     def body_limit(self) -> int:
@@ -244,4 +247,5 @@ class Settings:
             ltm_min_score=_float(env, "LTM_MIN_SCORE", cls.ltm_min_score, minimum=0.0, maximum=1.0),
             ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
             ltm_namespace=_ltm_namespace(env),
+            dev_ui=bool(_switch(env, "DEV_UI")),  # off unless set
         )
