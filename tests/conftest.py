@@ -36,7 +36,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                  "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "PORT", "HOST",
                  "SESSION_QUEUE_MAX", "TURN_WORKERS", "MAX_BODY_BYTES", "HTTP_READ_TIMEOUT_S", "HTTP_IDLE_TIMEOUT_S",
                  "MAX_CONNECTIONS", "LONG_TERM_MEMORY", "LTM_TOP_K", "LTM_MIN_SCORE", "LTM_MAX_TOKENS",
-                 "LTM_NAMESPACE"):
+                 "LTM_NAMESPACE", "DEV_UI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
