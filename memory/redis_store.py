@@ -11,7 +11,9 @@ whatever characters the ids contain)::
     <KEY_PREFIX>{...}:summary                       hash: text, through
 
 The ``{...}`` hash tag keeps a session's keys in one Redis Cluster slot, so the
-scripts below may touch all of them. Every operation is one ``EVALSHA``:
+scripts below may touch all of them: with ``REDIS_CLUSTER=on`` the store talks
+through redis-py's ``RedisCluster``, which sends each script to the node that
+owns the session's slot. Every operation is one ``EVALSHA``:
 
 - ``add_turns`` appends the messages, the turn starts, the event and bumps the
   user-message counter in one script: atomic for every client, thread and
@@ -27,6 +29,7 @@ scripts below may touch all of them. Every operation is one ``EVALSHA``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+import redis.cluster
 from bedrock_agentcore.memory.constants import ConversationalMessage
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -140,8 +144,29 @@ redis.call('HSET', KEYS[5], 'text', ARGV[4], 'through', ARGV[5])
 """ + _REFRESH_TTL
 
 
-#: any Redis failure (refused, timed out, OOM, read-only replica...) is a 503 naming the store
-_unavailable = unavailable_on("redis", redis.RedisError)
+#: any Redis failure (refused, timed out, OOM, read-only replica, a cluster node down...) is a 503 naming the store
+_unavailable = unavailable_on("redis", (redis.RedisError, redis.exceptions.RedisClusterException))
+
+
+class SessionScript:
+    """One Lua script: ``EVALSHA``, and after ``NOSCRIPT`` one ``EVAL`` on the node that owns the keys.
+
+    redis-py's ``Script`` answers ``NOSCRIPT`` with ``SCRIPT LOAD``, which a cluster client sends
+    to every primary: with one primary down, sessions on the healthy nodes would fail too. ``EVAL``
+    runs (and caches) the script on the session's own node only. ``NOSCRIPT`` means nothing ran,
+    so running it then is never a second write.
+    """
+
+    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster, text: str) -> None:
+        self._client = client
+        self._text = text
+        self._sha = hashlib.sha1(text.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self._client.eval(self._text, len(keys), *keys, *args)
 
 
 def session_key(prefix: str, actor_id: str, session_id: str) -> str:
@@ -166,29 +191,39 @@ def _text(raw: bytes | str) -> str:
 class RedisStore(SessionStore):
     name = "redis"
 
-    def __init__(self, client: redis.Redis, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
+    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
                  owns_client: bool = False) -> None:
         """Use ``client`` (injected; it is closed by ``close`` only when ``owns_client``)."""
         self._redis = client
         self._prefix = key_prefix
         self._ttl = ttl
         self._owns_client = owns_client
-        self._add_turns = client.register_script(_ADD_TURNS)
-        self._last_k_turns = client.register_script(_LAST_K_TURNS)
-        self._list_events = client.register_script(_LIST_EVENTS)
-        self._delete = client.register_script(_DELETE)
-        self._get_summary = client.register_script(_GET_SUMMARY)
-        self._put_summary = client.register_script(_PUT_SUMMARY)
+        self._add_turns = SessionScript(client, _ADD_TURNS)
+        self._last_k_turns = SessionScript(client, _LAST_K_TURNS)
+        self._list_events = SessionScript(client, _LIST_EVENTS)
+        self._delete = SessionScript(client, _DELETE)
+        self._get_summary = SessionScript(client, _GET_SUMMARY)
+        self._put_summary = SessionScript(client, _PUT_SUMMARY)
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
-                 socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> RedisStore:
+                 socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 cluster: bool = False) -> RedisStore:
         """A client with bounded timeouts; options in the URL's query (``?socket_timeout=0.5``) win.
 
         A connection that breaks (Redis restarted) is retried once on a fresh
         connection, so the store recovers by itself; a timeout is not retried,
         so a hung Redis fails the request within ``socket_timeout``.
+
+        ``cluster``: ``url`` names any node of a Redis Cluster. redis-py's
+        ``RedisCluster`` reads the slot map from it now (``StoreUnavailable`` when
+        no node answers), follows ``MOVED`` and refreshes the map when a node
+        fails; a command is retried once (a retried write is recognised by its
+        token, so it is never stored twice).
         """
+        if cluster:
+            return cls(cls._cluster_client(url, socket_timeout, connect_timeout), key_prefix=key_prefix, ttl=ttl,
+                       owns_client=True)
         client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -197,6 +232,16 @@ class RedisStore(SessionStore):
             retry_on_timeout=False,
         )
         return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True)
+
+    @staticmethod
+    @_unavailable
+    def _cluster_client(url: str, socket_timeout: float, connect_timeout: float) -> redis.cluster.RedisCluster:
+        return redis.cluster.RedisCluster.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        )
 
     def close(self) -> None:
         if self._owns_client:

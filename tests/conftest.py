@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -17,10 +18,13 @@ from service import Assistant
 from core.settings import Settings
 from memory.agentcore import AgentCoreStore
 from memory.base import SessionStore
+from memory.dynamodb import DynamoDBStore, create_table
 from memory.in_memory import InMemoryStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
+from tests.dynamodb_local import DynamoDBLocal, MissingTool
+from tests.redis_cluster import RedisCluster, delete_cluster_prefix
 from tests.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
 from tests.scripted_model import ScriptedModel
 
@@ -33,7 +37,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     """No test reads the developer's settings or writes under the repo's .data/."""
     for name in ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "MODEL_PROVIDER", "SESSION_TTL",
                  "MEMORY_K", "MAX_MESSAGE_CHARS", "LOCAL_MODEL_PATH", "ROLLING_SUMMARY", "REDIS_URL", "KEY_PREFIX",
-                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH"):
+                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "REDIS_CLUSTER", "DYNAMODB_TABLE",
+                 "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
@@ -68,6 +73,29 @@ def _redis_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFacto
                         cleanup=lambda: delete_prefix(url, prefix))
 
 
+def _redis_cluster_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A real 3-master Redis Cluster (one per test run); every test gets its own key prefix."""
+    url = request.getfixturevalue("redis_cluster").url
+    prefix = unique_prefix()
+    return StoreFactory("redis-cluster",
+                        lambda ttl=None: RedisStore.from_url(url, key_prefix=prefix, ttl=ttl, cluster=True),
+                        cleanup=lambda: delete_cluster_prefix(url, prefix))
+
+
+def unique_table() -> str:
+    return f"sessions-{uuid.uuid4().hex[:12]}"
+
+
+def _dynamodb_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """DynamoDB Local (one per test run); every test gets a table of its own, deleted afterwards."""
+    engine: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
+    client = engine.client()
+    table = unique_table()
+    create_table(client, table)
+    return StoreFactory("dynamodb", lambda ttl=None: DynamoDBStore(client, table, ttl=ttl),
+                        cleanup=lambda: client.delete_table(TableName=table))
+
+
 @functools.lru_cache(maxsize=1)
 def boto3_session() -> boto3.Session:
     """One boto3 session for every test client: the service model is loaded once."""
@@ -95,7 +123,40 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]
     "sqlite": _sqlite_factory,
     "redis": _redis_factory,
     "agentcore": _agentcore_factory,
+    "dynamodb": _dynamodb_factory,
+    "redis-cluster": _redis_cluster_factory,
 }
+
+
+def start_or_skip(engine, what: str):  # -> the started engine
+    """Start a test engine; a missing tool skips (naming it), except where ``REQUIRE_TEST_SERVICES`` is set
+    (``.ci/run`` sets it: in CI a missing engine fails the run loudly)."""
+    try:
+        return engine.start()
+    except MissingTool as e:
+        if os.environ.get("REQUIRE_TEST_SERVICES", "").strip() not in ("", "0"):
+            pytest.fail(f"{what}: {e} (REQUIRE_TEST_SERVICES is set)", pytrace=False)
+        pytest.skip(f"{what}: {e}")
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """DynamoDB Local on a free loopback port, in memory, for the whole run; stopped by pid."""
+    engine = start_or_skip(DynamoDBLocal(), "DynamoDB Local")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster on free loopback ports for the whole run; stopped by pid."""
+    cluster = start_or_skip(RedisCluster(tmp_path_factory.mktemp("redis-cluster")), "Redis Cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -31,10 +31,13 @@ def answers_ping(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = False,
+                 options: list[str] | None = None) -> None:
+        """``options``: more ``redis-server`` arguments (e.g. cluster mode)."""
         self.directory = directory
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +52,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory)],
+             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory), *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
