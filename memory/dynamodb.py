@@ -366,6 +366,7 @@ class DynamoDBStore(SessionStore):
                 sk = item["sk"]["S"]
                 if head is None:
                     if sk != META_SK:
+                        self._remember(pk, None)
                         return None, []  # fragments without a head: leftovers of a deleted session
                     head = Head.from_item(item)
                     self._remember(pk, head)
@@ -382,6 +383,7 @@ class DynamoDBStore(SessionStore):
                 if key.part == 0 and fragment.starts_turn:
                     whole_turns += 1
             if head is None:
+                self._remember(pk, None)  # no session: the write after this read needs no read of its own
                 return None, []
             if k is not None and whole_turns >= k:
                 break
@@ -418,8 +420,8 @@ class DynamoDBStore(SessionStore):
             turns.setdefault(fragment.key.turn, []).extend(self._messages(fragment, actor_id, session_id))
             if fragment.starts_turn:
                 whole.add(fragment.key.turn)
-        kept = [turns[t] for t in sorted(turns) if t in whole and turns[t]]
-        return kept[-k:]
+        newest = sorted(t for t in turns if t in whole)[-k:]
+        return [turns[t] for t in newest if turns[t]]  # (a turn whose every message was damaged is left out)
 
     @_unavailable
     def list_events(self, actor_id: str, session_id: str) -> list[StoredEvent]:

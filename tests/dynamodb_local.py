@@ -104,11 +104,10 @@ class DynamoDBLocal:
 
     def client(self, **config: object):  # -> botocore client
         """A boto3 DynamoDB client for this engine (dummy credentials)."""
+        options = {"connect_timeout": 2, "read_timeout": 10, "retries": {"mode": "standard", "max_attempts": 3},
+                   **config}
         return boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-west-2").client(
-            "dynamodb", endpoint_url=self.endpoint,
-            config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
-                          **config),
-        )
+            "dynamodb", endpoint_url=self.endpoint, config=Config(**options))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
