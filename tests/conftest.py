@@ -179,6 +179,24 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     factory.cleanup()
 
 
+#: the first four backends: enough for tests of the request path alone (parsing, streaming, the
+#: handler), whose code is the same whatever the store; the contract suite and every test that reaches
+#: a store's own behaviour run on all of STORE_FACTORIES
+REQUEST_PATH_BACKENDS = ("memory", "sqlite", "redis", "agentcore")
+
+
+def store_factory_over(names: tuple[str, ...]):  # -> a pytest fixture
+    """A ``store_factory`` fixture over ``names`` only; a module assigns it to ``store_factory`` to narrow its runs."""
+
+    @pytest.fixture(params=list(names), name="store_factory")
+    def narrowed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+        factory = STORE_FACTORIES[request.param](request, tmp_path)
+        yield factory
+        factory.cleanup()
+
+    return narrowed
+
+
 @pytest.fixture(params=[name for name, f in STORE_FACTORIES.items() if f is not _memory_factory])
 def durable_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Every backend that keeps turns across a restart (all but ``memory``)."""

@@ -44,6 +44,11 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
         ({"MODEL_PROVIDER": "gpt"}, "MODEL_PROVIDER"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"REDIS_CLUSTER": "maybe"}, "REDIS_CLUSTER"),
+        ({"DYNAMODB_TABLE": "ab"}, "DYNAMODB_TABLE"),
+        ({"DYNAMODB_TABLE": "sessions/prod"}, "DYNAMODB_TABLE"),
+        ({"DYNAMODB_ENDPOINT_URL": "127.0.0.1:8000"}, "DYNAMODB_ENDPOINT_URL"),
+        ({"DYNAMODB_CREATE_TABLE": "yes please"}, "DYNAMODB_CREATE_TABLE"),
         ({"SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
     ],
 )
