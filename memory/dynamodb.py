@@ -487,11 +487,24 @@ class DynamoDBStore(SessionStore):
             assert head is not None
             base = head
         else:  # a new session, or a new life of an expired one
-            epoch = max(int(now * 1000), head.epoch + 1 if head is not None else 0)
-            base = Head(epoch)
-        turns, users, event = base.turns, base.users, base.events + 1
-        item_expiry = now + 2 * self._ttl if self._ttl is not None else None
-        actions: list[dict[str, Any]] = []
+            base = Head(max(int(now * 1000), head.epoch + 1 if head is not None else 0))
+        event = base.events + 1
+        item_expiry = int(now + 2 * self._ttl) if self._ttl is not None else None
+        puts, turns, users = self._fragment_puts(pk, base, event, groups, parts, now, item_expiry)
+        items_expire_at = base.items_expire_at
+        if item_expiry is not None and (items_expire_at is None or not live):
+            items_expire_at = item_expiry
+        new_head = Head(base.epoch, turns, users, event, float(int(now + self._ttl)) if self._ttl else None,
+                        items_expire_at, base.summary if live else None)
+        update = self._head_update(pk, actor_id, session_id, head, new_head, now, new_life=not live)
+        return new_head, [{"Update": update}, *puts]
+
+    def _fragment_puts(self, pk: str, base: Head, event: int, groups: list[list[ConversationalMessage]],
+                       parts: list[list[str]], now: float,
+                       item_expiry: int | None) -> tuple[list[dict[str, Any]], int, int]:
+        """One ``Put`` per part of each turn's fragment; and the turn and user counts after them."""
+        turns, users = base.turns, base.users
+        puts: list[dict[str, Any]] = []
         for group, pieces in zip(groups, parts):
             starts_turn = group[0].role == MessageRole.USER or turns == 0
             if starts_turn:
@@ -501,51 +514,42 @@ class DynamoDBStore(SessionStore):
                 item = {**self._key(pk, FragmentKey(base.epoch, turns, event, number).sk), "body": _s(piece),
                         "parts": _n(len(pieces)), "starts_turn": {"BOOL": starts_turn}, "ts": _n(now)}
                 if item_expiry is not None:
-                    item[TTL_ATTRIBUTE] = _n(int(item_expiry))
-                actions.append({"Put": {"TableName": self._table, "Item": item}})
+                    item[TTL_ATTRIBUTE] = _n(item_expiry)
+                puts.append({"Put": {"TableName": self._table, "Item": item}})
+        return puts, turns, users
+
+    def _head_update(self, pk: str, actor_id: str, session_id: str, seen: Head | None, new: Head, now: float,
+                     *, new_life: bool) -> dict[str, Any]:
+        """The head's ``Update``: the new counters, on the condition that the head is still ``seen``."""
         names = {"#epoch": "epoch", "#turns": "turns", "#users": "users", "#events": "events",
                  "#updated": "updated_at", "#actor": "actor_id", "#session": "session_id", "#ak": "actor_key",
-                 "#exp": TTL_ATTRIBUTE, "#iexp": "items_expire_at"}
-        values = {":epoch": _n(base.epoch), ":turns": _n(turns), ":users": _n(users), ":events": _n(event),
-                  ":now": _n(now), ":actor": _s(actor_id), ":session": _s(session_id),
+                 "#exp": TTL_ATTRIBUTE, "#iexp": "items_expire_at", "#summary": "summary",
+                 "#through": "summary_through"}
+        values = {":epoch": _n(new.epoch), ":turns": _n(new.turns), ":users": _n(new.users),
+                  ":events": _n(new.events), ":now": _n(now), ":actor": _s(actor_id), ":session": _s(session_id),
                   ":ak": _s(actor_key(actor_id))}
         sets = ["#epoch = :epoch", "#turns = :turns", "#users = :users", "#events = :events",
                 "#updated = :now", "#actor = :actor", "#session = :session", "#ak = :ak"]
         removes = []
-        items_expire_at = base.items_expire_at
-        if self._ttl is not None:
-            sets += ["#exp = :exp", "#iexp = if_not_exists(#iexp, :iexp)"]
-            values[":exp"] = _n(int(now + self._ttl))
-            values[":iexp"] = _n(int(item_expiry or 0))
-            if items_expire_at is None:
-                items_expire_at = int(item_expiry or 0)
+        if new.expires_at is not None and new.items_expire_at is not None:
+            values[":exp"], values[":iexp"] = _n(int(new.expires_at)), _n(int(new.items_expire_at))
+            sets += ["#exp = :exp", "#iexp = :iexp" if new_life else "#iexp = if_not_exists(#iexp, :iexp)"]
         else:
-            removes.append("#exp")
-        if not live and head is not None:
-            removes += ["#summary", "#through"]  # a new life: the expired one's summary goes with it
-            names.update({"#summary": "summary", "#through": "summary_through"})
-            if self._ttl is not None:  # (and its fragments' earliest expiry)
-                sets[-1] = "#iexp = :iexp"
-                items_expire_at = int(item_expiry or 0)
-        update: dict[str, Any] = {
-            "TableName": self._table, "Key": self._key(pk, META_SK),
-            "UpdateExpression": "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else ""),
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if head is None:
-            update["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:  # exactly the head this plan was made from: same life, no event written since
-            update["ConditionExpression"] = "#epoch = :seen_epoch AND #events = :seen_events"
-            values[":seen_epoch"] = _n(head.epoch)
-            values[":seen_events"] = _n(head.events)
-        used = set(re.findall(r"[#:][a-z_]+", update["UpdateExpression"] + " " + update["ConditionExpression"]))
-        update["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in used}
-        update["ExpressionAttributeValues"] = {k: v for k, v in values.items() if k in used}
-        expires_at = float(int(now + self._ttl)) if self._ttl is not None else None
-        new_head = Head(base.epoch, turns, users, event, expires_at, items_expire_at,
-                        base.summary if live else None)
-        return new_head, [{"Update": update}, *actions]
+            removes.append("#exp")  # (items_expire_at stays until every fragment is un-stamped)
+        if new_life and seen is not None:
+            removes += ["#summary", "#through"]  # the expired life's summary goes with it
+        if seen is None:
+            condition = "attribute_not_exists(pk)"
+        else:  # exactly the head this write was planned from: same life, no event written since
+            condition = "#epoch = :seen_epoch AND #events = :seen_events"
+            values[":seen_epoch"], values[":seen_events"] = _n(seen.epoch), _n(seen.events)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        used = set(re.findall(r"[#:][a-z_]+", f"{expression} {condition}"))  # DynamoDB refuses unused ones
+        return {"TableName": self._table, "Key": self._key(pk, META_SK), "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {k: v for k, v in names.items() if k in used},
+                "ExpressionAttributeValues": {k: v for k, v in values.items() if k in used},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
 
     def _keep_fragments_alive(self, pk: str, actor_id: str, session_id: str, head: Head, now: float) -> None:
         """Re-stamp every fragment when the session's expiry slid past the earliest of theirs. Best effort:

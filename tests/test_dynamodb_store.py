@@ -4,8 +4,7 @@ outages (throttling through botocore's Stubber; an endpoint stopped, hung and re
 
 from __future__ import annotations
 
-import collections
-import json
+import os
 import subprocess
 import sys
 import time
@@ -197,7 +196,7 @@ for n in range(20):
 
 def test_writers_in_separate_processes_get_distinct_gap_free_counts(dynamodb_local: DynamoDBLocal, table: str) -> None:
     """Each process is a replica: only the conditional write keeps them apart."""
-    env = {**dict(__import__("os").environ), **CLIENT_ENV}
+    env = {**os.environ, **CLIENT_ENV}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, dynamodb_local.endpoint, table, str(w)], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, text=True) for w in range(4)]
     counts = []

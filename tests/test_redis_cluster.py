@@ -17,6 +17,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 from core.errors import ConfigError
 from core.settings import Settings
 from memory import create_store
+from memory.base import Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import start_or_skip
 from tests.redis_cluster import RedisCluster, delete_cluster_prefix
@@ -45,7 +46,7 @@ def test_every_key_of_a_session_is_in_one_slot_and_sessions_spread_over_the_mast
     for n in range(24):
         session = f"s{n}"
         cluster_store.add_turns("alice", session, exchange(n))
-        cluster_store.put_summary("alice", session, __import__("memory.base").base.Summary("so far", 1))
+        cluster_store.put_summary("alice", session, Summary("so far", 1))
         keys = cluster_store.keys("alice", session)
         node = redis_cluster.node_of(keys[0])
         direct = redis.Redis(port=node.port)  # that master alone, no cluster routing
