@@ -67,7 +67,7 @@ TURN_PREFIX = "turn#"
 META_SK = "turn#meta"
 ACTOR_INDEX = "sessions_by_actor"
 TTL_ATTRIBUTE = "expires_at"
-#: the bytes of JSON one item holds; the rest of the item (keys, counters) stays far below 400 KB - this
+#: the bytes of JSON one item holds: with its keys and counters an item stays far below DynamoDB's 400 KB
 PART_BYTES = 350_000
 #: TransactWriteItems holds at most 100 items and 4 MB: one is the head, the rest fragments
 MAX_WRITE_ITEMS = 99
