@@ -8,7 +8,6 @@ with one line naming the variable.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,13 +15,16 @@ from typing import Any
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from bedrock_agentcore.runtime.context import RequestContext
+from starlette.middleware import Middleware
 
 from core.errors import ConfigError
 from core.settings import Settings
 from memory import create_store
 from models import create_model
 from service import Assistant
-from service.logs import configure_logging, install_log_filters
+from service.connections import check_bindable, uvicorn_options
+from service.guard import RequestGuard
+from service.logs import configure_logging, install_log_filters, log_start_up
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def get_assistant() -> Assistant:
     global _assistant
     if _assistant is None:
         _assistant = build_assistant()
+        _assistant.probe_store()
     return _assistant
 
 
@@ -45,6 +48,12 @@ def set_assistant(assistant: Assistant | None) -> None:
     """Install the assistant the entrypoint uses (tests and embedders)."""
     global _assistant
     _assistant = assistant
+
+
+def request_limits() -> tuple[int, str]:
+    """What the request guard needs per request: ``MAX_BODY_BYTES`` and the store's name (for its log line)."""
+    assistant = get_assistant()
+    return assistant.settings.body_limit, assistant.store.name
 
 
 @asynccontextmanager
@@ -56,13 +65,22 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     yield
 
 
-app = BedrockAgentCoreApp(lifespan=lifespan)
+app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits)])
 install_log_filters()  # library lines go through our handler once; our request line replaces their duplicates
 
 
 @app.entrypoint
+async def invocations(payload: Any, context: RequestContext) -> Any:
+    """The server's entrypoint: async, so a request waiting for its session holds no thread (``Assistant.serve``)."""
+    return await get_assistant().serve(payload, context)
+
+
 def chat_handler(payload: Any, context: RequestContext) -> Any:
-    """Answer one message of one actor's session, with that session's memory."""
+    """Answer one message of one actor's session, with that session's memory, on the calling thread.
+
+    The same request path as the server's entrypoint, for direct callers (tests, embedders);
+    a streamed reply is an iterator of events.
+    """
     return get_assistant().handle(payload, context)
 
 
@@ -70,14 +88,18 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
+        server = uvicorn_options(settings)  # checks MAX_CONNECTIONS against the descriptor limit
+        check_bindable(server["host"], server["port"])  # a taken or bad port before the model loads
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
-        set_assistant(build_assistant(settings))
+        assistant = build_assistant(settings)
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
-    # HOST unset: the runtime's choice (0.0.0.0 inside a container, where AgentCore must reach it; else 127.0.0.1)
-    app.run(port=int(os.environ.get("PORT", "8080")), host=os.environ.get("HOST") or None,
-            log_config=None)  # uvicorn's lines in our format too
+    set_assistant(assistant)
+    log_start_up(settings, assistant.model.get_config(), server["host"], server["port"],
+                 server["http"].limits.max_connections)
+    assistant.probe_store()
+    app.run(**server)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,31 @@ class Forbidden(AssistantError):
     status = 403
 
 
+class PayloadTooLarge(AssistantError):
+    """The request body is longer than ``MAX_BODY_BYTES`` (HTTP 413); refused before it is read whole."""
+
+    status = 413
+
+
+class SessionBusy(AssistantError):
+    """The session already has a turn running and ``SESSION_QUEUE_MAX`` requests waiting (HTTP 429).
+
+    ``retry_after`` (whole seconds, at least 1) goes into the ``Retry-After`` header.
+    """
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClientGone(AssistantError):
+    """The client hung up before its request was answered (logged as 499, as nginx does; nobody reads the body)."""
+
+    status = 499
+
+
 class StoreUnavailable(AssistantError):
     """The session store cannot be reached or written right now (HTTP 503)."""
 
@@ -67,3 +92,30 @@ class ModelError(AssistantError):
     def __init__(self, detail: str, *, status: int = 502) -> None:
         super().__init__(f"model call failed: {detail}")
         self.status = status
+
+
+class InvalidCursor(BadRequest):
+    """A ``list_sessions`` cursor this server did not issue (garbled, truncated, from elsewhere): HTTP 400."""
+
+
+class SessionChanged(AssistantError):
+    """The session was cleared (its generation moved on) while this turn was running: HTTP 409, nothing stored."""
+
+    status = 409
+
+    def __init__(self, message: str = "the conversation was cleared while this turn was running; nothing was stored"
+                 ) -> None:
+        super().__init__(message)
+
+
+class AlreadyStored(Exception):
+    """A turn with this idempotency key is already stored: the retry stored nothing.
+
+    Not an HTTP error (deliberately not an ``AssistantError``): the service catches it and answers
+    the retry with the original ``reply`` and ``message_count``, as the first attempt would have.
+    """
+
+    def __init__(self, message_count: int, reply: str) -> None:
+        super().__init__(f"a turn with this idempotency key is already stored (turn {message_count})")
+        self.message_count = message_count
+        self.reply = reply

@@ -7,6 +7,7 @@ start-up with one clear line instead of on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 #: DynamoDB's own rule for table names
 DYNAMODB_TABLE_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
+#: a host name as HOST may give it (letters, digits, '-' and '.'), when it is not an IP address
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+#: bytes one character of ``message`` can take in a JSON body: an escaped surrogate pair (``\ud83d\ude00``)
+BYTES_PER_CHAR = 12
+#: room in a body for everything but ``message`` (ids, flags, JSON punctuation)
+BODY_OVERHEAD_BYTES = 64 * 1024
 
 
 def default_summary_batch(memory_k: int) -> int:
@@ -50,6 +57,36 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw not in ("on", "off", "1", "0", "true", "false"):
         raise ConfigError(f"{name}={raw!r} is not one of on, off")
     return raw in ("on", "1", "true")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not minimum <= value <= maximum:  # also refuses nan
+        raise ConfigError(f"{name}={raw} must be between {minimum:g} and {maximum:g}")
+    return value
+
+
+def _host(env: Mapping[str, str]) -> str | None:
+    raw = env.get("HOST", "").strip()
+    if not raw:
+        return None
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not HOST_NAME.fullmatch(raw):
+            raise ConfigError(f"HOST={raw!r} is neither an IP address nor a host name") from None
+    return raw
+
+
+def default_max_body_bytes(max_message_chars: int) -> int:
+    """``MAX_BODY_BYTES``' default: the longest ``message`` in its most expensive JSON form, plus 64 KiB."""
+    return max_message_chars * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
@@ -94,6 +131,27 @@ class Settings:
     #: ``SUMMARY_BATCH``: turns folded into the rolling summary per summariser call (1..memory_k);
     #: None: ``default_summary_batch(memory_k)``, see ``fold_batch``
     summary_batch: int | None = None
+    port: int = 8080
+    #: None: the runtime's choice (0.0.0.0 in a container, else 127.0.0.1), see ``service.connections.bind_host``
+    host: str | None = None
+    #: requests that may wait for a session while one of its turns runs; the next is refused with a 429
+    session_queue_max: int = 8
+    #: threads that run turns (the model call and the store I/O), shared by every session
+    turn_workers: int = 32
+    #: None: ``default_max_body_bytes(max_message_chars)``, see ``body_limit``
+    max_body_bytes: int | None = None
+    #: seconds a client has to send a request's head and body, from its first byte
+    http_read_timeout_s: float = 10.0
+    #: seconds a connection may stay open with no request in progress (fresh or kept alive)
+    http_idle_timeout_s: float = 5.0
+    #: None: as many as the process's file descriptor limit allows, see ``service.connections``
+    max_connections: int | None = None
+
+    @property
+    def body_limit(self) -> int:
+        """Longest accepted request body: ``MAX_BODY_BYTES``, else what ``MAX_MESSAGE_CHARS`` needs plus 64 KiB."""
+        return self.max_body_bytes if self.max_body_bytes is not None else default_max_body_bytes(
+            self.max_message_chars)
 
     @property
     def fold_batch(self) -> int:
@@ -125,9 +183,6 @@ class Settings:
         endpoint = (env.get("DYNAMODB_ENDPOINT_URL") or "").strip() or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"DYNAMODB_ENDPOINT_URL={endpoint!r} must start with http:// or https://")
-        rolling = (env.get("ROLLING_SUMMARY") or "on").strip().lower()
-        if rolling not in ("on", "off", "1", "0", "true", "false"):
-            raise ConfigError(f"ROLLING_SUMMARY={rolling!r} is not one of on, off")
         memory_k = _int(env, "MEMORY_K", cls.memory_k, minimum=1, maximum=100)
         assert memory_k is not None
         summary_batch = _int(env, "SUMMARY_BATCH", None, minimum=1)
@@ -159,6 +214,16 @@ class Settings:
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
             log_level=log_level,
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
-            rolling_summary=rolling in ("on", "1", "true"),
+            rolling_summary=_switch(env, "ROLLING_SUMMARY", cls.rolling_summary),
             summary_batch=summary_batch,
+            port=_int(env, "PORT", cls.port, minimum=1, maximum=65535),
+            host=_host(env),
+            session_queue_max=_int(env, "SESSION_QUEUE_MAX", cls.session_queue_max, minimum=0, maximum=10_000),
+            turn_workers=_int(env, "TURN_WORKERS", cls.turn_workers, minimum=1, maximum=1024),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", None, minimum=1024),
+            http_read_timeout_s=_float(env, "HTTP_READ_TIMEOUT_S", cls.http_read_timeout_s, minimum=0.1,
+                                       maximum=3600),
+            http_idle_timeout_s=_float(env, "HTTP_IDLE_TIMEOUT_S", cls.http_idle_timeout_s, minimum=0.1,
+                                       maximum=3600),
+            max_connections=_int(env, "MAX_CONNECTIONS", None, minimum=8, maximum=1_000_000),
         )

@@ -6,12 +6,17 @@ import logging
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, StoreUnavailable
-from memory.base import SessionStore, StoredEvent, Summary, Turn
+from memory.base import (
+    HistoryPage, HistoryTurn, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
+)
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
-__all__ = ["SessionStore", "StoredEvent", "Summary", "Turn", "create_store"]
+__all__ = [
+    "HistoryPage", "HistoryTurn", "SessionInfo", "SessionPage", "SessionStore", "StoredEvent", "StoredReply",
+    "Summary", "Turn", "Window", "create_store",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -3,23 +3,33 @@
 ``agent.py`` only wires this to the AgentCore runtime. Errors are mapped to a
 JSON body and an HTTP status here, once, and the request is logged here, once,
 with its ids, outcome and latency (never the message text at INFO).
+
+Two doors, one path. The server calls ``serve`` (a coroutine, on the runtime's worker
+event loop): the request waits for its session there, holding no thread, and the
+blocking turn (Strands agent, store I/O) runs on ``TURN_WORKERS`` threads of our own,
+never in the thread pool ``/ping`` needs. Direct callers (tests, embedders) call
+``handle``, which does the same on the calling thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import Token
 from typing import Any
 
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from strands import Agent
 from strands.models import Model
 from strands.types.exceptions import MaxTokensReachedException
 
-from core.errors import AssistantError, BadRequest, InternalError, ModelError
+from core.errors import AssistantError, BadRequest, ClientGone, InternalError, ModelError, SessionBusy
 from core.settings import Settings
 from core.timing import end_timings, start_timings
 from hooks.memory import MemoryHooks
@@ -28,10 +38,12 @@ from memory.base import SessionStore
 from models.base import reply_text, run_agent, text_of
 from models.summarizer import Summarizer
 from service.failures import model_error
-from service.locks import KeyedLocks
+from service.guard import ClientWatch, client_watch
+from service.identity import check_single_valued
 from service.logs import RequestLine
 from service.requests import ChatRequest, parse_request
-from service.streaming import END_OF_STREAM, StreamedTurn, client_gone_check, stream_events
+from service.slots import Job, SessionSlots
+from service.streaming import END_OF_STREAM, EventChannel, EventStream, StreamedTurn, sse_body
 from tools.session import SessionTools
 
 logger = logging.getLogger(__name__)
@@ -46,6 +58,31 @@ SYSTEM_PROMPT = (
 OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated")
 
 
+def session_key(request: ChatRequest) -> Hashable:
+    return request.actor_id, request.session_id
+
+
+def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
+    """From any thread: complete ``future`` with ``outcome`` (an exception is raised by it), if still pending."""
+    def settle() -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop has closed (shutting down): nobody awaits it any more
+        pass
+
+
+def error_response(error: AssistantError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, SessionBusy) else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
 class Assistant:
     """Everything one process needs to answer requests: settings, one store, one model."""
 
@@ -55,7 +92,20 @@ class Assistant:
         self.model = model
         #: the one summariser: session tools, payload actions and the rolling summary all use it
         self.summarizer = Summarizer(model)
-        self._session_locks = KeyedLocks()
+        #: the ``TURN_WORKERS`` threads that run the server's turns (each started when first needed)
+        self.turns = ThreadPoolExecutor(settings.turn_workers, thread_name_prefix="turn")
+        #: one turn at a time per actor's session, ``SESSION_QUEUE_MAX`` waiting, the next refused (429)
+        self.slots = SessionSlots(settings.session_queue_max, self.turns)
+
+    @contextmanager
+    def holding(self, request: ChatRequest) -> Iterator[None]:
+        """The request's session slot, waited for on this thread (direct callers)."""
+        key = session_key(request)
+        self.slots.acquire_blocking(key)
+        try:
+            yield
+        finally:
+            self.slots.release(key)
 
     def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
         """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
@@ -78,23 +128,27 @@ class Assistant:
                      callback_handler=None, retry_strategy=None)
 
     def run_action(self, request: ChatRequest) -> dict[str, Any]:
-        """A session operation without the model (payload ``action``), through the tools' own code.
+        """A session operation without the model (payload ``action``), serialised with the session's turns.
 
-        Serialised with the session's chat turns, so a clear never races a turn being stored.
+        Holds the session slot, so a clear never races a turn being stored.
         """
+        with self.holding(request):
+            return self._action(request)
+
+    def _action(self, request: ChatRequest) -> dict[str, Any]:
+        """``run_action``'s work, with the session slot already held."""
         tools = SessionTools(self.store, request.actor_id, request.session_id, self.summarizer)
-        with self._session_locks.hold((request.actor_id, request.session_id)):
-            if request.action == "clear_session":
-                result: dict[str, Any] = {"action": request.action, "deleted": tools.clear()}
-            elif request.action == "summarize_session":
-                try:
-                    result = {"action": request.action, "summary": tools.summarize()}
-                except AssistantError:
-                    raise
-                except Exception as e:  # the summary model call failed; nothing was stored
-                    raise model_error(e) from e
-            else:  # parse_request only lets ACTIONS through
-                raise BadRequest(f"unknown action {request.action!r}")
+        if request.action == "clear_session":
+            result: dict[str, Any] = {"action": request.action, "deleted": tools.clear()}
+        elif request.action == "summarize_session":
+            try:
+                result = {"action": request.action, "summary": tools.summarize()}
+            except AssistantError:
+                raise
+            except Exception as e:  # the summary model call failed; nothing was stored
+                raise model_error(e) from e
+        else:  # parse_request only lets ACTIONS through
+            raise BadRequest(f"unknown action {request.action!r}")
         return {**result, "session_id": request.session_id, "actor_id": request.actor_id}
 
     def keep_truncated_reply(self, agent: Agent, hooks: MemoryHooks, request: ChatRequest) -> str:
@@ -111,34 +165,113 @@ class Assistant:
             hooks.store_exchange(request.message or "", reply)
         return reply
 
-    def chat_stream(self, request: ChatRequest,
-                    client_gone: Callable[[], bool] | None = None) -> Iterator[str | dict[str, Any]]:
-        """One turn streamed (payload ``"stream": true``): text deltas, then one final event.
+    def chat_stream(self, request: ChatRequest, line: RequestLine | None = None) -> EventStream:
+        """One turn streamed, for a direct caller: an iterator of text deltas, then one final event.
 
-        Returns a generator; the runtime sends each item as a Server-Sent Event. Deltas
-        are JSON strings as the model writes them; the final event is an object with
-        ``session_id``, ``actor_id``, ``message_count`` and ``history_length`` (or
-        ``error``). The turn runs in its own thread, which holds the session's lock
-        from start to end and stores the exchange once the model has finished. A client
-        that goes away (``client_gone`` says so, or the generator is closed) cancels
-        the turn, which then stores none of it; the lock is released when the turn
-        stops, whoever reads the stream.
+        Deltas are JSON strings as the model writes them; the final event is an object with
+        ``session_id``, ``actor_id``, ``message_count`` and ``history_length`` (or ``error``
+        and ``status``). The turn runs on its own thread from the first ``next``, which holds
+        the session slot from start to end and stores the exchange once the model has
+        finished. Closing the iterator early cancels the turn, which then stores none of it.
         """
         assert request.message is not None
-        turn = StreamedTurn(request, BedrockAgentCoreContext.get_request_id(),
-                            self.memory_hooks(request), client_gone)
-        return stream_events(turn, self._run_streamed_turn)
+        line = line or RequestLine(BedrockAgentCoreContext.get_request_id(), request.actor_id, request.session_id,
+                                   self.store.name, time.perf_counter(), {})
+        turn = StreamedTurn(request, line.request_id, self.memory_hooks(request))
 
-    def _run_streamed_turn(self, turn: StreamedTurn) -> None:
-        request, hooks = turn.request, turn.hooks
-        started = time.perf_counter()
-        status, outcome = 200, ""
+        def run(turn: StreamedTurn) -> None:
+            try:
+                with self.holding(request):
+                    self._run_streamed_turn(turn, line)
+            except SessionBusy as e:  # the stream's one event, as a plain request's 429
+                line.log(e.status, e.message)
+                turn.events.put({**e.body(), "status": e.status})
+                turn.events.put(END_OF_STREAM)
+
+        return EventStream(turn, run, lambda: line.log(499, "stream closed before it started; nothing run"))
+
+    async def _serve_stream(self, request: ChatRequest, line: RequestLine,
+                            watch: ClientWatch | None) -> StreamingResponse:
+        """The server's streamed turn: SSE from an async iterator, returned once the turn holds its session.
+
+        The turn's thread feeds an ``EventChannel``; no thread blocks on a slow reader. A client
+        that leaves while the request waits takes it out of the queue; one that leaves later
+        cancels the turn (which then stores nothing).
+        """
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        events = EventChannel()
+        turn = StreamedTurn(request, line.request_id, self.memory_hooks(request), events=events)
+        context = contextvars.copy_context()  # the request id and the phase timings
+
+        def run() -> None:
+            _settle(loop, started, None)
+            context.run(self._run_streamed_turn, turn, line)
+
+        key, job = session_key(request), Job(run)
+        self.slots.submit(key, job)
+        response = StreamingResponse(sse_body(turn, events), media_type="text/event-stream")
+
+        def client_gone() -> None:
+            if self.slots.withdraw(key, job):
+                _settle(loop, started, ClientGone("the client hung up while waiting for its session"))
+            else:
+                turn.client_hung_up()
+
+        if watch is not None:
+            watch.on_gone(client_gone)
         try:
-            with self._session_locks.hold((request.actor_id, request.session_id)):
-                if turn.cancel.is_set():
-                    outcome = "client gone before the turn started; nothing stored"
-                    return
-                truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
+            await started
+        except asyncio.CancelledError:
+            if not self.slots.withdraw(key, job):
+                turn.abandon()
+            raise
+        return response
+
+    async def _in_session(self, request: ChatRequest, watch: ClientWatch | None,
+                          work: Callable[[ChatRequest], dict[str, Any]]) -> dict[str, Any]:
+        """``work(request)`` on a turn thread, holding the session's slot; awaited without holding a thread.
+
+        A client that leaves while the request waits takes it out of the queue (``ClientGone``);
+        a turn already running is finished and stored, as a plain request always was.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        context = contextvars.copy_context()  # the request id and the phase timings
+
+        def run() -> None:
+            try:
+                body = context.run(work, request)
+            except BaseException as e:  # handed to the awaiting coroutine, which maps and logs it
+                _settle(loop, done, e)
+            else:
+                _settle(loop, done, body)
+
+        key, job = session_key(request), Job(run)
+        self.slots.submit(key, job)
+
+        def client_gone() -> None:
+            if self.slots.withdraw(key, job):
+                _settle(loop, done, ClientGone("the client hung up while waiting for its session"))
+
+        if watch is not None:
+            watch.on_gone(client_gone)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            self.slots.withdraw(key, job)
+            raise
+
+    def _run_streamed_turn(self, turn: StreamedTurn, line: RequestLine) -> None:
+        """Run one streamed turn to its end (the session slot held), its events into ``turn.events``; log its line."""
+        request, hooks = turn.request, turn.hooks
+        status, outcome, fields = 200, "", {}
+        failure: BaseException | bool = False
+        try:
+            if turn.cancel.is_set():
+                status, outcome = 499, "client gone before the turn started; nothing stored"
+                return
+            truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
             if turn.cancel.is_set():
                 outcome = f"client gone mid-stream; turn {'stored whole' if hooks.message_count else 'not stored'}"
                 return
@@ -151,22 +284,21 @@ class Assistant:
             if truncated:
                 final["truncated"] = True
             turn.events.put(final)
-            outcome = f"stream message_count={final['message_count']} history_length={hooks.history_length}" + (
-                " truncated" if truncated else "")
-        except Exception as e:  # any failure becomes the stream's final event, never a stack trace
-            error = e if isinstance(e, AssistantError) else model_error(e)
-            status, outcome = error.status, f"stream {error.message}"
+            fields = {k: v for k, v in final.items() if k in OUTCOME_FIELDS}
+            outcome = "stream " + " ".join(f"{k}={v}" for k, v in fields.items())
+        except AssistantError as e:  # the stream's final event, with the status a plain request would get
+            status, outcome = e.status, e.message
+            turn.events.put({**e.body(), "status": e.status})
+        except Exception as e:  # a bug: the client gets the request id, the log the traceback
+            error = InternalError(line.request_id)
+            status, outcome, failure = error.status, f"{type(e).__name__}: {e}", e
             turn.events.put({**error.body(), "status": error.status})
         finally:
             turn.events.put(END_OF_STREAM)
-            (logger.info if status < 500 else logger.error)(
-                "%s | backend=<%s> | status=<%d> | %.1f ms | %s", turn.ids(), self.store.name, status,
-                (time.perf_counter() - started) * 1e3, outcome,
-            )
+            line.log(status, outcome, {**fields, "stream": True}, exc_info=failure)
 
     async def _stream_agent(self, agent: Agent, turn: StreamedTurn) -> bool:
         """Run the agent, putting each text delta on the turn's queue; True when the reply was cut at MAX_TOKENS."""
-        watcher = asyncio.create_task(turn.watch_client()) if turn.client_gone is not None else None
         try:
             async for event in agent.stream_async(turn.request.message, cancel_signal=turn.cancel):
                 text = event.get("data")
@@ -175,26 +307,31 @@ class Assistant:
         except MaxTokensReachedException:
             self.keep_truncated_reply(agent, turn.hooks, turn.request)
             return True
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+        except AssistantError:
+            raise
+        except Exception as e:  # the model (or its client) failed; the store was not written
+            raise model_error(e) from e
         return False
 
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
+        with self.holding(request):
+            return self._chat(request)
+
+    def _chat(self, request: ChatRequest) -> dict[str, Any]:
+        """``chat``'s work, with the session slot already held."""
         assert request.message is not None
         hooks = self.memory_hooks(request)
-        with self._session_locks.hold((request.actor_id, request.session_id)):
-            agent = self.build_agent(hooks)
-            truncated = False
-            try:
-                reply = reply_text(run_agent(agent, request.message))
-            except MaxTokensReachedException:
-                reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
-            except AssistantError:
-                raise
-            except Exception as e:  # the model (or its client) failed; the store was not written
-                raise model_error(e) from e
+        agent = self.build_agent(hooks)
+        truncated = False
+        try:
+            reply = reply_text(run_agent(agent, request.message))
+        except MaxTokensReachedException:
+            reply, truncated = self.keep_truncated_reply(agent, hooks, request), True
+        except AssistantError:
+            raise
+        except Exception as e:  # the model (or its client) failed; the store was not written
+            raise model_error(e) from e
         body: dict[str, Any] = {
             "response": reply,
             "session_id": request.session_id,
@@ -206,37 +343,94 @@ class Assistant:
             body["truncated"] = True  # the reply stopped at MAX_TOKENS
         return body
 
-    def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse:
-        """The entrypoint's body: returns the response dict, or a JSON error response.
+    # -- the two doors ---------------------------------------------------------------------------
 
-        Every request that reaches it is logged here exactly once, whatever its outcome.
-        """
-        started = time.perf_counter()
+    def _begin(self, context: Any) -> tuple[RequestLine, Token[dict[str, float] | None]]:
         phases, token = start_timings()
         line = RequestLine(BedrockAgentCoreContext.get_request_id(), None, getattr(context, "session_id", None),
-                           self.store.name, started, phases)
-        try:
-            request = parse_request(payload, line.session_id, getattr(context, "request_headers", None),
-                                    self.settings)
-            line.actor_id, line.session_id = request.actor_id, request.session_id
-            if request.action is not None:
-                body = self.run_action(request)
-            elif request.stream:
-                return self.chat_stream(request, client_gone_check(context))
-            else:
-                body = self.chat(request)
-        except AssistantError as e:
-            line.log(e.status, e.message)
-            return JSONResponse(e.body(), status_code=e.status)
-        except Exception as e:  # a bug: logged once, here, with its traceback; the caller gets no internals
-            error = InternalError(line.request_id)
-            line.log(error.status, f"{type(e).__name__}: {e}", exc_info=True)
-            return JSONResponse(error.body(), status_code=error.status)
-        finally:
-            end_timings(token)
+                           self.store.name, time.perf_counter(), phases)
+        return line, token
+
+    def _parse(self, payload: object, context: Any, line: RequestLine) -> ChatRequest:
+        http_request = getattr(context, "request", None)
+        if http_request is not None and hasattr(http_request, "headers"):
+            check_single_valued(http_request.headers.getlist)
+        request = parse_request(payload, line.session_id, getattr(context, "request_headers", None), self.settings)
+        line.actor_id, line.session_id = request.actor_id, request.session_id
+        return request
+
+    @staticmethod
+    def _refused(line: RequestLine, error: AssistantError) -> JSONResponse:
+        line.log(error.status, error.message)
+        return error_response(error)
+
+    @staticmethod
+    def _failed(line: RequestLine, bug: Exception) -> JSONResponse:
+        """A bug: logged once, here, with its traceback; the caller gets the request id, no internals."""
+        error = InternalError(line.request_id)
+        line.log(error.status, f"{type(bug).__name__}: {bug}", exc_info=bug)
+        return error_response(error)
+
+    @staticmethod
+    def _answered(line: RequestLine, body: dict[str, Any]) -> dict[str, Any]:
         line.log(200, " ".join(f"{k}={v}" for k, v in body.items() if k in OUTCOME_FIELDS),
                  {k: v for k, v in body.items() if k in OUTCOME_FIELDS})
         return body
 
+    def handle(self, payload: object, context: Any) -> dict[str, Any] | JSONResponse | EventStream:
+        """For direct callers: the response dict, a JSON error response, or (streaming) an ``EventStream``.
+
+        Runs on the calling thread, which waits for the session if a turn of it is running.
+        Every request is logged exactly once, whatever its outcome.
+        """
+        line, token = self._begin(context)
+        try:
+            request = self._parse(payload, context, line)
+            if request.action is not None:
+                body = self.run_action(request)
+            elif request.stream:
+                return self.chat_stream(request, line)
+            else:
+                body = self.chat(request)
+        except AssistantError as e:
+            return self._refused(line, e)
+        except Exception as e:
+            return self._failed(line, e)
+        finally:
+            end_timings(token)
+        return self._answered(line, body)
+
+    async def serve(self, payload: object, context: Any) -> dict[str, Any] | Response:
+        """The server's entrypoint body, on the runtime's worker event loop: never blocks it, never holds a thread.
+
+        The request queues for its session (``SESSION_QUEUE_MAX`` at most; the next is a 429)
+        and its turn runs on a turn thread; a waiter whose client hangs up leaves the queue.
+        Every request is logged exactly once, whatever its outcome.
+        """
+        line, token = self._begin(context)
+        try:
+            request = self._parse(payload, context, line)
+            watch = client_watch(context)
+            if request.stream:
+                return await self._serve_stream(request, line, watch)
+            body = await self._in_session(request, watch, self._action if request.action is not None else self._chat)
+        except AssistantError as e:
+            return self._refused(line, e)
+        except Exception as e:
+            return self._failed(line, e)
+        finally:
+            end_timings(token)
+        return self._answered(line, body)
+
+    def probe_store(self) -> None:
+        """Warn at start-up when a networked store (Redis) does not answer, not only 503 on the first request."""
+        if self.store.name != "redis":
+            return  # SQLite was opened already; AgentCore Memory is a call to AWS, made per request
+        try:
+            self.store.get_last_k_turns("start-up-check", "start-up-check", 1)
+        except AssistantError as e:
+            logger.warning("%s; requests answer 503 until it is reachable", e.message)
+
     def close(self) -> None:
+        self.turns.shutdown(wait=True)
         self.store.close()

@@ -14,7 +14,7 @@ payload / header actor is trusted input.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jwt
 
@@ -26,6 +26,11 @@ MAX_ACTOR_ID = 255
 DEFAULT_SESSION_ID = "default"
 DEFAULT_ACTOR_ID = "default_user"
 ACTOR_HEADER = "x-amzn-bedrock-agentcore-runtime-custom-actor-id"
+SESSION_HEADER = "x-amzn-bedrock-agentcore-runtime-session-id"
+#: headers that name who is asking about what: sent twice with different values, which one counts is
+#: up to each library on the way (the runtime takes the first session header but the last
+#: Authorization), so the request is refused instead
+SINGLE_VALUED_HEADERS = ("authorization", ACTOR_HEADER, SESSION_HEADER)
 
 
 def validate_id(kind: str, value: object, max_length: int) -> str:
@@ -52,10 +57,25 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def resolve_session_id(context_session_id: str | None) -> str:
-    if context_session_id is None or context_session_id == "":
-        return DEFAULT_SESSION_ID
-    return validate_id("session id", context_session_id, MAX_SESSION_ID)
+def check_single_valued(values_of: Callable[[str], list[str]]) -> None:
+    """Refuse a request that sends an identity header twice with different values (``values_of``: ``getlist``)."""
+    for name in SINGLE_VALUED_HEADERS:
+        values = values_of(name)
+        if len(set(values)) > 1:
+            raise BadRequest(f"the header {name!r} was sent {len(values)} times with different values; send it once")
+
+
+def resolve_session_id(context_session_id: str | None, payload: Mapping[str, object] | None = None) -> str:
+    """Payload ``session_id`` or the session header (both: they must agree), else ``default``."""
+    from_header = None
+    if context_session_id is not None and context_session_id != "":
+        from_header = validate_id("session id", context_session_id, MAX_SESSION_ID)
+    claimed = None
+    if payload is not None and payload.get("session_id") is not None:
+        claimed = validate_id("session_id", payload["session_id"], MAX_SESSION_ID)
+    if from_header is not None and claimed is not None and claimed != from_header:
+        raise BadRequest("'session_id' in the body and the session header differ; send one of them, or the same id")
+    return claimed or from_header or DEFAULT_SESSION_ID
 
 
 def bearer_subject(headers: Mapping[str, str] | None) -> str | None:

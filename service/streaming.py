@@ -1,22 +1,26 @@
-"""Streaming one turn (payload ``"stream": true``): the turn runs on a thread, its events go through a queue.
+"""Streaming one turn (payload ``"stream": true``): the turn runs on a thread, its events reach the client.
 
-The runtime sends each item the returned generator yields as a Server-Sent Event.
-A client that hangs up (the generator is closed, or ``client_gone`` says so) abandons
-the turn: it stores nothing, and the model stops at its next chunk.
+On the server the entrypoint returns a Starlette ``StreamingResponse`` over ``sse_body``,
+an async iterator that awaits an ``EventChannel`` the turn's thread feeds: no thread
+blocks on a queue while the client reads slowly. Called directly (tests, embedders),
+``EventStream`` gives the same events as a plain iterator instead.
+
+A client that hangs up (the server's ``ClientWatch`` says so, or the iterator is closed)
+abandons the turn: it stores nothing, and the model stops at its next chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import anyio.from_thread
-import anyio.lowlevel
+from typing import Any, Protocol
 
 from hooks.memory import MemoryHooks
 from service.requests import ChatRequest
@@ -25,44 +29,55 @@ logger = logging.getLogger(__name__)
 
 #: put on a stream's queue after its last event
 END_OF_STREAM = object()
-#: seconds between two checks, while a reply streams, that its HTTP client is still connected
-DISCONNECT_POLL_SECONDS = 0.5
 
 
-def client_gone_check(context: Any) -> Callable[[], bool] | None:
-    """A check, callable from any thread, that this request's HTTP client has gone away.
+class EventSink(Protocol):
+    def put(self, item: Any) -> None: ...
 
-    When a client hangs up mid-stream, Starlette stops reading the generator but
-    does not close it, so nothing would stop the turn: the streaming thread asks
-    ``Request.is_disconnected`` on the server's event loop instead. Must be called
-    from the handler's worker thread; elsewhere (a direct call) there is no check.
-    """
-    http_request = getattr(context, "request", None)
-    if http_request is None or not hasattr(http_request, "is_disconnected"):
-        return None
-    try:
-        loop_token = anyio.from_thread.run_sync(anyio.lowlevel.current_token)
-    except RuntimeError:  # not running under the server
-        return None
 
-    def gone() -> bool:
-        try:
-            return bool(anyio.from_thread.run(http_request.is_disconnected, token=loop_token))
-        except RuntimeError:  # the server's event loop has stopped: nobody to tell
-            return False
+class EventChannel:
+    """A queue a thread puts into and a coroutine awaits, on whichever event loop reads it."""
 
-    return gone
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[Any] = deque()
+        self._reader: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            self._items.append(item)
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            loop, future = reader
+            try:
+                loop.call_soon_threadsafe(_wake, future)
+            except RuntimeError:  # the server's loop has closed: nobody reads any more
+                pass
+
+    async def get(self) -> Any:
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                loop = asyncio.get_running_loop()
+                future = loop.create_future()
+                self._reader = (loop, future)
+            await future
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
 class StreamedTurn:
-    """One streamed turn, shared by the thread that runs it and the generator that sends its events."""
+    """One streamed turn, shared by the thread that runs it and whatever sends its events."""
 
     request: ChatRequest
     request_id: str | None
     hooks: MemoryHooks
-    client_gone: Callable[[], bool] | None
-    events: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    events: EventSink = field(default_factory=queue.SimpleQueue)
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def ids(self) -> str:
@@ -74,29 +89,71 @@ class StreamedTurn:
         self.hooks.skip_store = True
         self.cancel.set()
 
-    async def watch_client(self) -> None:
-        """Abandon the turn as soon as the client has hung up (checked every DISCONNECT_POLL_SECONDS)."""
-        assert self.client_gone is not None
-        while not self.cancel.is_set():
-            await asyncio.sleep(DISCONNECT_POLL_SECONDS)
-            if await asyncio.to_thread(self.client_gone):
-                logger.info("%s | client disconnected mid-stream; cancelling the turn", self.ids())
-                self.abandon()
+    def client_hung_up(self) -> None:
+        """``ClientWatch`` callback: the HTTP client disconnected before the stream ended."""
+        if not self.cancel.is_set():
+            logger.info("%s | client disconnected mid-stream; cancelling the turn", self.ids())
+            self.abandon()
 
 
-def stream_events(turn: StreamedTurn, run: Callable[[StreamedTurn], None]) -> Iterator[Any]:
-    """Run ``run(turn)`` on its own thread and yield what it puts on the turn's queue, to the end.
+def sse(event: Any) -> bytes:
+    """One Server-Sent Event, the bytes the AgentCore runtime sends for a generator's item."""
+    try:
+        return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from somewhere: escaped, never a broken stream
+        return f"data: {json.dumps(event)}\n\n".encode("utf-8")
 
-    The thread starts only once the runtime starts reading (an unread generator runs nothing);
-    a generator closed before the end means the client went away: the turn is abandoned.
-    """
-    worker = threading.Thread(target=run, args=(turn,), name=f"stream-{turn.request.session_id}", daemon=True)
-    worker.start()
+
+async def sse_body(turn: StreamedTurn, events: EventChannel) -> AsyncIterator[bytes]:
+    """The response body of a streamed turn; closed before the end (client gone), it abandons the turn."""
     finished = False
     try:
-        while (event := turn.events.get()) is not END_OF_STREAM:
-            yield event
+        while (event := await events.get()) is not END_OF_STREAM:
+            yield sse(event)
         finished = True
     finally:
         if not finished:
             turn.abandon()
+
+
+class EventStream(Iterator[Any]):
+    """A streamed turn as a plain iterator (direct calls): the turn's thread starts at the first ``next``.
+
+    ``close()`` before the end means the caller went away: the turn is abandoned (and one
+    never started runs nothing; ``on_unstarted`` is told, for the request's log line).
+    """
+
+    def __init__(self, turn: StreamedTurn, run: Callable[[StreamedTurn], None],
+                 on_unstarted: Callable[[], None]) -> None:
+        self.turn = turn
+        self._run = run
+        self._on_unstarted = on_unstarted
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        turn.events = self._events
+        self._context = contextvars.copy_context()  # the request id and phase timings, for the turn's thread
+        self._started = self._finished = False
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._finished:
+            raise StopIteration
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self._context.run, args=(self._run, self.turn), daemon=True,
+                             name=f"stream-{self.turn.request.session_id}").start()
+        event = self._events.get()
+        if event is END_OF_STREAM:
+            self._finished = True
+            raise StopIteration
+        return event
+
+    def close(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._started:
+            self.turn.abandon()
+        else:
+            self._on_unstarted()

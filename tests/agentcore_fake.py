@@ -1,11 +1,16 @@
 """A test-side AgentCore Memory data plane, answering through ``botocore.stub.Stubber``.
 
 ``FakeMemoryService`` keeps events per (memoryId, actorId, sessionId) and answers
-``CreateEvent`` / ``ListEvents`` / ``DeleteEvent`` the way the service does:
-listed newest first, ``maxResults`` (default 20, at most 100) with ``nextToken``
-paging, ``includePayloads``, event-metadata filters (``EQUALS_TO``, ``EXISTS``,
-``NOT_EXISTS``), idempotent ``clientToken``, and ``ValidationException`` for what
-botocore itself does not check (id patterns, maximum lengths).
+``CreateEvent`` / ``ListEvents`` / ``DeleteEvent`` / ``ListSessions`` the way the
+service does: events listed newest first, ``maxResults`` (default 20, at most
+100) with ``nextToken`` paging, ``includePayloads``, event-metadata filters
+(``EQUALS_TO``, ``EXISTS``, ``NOT_EXISTS``), idempotent ``clientToken`` (a
+token seen before answers with the event it created, even one deleted since,
+and stores nothing), and ``ValidationException`` for what botocore itself does
+not check (id patterns, maximum lengths). ``ListSessions`` returns an actor's
+sessions with their ``createdAt``, in no particular order (the service
+documents none: here, by session id), its ``HAS_EVENTS`` filter leaving out
+sessions whose events were all deleted (the service drops those after a day).
 
 ``attach(client)`` puts a ``Stubber`` on the client the SDK built. Nothing
 leaves the process, yet nothing is hand-waved: botocore validates every
@@ -51,6 +56,7 @@ class FakeMemoryService:
 
     def __init__(self) -> None:
         self.events: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.created: dict[tuple[str, str, str], datetime] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, deque[ServiceError]] = defaultdict(deque)
         self._tokens: dict[str, dict[str, Any]] = {}
@@ -86,6 +92,8 @@ class FakeMemoryService:
                 return self._list(params)
             if operation == "DeleteEvent":
                 return self._delete(params)
+            if operation == "ListSessions":
+                return self._list_sessions(params)
         raise NotImplementedError(f"the fake AgentCore Memory does not implement {operation}")
 
     def _invalid(self, message: str) -> ServiceError:
@@ -146,7 +154,9 @@ class FakeMemoryService:
         if metadata:
             event["metadata"] = copy.deepcopy(metadata)
         event["_seq"] = seq
-        self.events[(event["memoryId"], event["actorId"], event["sessionId"])].append(event)
+        key = (event["memoryId"], event["actorId"], event["sessionId"])
+        self.events[key].append(event)
+        self.created.setdefault(key, datetime.now(timezone.utc))
         if token is not None:
             self._tokens[token] = self._public(event)
         return {"event": self._public(event)}
@@ -191,6 +201,25 @@ class FakeMemoryService:
             "events": [self._public(e, params.get("includePayloads", True)) for e in page],
         }
         if start + size < len(events):
+            response["nextToken"] = str(start + size)
+        return response
+
+    def _list_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
+        size = params.get("maxResults", 20)
+        if not 1 <= size <= 100:
+            raise self._invalid("maxResults must be between 1 and 100")
+        has_events = (params.get("filter") or {}).get("eventFilter") == "HAS_EVENTS"
+        sessions = sorted(
+            (session_id, created) for (memory_id, actor_id, session_id), created in self.created.items()
+            if memory_id == params["memoryId"] and actor_id == params["actorId"]
+            and (not has_events or self.events.get((memory_id, actor_id, session_id)))
+        )
+        start = int(params["nextToken"]) if params.get("nextToken") else 0
+        response: dict[str, Any] = {"sessionSummaries": [
+            {"sessionId": session_id, "actorId": params["actorId"], "createdAt": created}
+            for session_id, created in sessions[start:start + size]
+        ]}
+        if start + size < len(sessions):
             response["nextToken"] = str(start + size)
         return response
 

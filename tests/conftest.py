@@ -37,8 +37,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     """No test reads the developer's settings or writes under the repo's .data/."""
     for name in ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "MODEL_PROVIDER", "SESSION_TTL",
                  "MEMORY_K", "MAX_MESSAGE_CHARS", "LOCAL_MODEL_PATH", "ROLLING_SUMMARY", "REDIS_URL", "KEY_PREFIX",
-                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "REDIS_CLUSTER", "DYNAMODB_TABLE",
-                 "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE"):
+                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "PORT", "HOST",
+                 "SESSION_QUEUE_MAX", "TURN_WORKERS", "MAX_BODY_BYTES", "HTTP_READ_TIMEOUT_S", "HTTP_IDLE_TIMEOUT_S",
+                 "MAX_CONNECTIONS", "REDIS_CLUSTER", "DYNAMODB_TABLE", "DYNAMODB_ENDPOINT_URL",
+                 "DYNAMODB_CREATE_TABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
@@ -54,6 +56,8 @@ class StoreFactory:
     durable: bool = True  # keeps turns across a restart (a new store object on the same data)
     #: non-empty: why SESSION_TTL does not apply to this backend (the contract's TTL test is skipped)
     no_session_ttl: str = ""
+    #: non-empty: why a store object does not see a clear made through another one (a replica) when it writes
+    no_shared_generations: str = ""
     cleanup: Callable[[], None] = lambda: None  # removes what the test left behind (run after the test)
 
 
@@ -115,6 +119,8 @@ def _agentcore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreF
         "agentcore", lambda ttl=None: agentcore_store(service),
         no_session_ttl="AgentCore Memory expires events by the memory resource's eventExpiryDuration "
                        "(days, set when the memory is created), not by SESSION_TTL",
+        no_shared_generations="AgentCore Memory has no conditional write: generations are per process "
+                              "(the runtime routes a session to one instance; docs/architecture.md)",
     )
 
 

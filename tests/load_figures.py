@@ -27,7 +27,8 @@ from tests.server import Server
 
 
 def measure(backend: str, load: Load, directory: Path) -> str:
-    env = {"MEMORY_BACKEND": backend, "ROLLING_SUMMARY": "off", "SESSION_DB": str(directory / f"{backend}.db")}
+    env = {"MEMORY_BACKEND": backend, "ROLLING_SUMMARY": "off", "SESSION_DB": str(directory / f"{backend}.db"),
+           "SESSION_QUEUE_MAX": str(load.clients)}  # every client on the busy session gets through
     store: SessionStore | None = None
     prefix = f"figures:{uuid.uuid4().hex}:"
     if backend == "sqlite":

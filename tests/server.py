@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None) -> None:
-        """``log_path``: keep the server's stderr (its log) in that file, for ``log()``."""
+    def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None,
+                 max_open_files: int | None = None) -> None:
+        """``log_path``: keep the server's stderr (its log) in that file, for ``log()``;
+        ``max_open_files``: the process's descriptor limit (``ulimit -n``), set in the child."""
         self.port = port or free_port()
+        self.max_open_files = max_open_files
         self.env = {**os.environ, "PORT": str(self.port), "MODEL_PROVIDER": "echo", **env}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -40,11 +45,16 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def _limit_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
+
     def start(self, timeout: float = 30.0) -> Server:
         stderr = self.log_path.open("ab") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "agent.py")], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=stderr,
+            stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=self._limit_files if self.max_open_files else None,
         )
         if self.log_path:
             stderr.close()  # the child has its own copy
@@ -90,3 +100,41 @@ class Server:
                 self.kill()
         if self.process and self.process.stderr:
             self.process.stderr.close()
+
+
+class InProcessServer:
+    """``agent.app`` served by uvicorn in this process, as ``main()`` configures it (guarded connections),
+    with the assistant a test built (so it can script the model); a context manager."""
+
+    def __init__(self, assistant: Any) -> None:
+        import agent
+        from service.connections import uvicorn_options
+
+        self.agent = agent
+        self.assistant = assistant
+        self.port = free_port()
+        options = uvicorn_options(replace(assistant.settings, host="127.0.0.1", port=self.port))
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(agent.app, log_level="warning", **options))
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> InProcessServer:
+        self.agent.set_assistant(self.assistant)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        assert self.thread is not None
+        self.thread.join(30)
+        self.agent.set_assistant(None)

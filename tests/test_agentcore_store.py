@@ -1,12 +1,14 @@
 """AgentCore-only behaviour, offline: botocore's Stubber on the client the SDK builds.
 
 Service calls per turn, the exact requests, counts without our metadata,
-paging, summaries, id limits, and failures (stubbed service errors, and real
+paging, summaries, idempotency (metadata look-up, clientToken), listing,
+id limits, and failures (stubbed service errors, and real
 HTTP on loopback for botocore's standard retries and an unreachable endpoint).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -25,9 +27,9 @@ import agent
 from agent import chat_handler
 from service import Assistant
 from core.settings import Settings
-from core.errors import ConfigError, StoreUnavailable
+from core.errors import AlreadyStored, ConfigError, StoreUnavailable
 from memory.agentcore import AgentCoreStore, InvalidId
-from memory.base import Summary
+from memory.base import StoredReply, Summary
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
 from tests.conftest import agentcore_store, boto3_session
 from tests.scripted_model import ScriptedModel
@@ -353,3 +355,91 @@ def test_missing_credentials_are_a_503(monkeypatch: pytest.MonkeyPatch, tmp_path
         AgentCoreStore(MEMORY_ID, "us-west-2").get_last_k_turns("alice", "s1", 5)
     assert "NoCredentialsError" in str(info.value)
     assert loopback_service.seen == []
+
+
+# -- generations, idempotency, listing ------------------------------------------------------------
+
+def test_load_window_and_a_checked_write_still_cost_two_calls(ac_store: AgentCoreStore,
+                                                              service: FakeMemoryService) -> None:
+    for n in range(1, 4):
+        service.calls.clear()
+        window = ac_store.load_window("alice", "s1", 10)
+        assert window.message_count == n - 1
+        assert ac_store.add_turns("alice", "s1", exchange(n), generation=window.generation) == n
+        assert service.operations() == ["ListEvents", "CreateEvent"]
+    fresh = agentcore_store(service)  # after a restart too
+    service.calls.clear()
+    window = fresh.load_window("alice", "s1", 10)
+    assert (window.message_count, fresh.add_turns("alice", "s1", exchange(4), generation=window.generation)) == (3, 4)
+    assert service.operations() == ["ListEvents", "CreateEvent"]
+
+
+def test_a_keyed_turn_costs_one_call_more_and_its_retry_stores_nothing(ac_store: AgentCoreStore,
+                                                                        service: FakeMemoryService) -> None:
+    key = "retry #1: é/ü"  # characters event metadata refuses: the metadata holds the key's SHA-256
+    window = ac_store.load_window("alice", "s1", 10)
+    service.calls.clear()
+    assert ac_store.add_turns("alice", "s1", exchange(1), generation=window.generation, idempotency_key=key) == 1
+    assert service.operations() == ["ListEvents", "CreateEvent"]  # the count was remembered from the window
+    (_, lookup), (_, create) = service.calls
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert lookup["filter"]["eventMetadata"] == [{"left": {"metadataKey": "request_key"}, "operator": "EQUALS_TO",
+                                                  "right": {"metadataValue": {"stringValue": digest}}}]
+    assert create["metadata"]["request_key"] == {"stringValue": digest}
+    assert len(create["clientToken"]) == 64
+    service.calls.clear()
+    with pytest.raises(AlreadyStored) as info:
+        ac_store.add_turns("alice", "s1", exchange(1), idempotency_key=key)
+    assert (info.value.message_count, info.value.reply) == (1, "answer 1")
+    assert service.operations() == ["ListEvents"]
+    assert len(service.events[(MEMORY_ID, "alice", "s1")]) == 1
+
+
+def test_a_replica_racing_the_same_keyed_turn_is_stopped_by_the_client_token(service: FakeMemoryService) -> None:
+    a = agentcore_store(service)
+    b = AgentCoreStore(MEMORY_ID, region_name="us-west-2", boto3_session=boto3_session())
+    stubber = service.attach(b.manager._data_plane_client)
+    a.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    # b looked the key up just before a stored it: its look-up found nothing
+    stubber.add_response("list_events", {"events": []})
+    service.calls.clear()
+    with pytest.raises(AlreadyStored) as info:
+        b.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    assert (info.value.message_count, info.value.reply) == (1, "answer 1")
+    assert "CreateEvent" in service.operations()  # the service took the token and stored nothing
+    assert len(service.events[(MEMORY_ID, "alice", "s1")]) == 1
+
+
+def test_a_keyed_turn_after_a_clear_on_another_replica_is_stored_again(service: FakeMemoryService) -> None:
+    a, b = agentcore_store(service), agentcore_store(service)
+    a.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    b.delete_session("alice", "s1")
+    # a's generation did not move, so its clientToken is the one the service already saw: stale
+    assert a.add_turns("alice", "s1", exchange(2), idempotency_key="k") == 1
+    assert [[m.text for m in e.messages] for e in b.list_events("alice", "s1")] == [["question 2", "answer 2"]]
+    assert b.find_request("alice", "s1", "k") == StoredReply(1, "answer 2")
+
+
+def test_a_checked_summary_costs_one_more_call(ac_store: AgentCoreStore, service: FakeMemoryService) -> None:
+    for n in range(1, 4):
+        ac_store.add_turns("alice", "s1", exchange(n))
+    service.calls.clear()
+    assert ac_store.put_summary("alice", "s1", Summary("so far", 2), generation=0) is True
+    assert service.operations() == ["ListEvents", "CreateEvent", "ListEvents"]
+
+
+def test_list_sessions_calls_per_page(ac_store: AgentCoreStore, service: FakeMemoryService) -> None:
+    for n in range(120):
+        ac_store.add_turns("alice", f"s{n:03d}", exchange(n))
+    ac_store.add_turns("bob", "theirs", exchange(1))
+    ac_store.delete_session("alice", "s000")
+    service.calls.clear()
+    page = ac_store.list_sessions("alice", 3)
+    assert [(i.session_id, i.message_count, i.first_message) for i in page.sessions] == [
+        ("s119", 1, "question 119"), ("s118", 1, "question 118"), ("s117", 1, "question 117")]
+    listings = [p for op, p in service.calls if op == "ListSessions"]
+    assert len(listings) == 2 and all(p["maxResults"] == 100 and p["filter"] == {"eventFilter": "HAS_EVENTS"}
+                                      for p in listings)
+    # the newest event of each of the actor's 119 sessions, then the first turn of the 3 on the page
+    assert service.operations().count("ListEvents") == 119 + 3
+    assert all(p["actorId"] == "alice" for _, p in service.calls)

@@ -3,15 +3,19 @@
 The real server (``python agent.py``, echo model) on ``memory``, ``sqlite``, ``redis``, a Redis
 Cluster and DynamoDB Local: 16 clients x 12 messages on ONE session while 100 other clients each
 talk to their own session (2 messages each), all at once; on Redis, the cluster and DynamoDB
-through two server processes (replicas) on one key prefix / table. AgentCore Memory cannot be reached from a subprocess (its fake answers through
-a Stubber in this process), so it gets the same shape in-process through the entrypoint
-(16 x 8 and 100 x 2), as does ``memory``, whose store cannot be read from outside the server.
+through two server processes (replicas) on one key prefix / table. AgentCore Memory cannot be
+reached from a subprocess (its fake answers through a Stubber in this process), so it gets the
+same shape in-process through the entrypoint (16 x 8 and 100 x 2), as does ``memory``, whose
+store cannot be read from outside the server.
 
 Sizes: the issue's 16 x 50 takes 3.5-8 s per backend on two cores (the echo model's turn is
 mostly Strands' own per-call overhead); what finds a race is 16 writers on one session at
 once and 100 sessions in flight, not the number of turns each sends, so each run stays near
 two seconds. ``ROLLING_SUMMARY=off``: past ``MEMORY_K`` turns the summary adds a second model
 call per turn, inside the same session lock, and would make the runs four times longer.
+``SESSION_QUEUE_MAX`` is raised to the number of clients on the busy session: by default
+a ninth waiting request is refused with a 429 (``tests/test_session_queue.py``), and here
+every client must get its turns through.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from core.settings import Settings
 from memory.base import SessionStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
-from models import EchoModel
 from memory.dynamodb import DynamoDBStore, create_table
+from models import EchoModel
 from tests.conftest import SESSION_HEADER, STORE_FACTORIES, unique_table
 from tests.dynamodb_local import CLIENT_ENV
 from tests.redis_cluster import delete_cluster_prefix
@@ -66,7 +70,8 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers
     stay correct too (the write is one atomic script, or one conditional transaction, so counts stay
     gap-free across processes)."""
     backend = "redis" if request.param == "redis-cluster" else request.param
-    env = {"MEMORY_BACKEND": backend, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db")}
+    env = {"MEMORY_BACKEND": backend, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db"),
+           "SESSION_QUEUE_MAX": str(SERVER_LOAD.clients)}
     store: SessionStore | None = None
     prefix = unique_prefix()
     replicas = 1
@@ -127,8 +132,8 @@ def test_many_clients_on_one_session_and_100_sessions_at_once_on_the_running_ser
 def in_process(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings) -> Iterator[SessionStore]:
     factory = STORE_FACTORIES[request.param](request, tmp_path)
     store = factory.make()
-    agent.set_assistant(Assistant(replace(settings, memory_backend=store.name, rolling_summary=False),
-                                  store, EchoModel()))
+    agent.set_assistant(Assistant(replace(settings, memory_backend=store.name, rolling_summary=False,
+                                          session_queue_max=IN_PROCESS_LOAD.clients), store, EchoModel()))
     try:
         yield store
     finally:

@@ -1,7 +1,8 @@
 """Redis Cluster (``REDIS_CLUSTER=on``) on a real 3-master cluster: one slot per session, sessions spread over
-the masters, and a master down: its sessions answer 503 naming the store, the others keep working, and it
-recovers when the node is back. (The contract suite runs on it as ``[redis-cluster]``, and the load test's
-two replicas as ``[redis-cluster]``.)"""
+the masters, the actor's index updated by a command of its own, scripts a node lost run again by their text,
+and a master down: its sessions answer 503 naming the store, the others keep working (even with their
+scripts gone), and it recovers when the node is back. (The contract suite runs on it as ``[redis-cluster]``,
+and the load test's two replicas as ``[redis-cluster]``.)"""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import redis
 import redis.cluster
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from core.errors import ConfigError
+from core.errors import AlreadyStored, ConfigError, SessionChanged, StoreUnavailable
 from core.settings import Settings
 from memory import create_store
-from memory.base import Summary
+from memory.base import StoredReply, Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import start_or_skip
-from tests.redis_cluster import RedisCluster, delete_cluster_prefix
+from tests.redis_cluster import ClusterNode, RedisCluster, delete_cluster_prefix
 from tests.redis_server import unique_prefix
 from tests.server import Server, free_port
 
@@ -43,6 +44,7 @@ def cluster_store(redis_cluster: RedisCluster) -> Iterator[RedisStore]:
 def test_every_key_of_a_session_is_in_one_slot_and_sessions_spread_over_the_masters(
         redis_cluster: RedisCluster, cluster_store: RedisStore) -> None:
     owners = set()
+    slots = set()
     for n in range(24):
         session = f"s{n}"
         cluster_store.add_turns("alice", session, exchange(n))
@@ -51,25 +53,64 @@ def test_every_key_of_a_session_is_in_one_slot_and_sessions_spread_over_the_mast
         node = redis_cluster.node_of(keys[0])
         direct = redis.Redis(port=node.port)  # that master alone, no cluster routing
         try:
-            assert len({direct.cluster("keyslot", k) for k in keys}) == 1
+            session_slots = {direct.cluster("keyslot", k) for k in [*keys, *cluster_store.request_keys("alice", session),
+                                                                     cluster_store.generation_key("alice", session)]}
+            assert len(session_slots) == 1  # its script may touch every key of the session
             assert direct.exists(*keys) == len(keys)  # all five keys live on the node that owns the slot
+            slots |= session_slots
         finally:
             direct.close()
         owners.add(node.port)
+    assert len(slots) == 24  # one slot per session
     assert owners == {node.port for node in redis_cluster.nodes}  # a real spread, not one busy master
-
-
-def test_a_script_over_two_sessions_would_be_refused_by_the_cluster(redis_cluster: RedisCluster) -> None:
-    """The control: the scripts run only because each touches one slot (the hash tag)."""
-    client = redis.cluster.RedisCluster.from_url(redis_cluster.url)
+    index = redis.Redis(port=redis_cluster.nodes[0].port)
     try:
-        a, b = next((session_key("t:", "alice", f"x{i}"), session_key("t:", "alice", f"y{i}")) for i in range(100)
-                    if client.keyslot(session_key("t:", "alice", f"x{i}"))
-                    != client.keyslot(session_key("t:", "alice", f"y{i}")))
-        with pytest.raises((redis.exceptions.RedisClusterException, redis.ResponseError)):
-            client.eval("return redis.call('EXISTS', KEYS[1], KEYS[2])", 2, f"{a}:meta", f"{b}:meta")
+        assert index.cluster("keyslot", cluster_store.index_key("alice")) not in slots  # the index is elsewhere
     finally:
-        client.close()
+        index.close()
+
+
+def test_on_a_redis_cluster_the_index_is_a_command_of_its_own_and_scripts_a_node_lost_run_again(
+        redis_cluster: RedisCluster, cluster_store: RedisStore) -> None:
+    store = cluster_store
+    sessions = [f"s{n}" for n in range(6)]
+    for n, session_id in enumerate(sessions):
+        window = store.load_window("alice", session_id, 5)
+        assert store.add_turns("alice", session_id, exchange(n), generation=window.generation,
+                               idempotency_key=f"k{n}") == 1
+    with pytest.raises(AlreadyStored):
+        store.add_turns("alice", "s0", exchange(0), idempotency_key="k0")
+    page = store.list_sessions("alice", 4)
+    assert [i.session_id for i in page.sessions] == ["s5", "s4", "s3", "s2"]
+    assert [i.session_id for i in store.list_sessions("alice", 4, page.next_cursor).sessions] == ["s1", "s0"]
+    window = store.load_window("alice", "s1", 5)
+    store.delete_session("alice", "s1")
+    with pytest.raises(SessionChanged):
+        store.add_turns("alice", "s1", exchange(9), generation=window.generation)
+    assert store.put_summary("alice", "s1", Summary("late", 1), generation=window.generation) is False
+    assert [i.session_id for i in store.list_sessions("alice", 10).sessions] == ["s5", "s4", "s3", "s2", "s0"]
+    flush_scripts(redis_cluster.nodes)  # as after a restart: no node knows the scripts
+    assert store.add_turns("alice", "s2", exchange(2)) == 2
+    assert [t.turn for t in store.get_history("alice", "s2", 10).turns] == [1, 2]
+    assert store.find_request("alice", "s3", "k3") == StoredReply(1, "answer 3")
+    flush_scripts(redis_cluster.nodes)
+    assert store.delete_session("alice", "s4") == 1  # (a pipeline: the delete and the unlisting)
+    assert [i.session_id for i in store.list_sessions("alice", 10).sessions] == ["s2", "s5", "s3", "s0"]
+    # why the index cannot be in the session's script there: another slot, which the cluster refuses
+    inline = RedisStore(store._redis, key_prefix=unique_prefix(), index_in_script=True)
+    with pytest.raises(StoreUnavailable, match="same key slot") as info:
+        for session_id in sessions:
+            inline.add_turns("alice", session_id, exchange(1))
+    assert isinstance(info.value.__cause__, redis.exceptions.RedisClusterException)
+
+
+def flush_scripts(nodes: list[ClusterNode]) -> None:
+    for node in nodes:
+        client = redis.Redis(port=node.port)
+        try:
+            client.script_flush()
+        finally:
+            client.close()
 
 
 def test_redis_cluster_on_selects_the_cluster_client_and_an_unreachable_cluster_stops_start_up(
@@ -116,6 +157,9 @@ def test_a_session_on_a_dead_master_is_a_503_the_others_keep_working_and_it_reco
                 assert app.invoke({"message": f"m{n}"}, session)[1]["message_count"] == n
 
         dead.stop()
+        # the live masters lose their scripts too: they must run again on the session's own node, never
+        # through SCRIPT LOAD, which goes to every primary (the dead one included)
+        flush_scripts([n for n in cluster.nodes if n is not dead])
         status, body = app.invoke({"message": "m3"}, doomed)
         assert status == 503
         assert set(body) == {"error"} and "session store 'redis' is unavailable" in body["error"]

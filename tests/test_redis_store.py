@@ -1,5 +1,6 @@
 """Redis-only behaviour, against a real redis-server: keys, TTL on every key, tail reads, atomic writes
-across processes, corrupt entries, and outages (a private server stopped, frozen and restarted)."""
+across processes, corrupt entries, outages (a private server stopped, frozen and restarted), the
+per-actor session index, and scripts flushed from the server (Redis Cluster: tests/test_redis_cluster.py)."""
 
 from __future__ import annotations
 
@@ -88,7 +89,10 @@ def test_a_session_uses_only_its_namespaced_keys_and_delete_removes_exactly_thos
     assert alice_s1 <= keys_under(raw, prefix)
     before = keys_under(raw, prefix)
     assert store.delete_session("alice", "s1") == 1
-    assert keys_under(raw, prefix) == before - alice_s1
+    # all of the session goes but its generation, the tombstone that keeps a late writer out (7 days)
+    generation = store.generation_key("alice", "s1")
+    assert keys_under(raw, prefix) == (before - alice_s1) | {generation}
+    assert raw.get(generation) == b"1" and raw.ttl(generation) > 6 * 24 * 3600
     assert raw.get(f"{prefix}unrelated") == b"keep me"
 
 
@@ -106,10 +110,13 @@ def test_every_key_of_a_session_gets_the_ttl_and_each_write_slides_it(redis_url:
     # Redis itself removes an expired session: shorten the expiry and watch the keys go
     for k in keys:
         raw.pexpire(k, 1)
+    # (the actor's session index has an expiry of its own; list_sessions skips what it names that is gone)
+    index = store.index_key("alice")
     deadline = time.monotonic() + 5
-    while keys_under(raw, prefix) and time.monotonic() < deadline:
+    while keys_under(raw, prefix) - {index} and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert keys_under(raw, prefix) == set()
+    assert keys_under(raw, prefix) - {index} == set()
+    assert store.list_sessions("alice", 10).sessions == []
     assert store.add_turns("alice", "s1", exchange(3)) == 1
 
 
@@ -267,3 +274,76 @@ def test_store_errors_name_the_store(prefix: str) -> None:
     with pytest.raises(StoreUnavailable) as info:
         store.add_turns("alice", "s1", exchange(1))
     assert info.value.status == 503 and info.value.store == "redis"
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+def test_list_sessions_skips_and_unlists_sessions_that_are_gone(redis_url: str, prefix: str,
+                                                                 raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(3):
+        store.add_turns("alice", f"s{n}", exchange(n))
+    raw.delete(*store.keys("alice", "s1"))  # as Redis does when a session's keys expire
+    page = store.list_sessions("alice", 1)
+    assert [i.session_id for i in page.sessions] == ["s2"]
+    assert [i.session_id for i in store.list_sessions("alice", 1, page.next_cursor).sessions] == ["s0"]
+    assert {m.decode() for m in raw.zrange(store.index_key("alice"), 0, -1)} == {"s0", "s2"}
+    store.add_turns("alice", "s1", exchange(9))  # written again: listed again
+    assert [i.session_id for i in store.list_sessions("alice", 5).sessions] == ["s1", "s2", "s0"]
+
+
+def test_list_sessions_touches_only_the_actors_own_keys(redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    """MONITOR shows every command, also inside scripts: other actors' sessions are never looked at."""
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    for n in range(20):
+        store.add_turns(f"other{n}", "s1", exchange(n))
+        store.add_turns("alice", f"s{n}", exchange(n))
+    seen: list[str] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with raw.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if prefix in command["command"]:
+                    seen.append(command["command"])
+                if done.is_set() and "stop-marker" in command["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
+    page = store.list_sessions("alice", 5)
+    done.set()
+    raw.get(f"{prefix}stop-marker")
+    watcher.join(5)
+    assert [i.session_id for i in page.sessions] == [f"s{n}" for n in (19, 18, 17, 16, 15)]
+    touched = [c for c in seen if "stop-marker" not in c]
+    assert touched and not [c for c in touched if "other" in c]
+    assert len([c for c in touched if c.startswith("EVALSHA")]) <= 5 + 1 + 8  # a batch: the page, one more, a margin
+
+
+def test_a_generation_outlives_the_session_by_at_least_7_days_and_each_write_renews_it(
+        redis_url: str, prefix: str, raw: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=prefix, ttl=60)
+    store.add_turns("alice", "s1", exchange(1))
+    store.delete_session("alice", "s1")
+    generation = store.generation_key("alice", "s1")
+    raw.expire(generation, 100)
+    assert store.add_turns("alice", "s1", exchange(2), generation=1) == 1
+    assert raw.ttl(generation) > 6 * 24 * 3600
+    assert all(raw.ttl(k) <= 60 for k in store.keys("alice", "s1") if raw.exists(k))
+
+
+# -- scripts ---------------------------------------------------------------------------------------
+
+def test_a_script_flushed_from_redis_runs_again_for_pipelined_calls(redis_url: str, prefix: str,
+                                                                    raw: redis.Redis) -> None:
+    """A restarted Redis has no scripts: the calls NOSCRIPT failed are sent again by their text."""
+    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    store.add_turns("alice", "s1", exchange(1))
+    raw.script_flush()
+    assert [i.session_id for i in store.list_sessions("alice", 5).sessions] == ["s1"]
+    raw.script_flush()
+    assert store.delete_session("alice", "s1") == 1
+    assert store.list_sessions("alice", 5).sessions == []

@@ -1,13 +1,17 @@
-"""The store contract (memory/base.py), one suite run against every backend."""
+"""The store contract (memory/base.py), one suite run against every backend (``STORE_FACTORIES``)."""
 
 from __future__ import annotations
 
+import base64
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from memory.base import SessionStore, Summary
+from core.errors import AlreadyStored, InvalidCursor, SessionChanged
+from memory.base import HistoryTurn, SessionStore, StoredReply, Summary, Window
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -183,3 +187,334 @@ def test_turns_survive_reopening_the_store(durable_store_factory) -> None:
         assert second.add_turns("alice", "s1", exchange(2)) == 2
     finally:
         second.close()
+
+
+# -- generations: a delete stays deleted -----------------------------------------------------------
+
+def test_load_window_holds_the_newest_turns_the_count_and_the_generation(store: SessionStore) -> None:
+    assert store.load_window("alice", "s1", 3) == Window([], 0, 0)
+    for n in range(1, 6):
+        store.add_turns("alice", "s1", exchange(n))
+    window = store.load_window("alice", "s1", 3)
+    assert texts(window.turns) == [[("USER", f"question {n}"), ("ASSISTANT", f"answer {n}")] for n in (3, 4, 5)]
+    assert (window.generation, window.message_count) == (0, 5)
+    assert texts(store.get_last_k_turns("alice", "s1", 3)) == texts(window.turns)
+
+
+def test_every_clear_moves_the_generation_on_even_of_an_empty_session(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1))
+    store.delete_session("alice", "s1")
+    assert store.load_window("alice", "s1", 5) == Window([], 1, 0)
+    store.delete_session("alice", "s1")
+    assert store.load_window("alice", "s1", 5).generation == 2
+    assert store.load_window("bob", "s1", 5).generation == 0  # per (actor, session)
+
+
+def test_a_turn_loaded_before_a_clear_stores_nothing_and_says_why(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1))
+    window = store.load_window("alice", "s1", 5)
+    store.delete_session("alice", "s1")  # the clear lands while the model is answering
+    with pytest.raises(SessionChanged) as info:
+        store.add_turns("alice", "s1", exchange(2), generation=window.generation)
+    assert info.value.status == 409 and "nothing was stored" in info.value.message
+    assert store.list_events("alice", "s1") == []
+    assert store.load_window("alice", "s1", 5).message_count == 0
+
+
+def test_a_cleared_session_stays_cleared_after_a_late_summary(store: SessionStore) -> None:
+    for n in range(1, 4):
+        store.add_turns("alice", "s1", exchange(n))
+    window = store.load_window("alice", "s1", 2)
+    store.delete_session("alice", "s1")  # the clear lands while the rolling summary is being folded
+    late = Summary("turns 1-2 of the old talk", 2)
+    assert store.put_summary("alice", "s1", late, generation=window.generation) is False
+    assert store.get_summary("alice", "s1") is None
+    assert store.list_sessions("alice", 10).sessions == []
+    assert store.load_window("alice", "s1", 5).message_count == 0
+
+
+def test_after_a_clear_the_next_turn_starts_at_1_and_sees_no_old_summary(store: SessionStore) -> None:
+    for n in range(1, 4):
+        store.add_turns("alice", "s1", exchange(n))
+    assert store.put_summary("alice", "s1", Summary("the old talk", 2), generation=0) is True
+    store.delete_session("alice", "s1")
+    window = store.load_window("alice", "s1", 5)
+    assert store.add_turns("alice", "s1", exchange(9), generation=window.generation) == 1
+    assert store.get_summary("alice", "s1") is None
+    assert store.put_summary("alice", "s1", Summary("the new talk", 1), generation=window.generation) is True
+    assert store.get_summary("alice", "s1") == Summary("the new talk", 1)
+
+
+def test_a_summary_alone_neither_counts_nor_lists(store: SessionStore) -> None:
+    assert store.put_summary("alice", "s1", Summary("nothing yet", 0), generation=0) is True
+    assert store.load_window("alice", "s1", 5) == Window([], 0, 0)
+    assert store.list_sessions("alice", 10).sessions == []
+    assert store.get_history("alice", "s1", 10).turns == []
+
+
+@pytest.fixture
+def replicas(durable_store_factory) -> Iterator[tuple[SessionStore, SessionStore]]:
+    """Two store objects on the same data: two replicas of the server (one SQLite file, one Redis prefix)."""
+    first, second = durable_store_factory.make(), durable_store_factory.make()
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_a_late_summary_from_another_replica_never_reaches_the_cleared_session(replicas) -> None:
+    a, b = replicas
+    for n in range(1, 4):
+        a.add_turns("alice", "s1", exchange(n))
+    window = a.load_window("alice", "s1", 2)
+    b.delete_session("alice", "s1")
+    late = Summary("turns 1-2 of the old talk", 2)
+    assert a.put_summary("alice", "s1", late, generation=window.generation) is False
+    assert b.get_summary("alice", "s1") is None
+    fresh = b.load_window("alice", "s1", 5)
+    assert b.add_turns("alice", "s1", exchange(9), generation=fresh.generation) == 1
+    assert a.get_summary("alice", "s1") is None and b.get_summary("alice", "s1") is None
+
+
+def test_a_turn_from_another_replica_begun_before_a_clear_is_refused(durable_store_factory, replicas) -> None:
+    if durable_store_factory.no_shared_generations:
+        pytest.skip(durable_store_factory.no_shared_generations)
+    a, b = replicas
+    a.add_turns("alice", "s1", exchange(1))
+    window = a.load_window("alice", "s1", 5)
+    b.delete_session("alice", "s1")
+    with pytest.raises(SessionChanged):
+        a.add_turns("alice", "s1", exchange(2), generation=window.generation)
+    assert b.list_events("alice", "s1") == []
+    fresh = a.load_window("alice", "s1", 5)
+    assert fresh.generation != window.generation and fresh.message_count == 0
+    assert a.add_turns("alice", "s1", exchange(3), generation=fresh.generation) == 1
+    assert texts(b.get_last_k_turns("alice", "s1", 5)) == [[("USER", "question 3"), ("ASSISTANT", "answer 3")]]
+
+
+# -- idempotency: a retried request is stored once ------------------------------------------------
+
+def test_a_retried_turn_is_stored_once_and_answers_the_original_reply(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1))
+    assert store.find_request("alice", "s1", "req-2") is None
+    assert store.add_turns("alice", "s1", exchange(2), idempotency_key="req-2") == 2
+    assert store.find_request("alice", "s1", "req-2") == StoredReply(2, "answer 2")
+    with pytest.raises(AlreadyStored) as info:
+        store.add_turns("alice", "s1", [ConversationalMessage("question 2", USER),
+                                        ConversationalMessage("another answer", ASSISTANT)], idempotency_key="req-2")
+    assert (info.value.message_count, info.value.reply) == (2, "answer 2")
+    assert len(store.list_events("alice", "s1")) == 2
+    assert store.add_turns("alice", "s1", exchange(3), idempotency_key="req-3") == 3
+
+
+def test_an_idempotency_key_belongs_to_its_session(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    assert store.find_request("alice", "s2", "k") is None and store.find_request("bob", "s1", "k") is None
+    assert store.add_turns("alice", "s2", exchange(1), idempotency_key="k") == 1
+    assert store.add_turns("bob", "s1", exchange(1), idempotency_key="k") == 1
+
+
+def _race(writers: list[Callable[[], int]]) -> tuple[list[int], list[AlreadyStored]]:
+    """Run the writers at once (a barrier); what each stored or was told."""
+    barrier = threading.Barrier(len(writers))
+    stored: list[int] = []
+    refused: list[AlreadyStored] = []
+    lock = threading.Lock()
+
+    def run(write: Callable[[], int]) -> None:
+        barrier.wait()
+        try:
+            count = write()
+            with lock:
+                stored.append(count)
+        except AlreadyStored as e:
+            with lock:
+                refused.append(e)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return stored, refused
+
+
+def test_concurrent_writers_with_one_key_store_one_turn(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1))
+    stored, refused = _race([lambda: store.add_turns("alice", "s1", exchange(2), idempotency_key="same")] * 8)
+    assert stored == [2]
+    assert [(e.message_count, e.reply) for e in refused] == [(2, "answer 2")] * 7
+    assert len(store.list_events("alice", "s1")) == 2
+
+
+def test_replicas_writing_one_key_at_once_store_one_turn(replicas) -> None:
+    a, b = replicas
+    stored, refused = _race([lambda s=s: s.add_turns("alice", "s1", exchange(1), idempotency_key="same")
+                             for s in (a, b, a, b)])
+    assert stored == [1] and len(refused) == 3
+    assert len(b.list_events("alice", "s1")) == 1
+    assert a.find_request("alice", "s1", "same") == StoredReply(1, "answer 1")
+
+
+def test_a_cleared_session_forgets_its_idempotency_keys(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    store.delete_session("alice", "s1")
+    assert store.find_request("alice", "s1", "k") is None  # a deleted reply never comes back
+    assert store.add_turns("alice", "s1", exchange(5), idempotency_key="k") == 1
+    assert store.find_request("alice", "s1", "k") == StoredReply(1, "answer 5")
+
+
+def test_idempotency_keys_are_kept_24_hours_without_a_ttl(store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    s = store_factory.make()
+    try:
+        s.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+        now[0] += 23 * 3600
+        assert s.find_request("alice", "s1", "k") == StoredReply(1, "answer 1")
+        now[0] += 3600 + 1
+        assert s.find_request("alice", "s1", "k") is None
+        assert s.add_turns("alice", "s1", exchange(2), idempotency_key="k") == 2
+    finally:
+        s.close()
+
+
+# -- listing and history ---------------------------------------------------------------------------
+
+def test_list_sessions_shows_newest_write_first_with_counts_and_first_messages(store: SessionStore) -> None:
+    long_question = "Where should we go in May? " + "x" * 200
+    store.add_turns("alice", "trip", [ConversationalMessage(long_question, USER),
+                                      ConversationalMessage("Oslo", ASSISTANT)])
+    store.add_turns("alice", "recipes", exchange(1))
+    store.add_turns("alice", "work", exchange(1))
+    store.add_turns("alice", "recipes", exchange(2))
+    page = store.list_sessions("alice", 10)
+    assert [(i.session_id, i.message_count) for i in page.sessions] == [("recipes", 2), ("work", 1), ("trip", 1)]
+    assert page.next_cursor is None
+    assert page.sessions[2].first_message == long_question[:120]
+    assert page.sessions[0].first_message == "question 1"
+    assert page.sessions[0].updated_at >= page.sessions[1].updated_at >= page.sessions[2].updated_at
+    assert abs(page.sessions[0].updated_at - time.time()) < 300  # epoch seconds
+
+
+def test_list_sessions_pages_through_every_session_once(store: SessionStore) -> None:
+    for n in range(7):
+        store.add_turns("alice", f"s{n}", exchange(n))
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        page = store.list_sessions("alice", 3, cursor)
+        seen += [i.session_id for i in page.sessions]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"s{n}" for n in reversed(range(7))]
+    assert cursor is None
+
+
+def test_list_sessions_leaves_out_other_actors_and_cleared_sessions(store: SessionStore) -> None:
+    store.add_turns("alice", "kept", exchange(1))
+    store.add_turns("alice", "cleared", exchange(1))
+    store.add_turns("bob", "theirs", exchange(1))
+    store.delete_session("alice", "cleared")
+    store.put_summary("alice", "summary-only", Summary("x", 0))
+    assert [i.session_id for i in store.list_sessions("alice", 10).sessions] == ["kept"]
+    assert [i.session_id for i in store.list_sessions("bob", 10).sessions] == ["theirs"]
+    assert store.list_sessions("carol", 10).sessions == []
+
+
+@pytest.mark.parametrize("cursor", ["", "nope", "!!!", base64.urlsafe_b64encode(b'{"a": 1}').decode(),
+                                    base64.urlsafe_b64encode(b'[2, 1.5, "s"]').decode()])
+def test_a_cursor_this_server_did_not_issue_is_a_400(store: SessionStore, cursor: str) -> None:
+    store.add_turns("alice", "s1", exchange(1))
+    with pytest.raises(InvalidCursor) as info:
+        store.list_sessions("alice", 10, cursor)
+    assert info.value.status == 400 and "cursor" in info.value.message
+
+
+def test_history_pages_newest_first_with_turns_oldest_first(store: SessionStore) -> None:
+    for n in range(1, 8):
+        store.add_turns("alice", "s1", exchange(n))
+    first = store.get_history("alice", "s1", 3)
+    assert [(t.turn, t.user, t.assistant) for t in first.turns] == [(n, f"question {n}", f"answer {n}")
+                                                                   for n in (5, 6, 7)]
+    assert first.next_before == 5
+    second = store.get_history("alice", "s1", 3, first.next_before)
+    assert [t.turn for t in second.turns] == [2, 3, 4] and second.next_before == 2
+    last = store.get_history("alice", "s1", 3, second.next_before)
+    assert [t.turn for t in last.turns] == [1] and last.next_before is None
+    assert store.get_history("alice", "s1", 3, 1).turns == []
+    created = [t.created_at for t in last.turns + second.turns + first.turns]
+    assert created == sorted(created) and abs(created[-1] - time.time()) < 300
+
+
+def test_history_joins_turns_stored_as_separate_events(store: SessionStore) -> None:
+    store.add_turns("alice", "s1", [ConversationalMessage("hello", USER)])
+    store.add_turns("alice", "s1", [ConversationalMessage("hi there", ASSISTANT)])
+    store.add_turns("alice", "s1", exchange(2) + exchange(3))
+    page = store.get_history("alice", "s1", 10)
+    assert [(t.turn, t.user, t.assistant) for t in page.turns] == [
+        (1, "hello", "hi there"), (2, "question 2", "answer 2"), (3, "question 3", "answer 3")]
+    assert page.next_before is None
+    assert isinstance(page.turns[0], HistoryTurn)
+
+
+def test_history_of_an_empty_or_cleared_session_is_empty(store: SessionStore) -> None:
+    assert store.get_history("alice", "s1", 10).turns == []
+    store.add_turns("alice", "s1", exchange(1))
+    store.delete_session("alice", "s1")
+    page = store.get_history("alice", "s1", 10)
+    assert (page.turns, page.next_before) == ([], None)
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+
+def test_clearing_an_expired_session_reports_nothing_deleted(store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    s = store_factory.make(ttl=60)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        s.add_turns("alice", "s2", exchange(1))
+        now[0] += 61
+        assert s.delete_session("alice", "s1") == 0
+        assert s.list_sessions("alice", 10).sessions == []
+        assert s.get_history("alice", "s2", 10).turns == []
+        assert s.put_summary("alice", "s2", Summary("of an expired talk", 1), generation=0) is False
+        assert s.get_summary("alice", "s2") is None
+        assert s.add_turns("alice", "s2", exchange(2)) == 1
+    finally:
+        s.close()
+
+
+def test_a_turn_in_progress_keeps_its_session_alive(store_factory) -> None:
+    """SESSION_TTL=2 s; turns load 1.2 s apart and the first stores 2.4 s after the last write: still alive."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    s = store_factory.make(ttl=2)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        first = s.load_window("alice", "s1", 5)
+        time.sleep(1.2)
+        second = s.load_window("alice", "s1", 5)  # the next turn's load, before the first one stores
+        time.sleep(1.2)
+        assert s.add_turns("alice", "s1", exchange(2), generation=first.generation) == 2
+        assert second.message_count == 1
+        assert [t.turn for t in s.get_history("alice", "s1", 10).turns] == [1, 2]
+    finally:
+        s.close()
+
+
+def test_a_history_turn_is_dated_by_the_event_that_stored_its_question(store: SessionStore) -> None:
+    for n in range(1, 41):  # the question and the answer's three parts stored apart: four events per turn
+        store.add_turns("alice", "s1", [ConversationalMessage(f"question {n}", USER)])
+        for part in range(3):
+            store.add_turns("alice", "s1", [ConversationalMessage(f"answer {n}.{part}", ASSISTANT)])
+    asked = {e.messages[0].text: e.timestamp for e in store.list_events("alice", "s1")
+             if e.messages[0].role == USER}
+    page = store.get_history("alice", "s1", 7, 20)
+    assert [t.turn for t in page.turns] == list(range(13, 20)) and page.next_before == 13
+    assert page.turns[0].assistant == "answer 13.0\nanswer 13.1\nanswer 13.2"
+    assert [t.created_at for t in page.turns] == pytest.approx([asked[t.user] for t in page.turns], abs=1e-3)

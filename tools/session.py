@@ -55,7 +55,7 @@ class SessionTools:
         deleted = self.store.delete_session(self.actor_id, self.session_id)
         if self.hooks is not None:
             self.hooks.skip_store = True
-        logger.info("%s | cleared the session: %d events removed", self._ids(), deleted)
+        logger.debug("%s | cleared the session: %d events removed", self._ids(), deleted)  # the request line says it
         return deleted
 
     # -- the same operations as Strands tools --------------------------------------------------
