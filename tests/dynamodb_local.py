@@ -67,6 +67,8 @@ class DynamoDBLocal:
         self.port = port or free_port()
         self.db_path = db_path
         self.process: subprocess.Popen[bytes] | None = None
+        #: one boto3 session for every client: the service model is loaded once (a client then takes ms)
+        self._session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-west-2")
 
     @property
     def endpoint(self) -> str:
@@ -106,8 +108,7 @@ class DynamoDBLocal:
         """A boto3 DynamoDB client for this engine (dummy credentials)."""
         options = {"connect_timeout": 2, "read_timeout": 10, "retries": {"mode": "standard", "max_attempts": 3},
                    **config}
-        return boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-west-2").client(
-            "dynamodb", endpoint_url=self.endpoint, config=Config(**options))
+        return self._session.client("dynamodb", endpoint_url=self.endpoint, config=Config(**options))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,28 +1,32 @@
-"""DynamoDB-only behaviour on the real engine (DynamoDB Local): service calls per turn, one Query per history
-read, conditional writes across processes, items under 400 KB, TTL, the table check at start-up, and
-outages (throttling through botocore's Stubber; an endpoint stopped, hung and restarted for real)."""
+"""DynamoDB-only behaviour on the real engine (DynamoDB Local): service calls per turn (and per operation of
+the extended contract), one Query per window read, conditional writes across processes, tombstones and
+idempotency records, listing through the actor index, items under 400 KB, TTL, the table check at start-up,
+and outages (throttling through botocore's Stubber; an endpoint stopped, hung and restarted for real)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from starlette.testclient import TestClient
 
 import agent
-from core.errors import BadRequest, ConfigError, StoreUnavailable
+from core.errors import AlreadyStored, BadRequest, ConfigError, InvalidCursor, SessionChanged, StoreUnavailable
 from core.settings import Settings
 from memory import create_store
-from memory.base import Summary
+from memory.base import StoredReply, Summary, Window, encode_cursor
 from memory.dynamodb import (
     ACTOR_INDEX, META_SK, PART_BYTES, DynamoDBStore, actor_key, create_table, make_client, session_pk,
 )
@@ -180,6 +184,200 @@ def test_the_history_is_one_query_of_k_plus_one_items_however_long_the_session(
         assert calls.counts == [4]  # the head and three turns: nothing else was read
 
 
+def test_a_turn_of_the_extended_contract_costs_two_calls_keyed_or_not_after_a_restart_and_with_a_ttl(
+        dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_window`` (the head brings the generation and the count) + ``add_turns(generation=...)`` (an
+    idempotency record rides in the same transaction). With SESSION_TTL, a load writes the session's new
+    end only once less than half of the TTL is left: one ``UpdateItem`` then."""
+    import time as time_module
+
+    now = [4_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    for ttl in (None, 60):
+        session = f"s-{ttl}"
+        store, calls = new_store(dynamodb_local, table, ttl=ttl)
+        for n in range(1, 4):
+            calls.clear()
+            window = store.load_window("alice", session, 3)
+            assert (window.message_count, window.generation) == (n - 1, 0)
+            assert store.add_turns("alice", session, exchange(n), generation=window.generation,
+                                   idempotency_key=f"k{n}" if n == 2 else None) == n
+            assert calls.names == ["Query", "TransactWriteItems"]
+            now[0] += 10
+        store, calls = new_store(dynamodb_local, table, ttl=ttl)  # a restart: nothing remembered
+        window = store.load_window("alice", session, 3)
+        assert store.add_turns("alice", session, exchange(4), generation=window.generation) == 4
+        assert calls.names == ["Query", "TransactWriteItems"]
+    store.add_turns("alice", "quiet", exchange(1))
+    now[0] += 31  # 29 of the session's 60 s are left: this load restarts its expiry
+    calls.clear()
+    window = store.load_window("alice", "quiet", 3)
+    assert store.add_turns("alice", "quiet", exchange(2), generation=window.generation) == 2
+    assert calls.names == ["Query", "UpdateItem", "TransactWriteItems"]
+
+
+def test_a_turn_storing_within_the_ttl_of_its_load_finds_its_session_alive_though_the_load_wrote_nothing(
+        dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as time_module
+
+    now = [5_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    store, calls = new_store(dynamodb_local, table, ttl=60)
+    store.add_turns("alice", "loaded", exchange(1))
+    store.add_turns("alice", "idle", exchange(1))
+    now[0] += 20
+    calls.clear()
+    window = store.load_window("alice", "loaded", 5)
+    assert calls.names == ["Query"]  # 40 s left: no write
+    now[0] += 50  # the model took 50 s: past the session's stored end, within SESSION_TTL of the load
+    assert store.add_turns("alice", "loaded", exchange(2), generation=window.generation) == 2
+    assert [t[0].text for t in store.get_last_k_turns("alice", "loaded", 5)] == ["question 1", "question 2"]
+    assert store.add_turns("alice", "idle", exchange(2)) == 1  # the control: no turn loaded it, it expired
+
+
+def test_find_request_is_one_batch_read_and_never_answers_a_record_from_before_a_clear(dynamodb_local, table) -> None:
+    store, calls = new_store(dynamodb_local, table)
+    store.add_turns("alice", "s1", exchange(1), idempotency_key="k")
+    long_key = "é" * 5_000  # any key: the record is keyed by its digest
+    assert store.add_turns("alice", "s1", exchange(2), idempotency_key=long_key) == 2
+    calls.clear()
+    assert store.find_request("alice", "s1", "other") is None
+    assert calls.names == ["BatchGetItem"]  # the head and the record
+    calls.clear()
+    assert store.find_request("alice", "s1", "k") == StoredReply(1, "answer 1")
+    assert calls.names == ["BatchGetItem", "Query"]  # and the reply from the turn's own items
+    assert store.find_request("alice", "s1", long_key) == StoredReply(2, "answer 2")
+    [record] = [i for i in items(dynamodb_local, table) if i["sk"]["S"] == f"idem#{sha256(b'k').hexdigest()}"]
+    store.delete_session("alice", "s1")
+    dynamodb_local.client().put_item(TableName=table, Item=record)  # as if the clear had stopped before it
+    replica, _ = new_store(dynamodb_local, table)
+    assert replica.find_request("alice", "s1", "k") is None  # a record of an older epoch: from before the clear
+    assert replica.add_turns("alice", "s1", exchange(5), idempotency_key="k") == 1  # stored, not AlreadyStored
+    assert store.find_request("alice", "s1", "k") == StoredReply(1, "answer 5")
+
+
+def test_a_clear_is_whole_even_when_deleting_the_old_items_fails(dynamodb_local, table) -> None:
+    """The tombstone is the clear: the items it leaves behind are of an older epoch, which no read returns;
+    the failure is a 503 and the next clear deletes them."""
+    store, calls = new_store(dynamodb_local, table)
+    for n in (1, 2, 3):
+        store.add_turns("alice", "s1", exchange(n), idempotency_key=f"k{n}")
+    assert store.put_summary("alice", "s1", Summary("so far", 2), generation=0) is True
+    window = store.load_window("alice", "s1", 5)
+
+    def throttled(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "BatchWriteItem")
+
+    store.client.meta.events.register("before-call.dynamodb.BatchWriteItem", throttled)
+    with pytest.raises(StoreUnavailable, match="ThrottlingException"):
+        store.delete_session("alice", "s1")
+    store.client.meta.events.unregister("before-call.dynamodb.BatchWriteItem", throttled)
+    replica, _ = new_store(dynamodb_local, table)
+    assert replica.load_window("alice", "s1", 5) == Window([], 1, 0)
+    assert replica.list_events("alice", "s1") == [] and replica.get_history("alice", "s1", 10).turns == []
+    assert replica.get_summary("alice", "s1") is None and replica.find_request("alice", "s1", "k1") is None
+    assert replica.list_sessions("alice", 10).sessions == []
+    with pytest.raises(SessionChanged):
+        store.add_turns("alice", "s1", exchange(4), generation=window.generation)
+    pk = session_pk("alice", "s1")
+    assert len([i for i in items(dynamodb_local, table) if i["pk"]["S"] == pk]) == 7  # 3 + 3 left, the head
+    assert replica.delete_session("alice", "s1") == 0
+    assert [i["sk"]["S"] for i in items(dynamodb_local, table) if i["pk"]["S"] == pk] == [META_SK]
+
+
+def test_a_clear_from_a_replica_whose_clock_is_behind_still_ends_the_old_life(
+        dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as time_module
+
+    now = [7_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    first, _ = new_store(dynamodb_local, table)
+    second, calls = new_store(dynamodb_local, table)
+    first.add_turns("alice", "s1", exchange(1))
+    window = first.load_window("alice", "s1", 5)
+    now[0] -= 30  # the second replica's clock is 30 s behind: its new epoch would not be newer
+    assert second.delete_session("alice", "s1") == 1
+    assert calls.names[:2] == ["UpdateItem", "UpdateItem"]  # refused once, then one past the stored epoch
+    now[0] += 30
+    with pytest.raises(SessionChanged):
+        first.add_turns("alice", "s1", exchange(2), generation=window.generation)
+    assert first.load_window("alice", "s1", 5) == Window([], 1, 0)
+    assert first.add_turns("alice", "s1", exchange(3), generation=1) == 1
+    assert [t[0].text for t in second.get_last_k_turns("alice", "s1", 5)] == ["question 3"]
+
+
+def test_a_summary_written_after_a_clear_keeps_the_tombstone_and_lists_nothing(dynamodb_local, table) -> None:
+    store, _ = new_store(dynamodb_local, table)
+    store.add_turns("alice", "s1", exchange(1))
+    store.delete_session("alice", "s1")
+    assert store.put_summary("alice", "s1", Summary("late", 1), generation=0) is False  # from before the clear
+    assert store.put_summary("alice", "s1", Summary("late", 1), generation=1) is False  # covers turns it lacks
+    assert store.put_summary("alice", "s1", Summary("unchecked", 0)) is True
+    assert store.load_window("alice", "s1", 5) == Window([], 1, 0)  # the generation stays
+    assert store.list_sessions("alice", 10).sessions == []
+    assert "actor_key" not in [i for i in items(dynamodb_local, table) if i["sk"]["S"] == META_SK][0]
+
+
+def test_a_history_page_is_a_head_read_and_a_query_of_its_own_turns(dynamodb_local, table) -> None:
+    writer, _ = new_store(dynamodb_local, table)
+    for start in range(0, 200, 90):
+        writer.add_turns("alice", "long", [m for n in range(start, min(200, start + 90)) for m in exchange(n)])
+    store, calls = new_store(dynamodb_local, table)
+    page = store.get_history("alice", "long", 5, before=101)
+    assert [(t.turn, t.user) for t in page.turns] == [(n, f"question {n - 1}") for n in range(96, 101)]
+    assert page.next_before == 96
+    assert calls.names == ["GetItem", "Query"] and calls.counts == [None, 5]  # the page's five items, no more
+
+
+def test_list_sessions_is_one_query_of_the_actor_index_and_expired_sessions_leave_it(
+        dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaces the index check written before ``list_sessions`` existed: newest first, through the
+    ``sessions_by_actor`` index, never a Scan; expired sessions are skipped, the page still filled, and
+    taken out of the index once."""
+    import time as time_module
+
+    now = [6_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    store, calls = new_store(dynamodb_local, table, ttl=60)
+    for n in range(3):
+        store.add_turns("alice", f"old{n}", exchange(n))
+        now[0] += 1
+    now[0] += 100
+    for n in range(2):
+        store.add_turns("alice", f"new{n}", exchange(n))
+        now[0] += 1
+    store.add_turns("bob", "theirs", exchange(1))
+    calls.clear()
+    page = store.list_sessions("alice", 2)
+    assert [i.session_id for i in page.sessions] == ["new1", "new0"] and page.next_cursor is None
+    assert calls.names[0] == "Query" and calls.params[0]["IndexName"] == ACTOR_INDEX and "Scan" not in calls.names
+    indexed = dynamodb_local.client().query(
+        TableName=table, IndexName=ACTOR_INDEX, KeyConditionExpression="actor_key = :a",
+        ExpressionAttributeValues={":a": {"S": actor_key("alice")}}, ScanIndexForward=False)["Items"]
+    assert [i["session_id"]["S"] for i in indexed] == ["new1", "new0"]
+    assert all(i["sk"]["S"] == META_SK for i in indexed)
+    calls.clear()
+    assert [i.session_id for i in store.list_sessions("alice", 2).sessions] == ["new1", "new0"]
+    assert calls.names == ["Query"] and calls.counts == [2]
+    assert store.add_turns("alice", "old0", exchange(9)) == 1  # a new life: listed again
+    assert [i.session_id for i in store.list_sessions("alice", 5).sessions] == ["old0", "new1", "new0"]
+
+
+def test_a_cursor_pages_on_when_the_session_it_names_was_written_since(dynamodb_local, table) -> None:
+    store, _ = new_store(dynamodb_local, table)
+    for n in range(5):
+        store.add_turns("alice", f"s{n}", exchange(n))
+        time.sleep(0.002)
+    page = store.list_sessions("alice", 2)
+    assert [i.session_id for i in page.sessions] == ["s4", "s3"]
+    store.add_turns("alice", "s3", exchange(9))  # now the newest: above the cursor
+    rest = store.list_sessions("alice", 10, page.next_cursor)
+    assert [i.session_id for i in rest.sessions] == ["s2", "s1", "s0"] and rest.next_cursor is None
+    for forged in (encode_cursor(float("inf"), "s1"), encode_cursor(1e300, "s1")):  # well-formed, unusable here
+        with pytest.raises(InvalidCursor):
+            store.list_sessions("alice", 10, forged)
+
+
 # -- concurrency across processes ---------------------------------------------------------------------
 
 WRITER = """
@@ -231,6 +429,19 @@ def test_a_message_too_large_for_one_item_is_split_and_every_item_stays_under_40
     assert [m.text for m in fresh.list_events("alice", "s1")[0].messages] == [big, "ok"]
 
 
+def test_a_retried_turn_whose_reply_is_split_over_items_answers_the_whole_reply(dynamodb_local, table) -> None:
+    store, _ = new_store(dynamodb_local, table)
+    big = "réponse 🌍 " * 80_000  # 1,040,000 bytes of UTF-8: three parts
+    store.add_turns("alice", "s1", exchange(1))
+    turn = [ConversationalMessage("question 2", USER), ConversationalMessage(big, ASSISTANT)]
+    assert store.add_turns("alice", "s1", turn, idempotency_key="retry-me") == 2
+    with pytest.raises(AlreadyStored) as info:
+        new_store(dynamodb_local, table)[0].add_turns("alice", "s1", turn, idempotency_key="retry-me")
+    assert (info.value.message_count, info.value.reply) == (2, big)
+    assert store.find_request("alice", "s1", "retry-me") == StoredReply(2, big)
+    assert len(store.list_events("alice", "s1")) == 2
+
+
 def test_a_turn_too_large_for_one_transaction_is_a_400_that_stores_nothing_and_one_that_fits_is_kept(http) -> None:
     client, store, _ = http
     status, body = post(client, "x" * 2_000_000)  # echoed back: 4,000,000 bytes for the turn
@@ -266,51 +477,60 @@ def test_length_prefixed_keys_never_collide_whatever_the_ids(dynamodb_local, tab
     assert len(store.get_last_k_turns(*first, 10)) == 1
 
 
-def test_delete_removes_every_item_of_the_session_and_nothing_else(dynamodb_local, table) -> None:
-    store, _ = new_store(dynamodb_local, table)
+def test_delete_removes_every_item_of_the_session_but_its_tombstone_and_nothing_else(
+        dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deliberately changed with the extended contract: the head stays, as the tombstone that keeps the
+    generation (7 days), unlisted and empty; every fragment and idempotency record goes."""
+    import time as time_module
+
+    now = [3_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    store, calls = new_store(dynamodb_local, table)
     for n in range(30):  # more than one BatchWriteItem (25 keys each)
-        store.add_turns("alice", "s1", exchange(n))
+        store.add_turns("alice", "s1", exchange(n), idempotency_key=f"k{n}" if n % 3 == 0 else None)
     store.put_summary("alice", "s1", Summary("so far", 20))
     store.add_turns("alice", "s2", exchange(1))
     store.add_turns("bob", "s1", exchange(1))
     before = {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb_local, table)}
+    calls.clear()
+    now[0] += 1
     assert store.delete_session("alice", "s1") == 30
-    after = {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb_local, table)}
-    assert after == {key for key in before if key[0] != session_pk("alice", "s1")}
-    assert store.add_turns("alice", "s1", exchange(1)) == 1
-
-
-def test_an_actors_sessions_are_found_newest_first_through_the_index_without_a_scan(dynamodb_local, table) -> None:
-    """The ``sessions_by_actor`` index the contract's ``list_sessions`` will read."""
-    store, _ = new_store(dynamodb_local, table)
-    for session in ("first", "second", "third"):
-        store.add_turns("alice", session, exchange(1))
-        time.sleep(0.01)
-    store.add_turns("bob", "other", exchange(1))
-    found = dynamodb_local.client().query(
-        TableName=table, IndexName=ACTOR_INDEX, KeyConditionExpression="actor_key = :a",
-        ExpressionAttributeValues={":a": {"S": actor_key("alice")}}, ScanIndexForward=False)["Items"]
-    assert [i["session_id"]["S"] for i in found] == ["third", "second", "first"]
-    assert all(i["sk"]["S"] == META_SK for i in found)
+    assert calls.names == ["UpdateItem", "Query", "BatchWriteItem", "BatchWriteItem"]  # 10 records, 30 fragments
+    stored = items(dynamodb_local, table)
+    pk = session_pk("alice", "s1")
+    assert {(i["pk"]["S"], i["sk"]["S"]) for i in stored} == {key for key in before if key[0] != pk} | {(pk, META_SK)}
+    [tombstone] = [i for i in stored if i["pk"]["S"] == pk]
+    assert {name: tombstone[name] for name in ("generation", "turns", "users", "events", "expires_at")} == {
+        "generation": {"N": "1"}, "turns": {"N": "0"}, "users": {"N": "0"}, "events": {"N": "0"},
+        "expires_at": {"N": str(int(now[0]) + 7 * 24 * 3600)}}
+    assert not {"actor_key", "summary", "first_message", "live_until"} & set(tombstone)
+    assert store.add_turns("alice", "s1", exchange(1), generation=1) == 1
+    assert "expires_at" not in [i for i in items(dynamodb_local, table) if i["sk"]["S"] == META_SK
+                                and i["pk"]["S"] == pk][0]  # written again: the head persists (no SESSION_TTL)
 
 
 # -- TTL -------------------------------------------------------------------------------------------
 
 def test_every_item_carries_the_ttl_attribute_and_outlives_the_session_as_writes_slide_it(
         dynamodb_local, table, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB deletes each item at its own ``expires_at``: no turn of a live session may go first."""
+    """DynamoDB deletes each item at its own ``expires_at``: no turn of a live session may go first. (Changed
+    with the extended contract: the session's end is ``live_until``; the head, which holds the generation,
+    is reclaimed 7 days after it; an idempotency record is kept SESSION_TTL.)"""
     import time as time_module
 
     now = [2_000_000.0]
     monkeypatch.setattr(time_module, "time", lambda: now[0])
     store, _ = new_store(dynamodb_local, table, ttl=60)
     for n in range(6):  # a write every 50 s: the session never expires, and lives 250 s
-        store.add_turns("alice", "s1", exchange(n))
+        store.add_turns("alice", "s1", exchange(n), idempotency_key=f"k{n}")
         stored = items(dynamodb_local, table)
         [head] = [i for i in stored if i["sk"]["S"] == META_SK]
-        session_end = int(head["expires_at"]["N"])
-        assert session_end == int(now[0]) + 60
-        assert all(int(i["expires_at"]["N"]) >= session_end for i in stored)
+        session_end = float(head["live_until"]["N"])
+        assert session_end == now[0] + 60
+        assert int(head["expires_at"]["N"]) == int(now[0]) + 7 * 24 * 3600
+        assert all(int(i["expires_at"]["N"]) >= session_end for i in stored if i["sk"]["S"].startswith("turn#"))
+        records = [int(i["expires_at"]["N"]) for i in stored if i["sk"]["S"].startswith("idem#")]
+        assert len(records) == n + 1 and max(records) == int(now[0]) + 60
         now[0] += 50
     assert len(store.get_last_k_turns("alice", "s1", 10)) == 6
 
@@ -342,7 +562,8 @@ def test_a_missing_table_stops_start_up_with_one_line(dynamodb_local: DynamoDBLo
         "`python -m memory.dynamodb create-table` or DYNAMODB_CREATE_TABLE=on)"]
 
 
-def test_a_table_of_another_shape_or_without_ttl_is_a_config_error(dynamodb_local, aws_env) -> None:
+def test_a_table_of_another_shape_or_without_ttl_is_a_config_error(dynamodb_local, aws_env,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     client = dynamodb_local.client()
     name = unique_table()
     client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
@@ -353,12 +574,29 @@ def test_a_table_of_another_shape_or_without_ttl_is_a_config_error(dynamodb_loca
             create_store(settings_for(dynamodb_local, name))
     finally:
         client.delete_table(TableName=name)
+    name = unique_table()  # the actor index of an earlier layout: list_sessions could not read its fields
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in
+                              (("pk", "S"), ("sk", "S"), ("actor_key", "S"), ("updated_at", "N"))],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{"IndexName": ACTOR_INDEX, "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                 "KeySchema": [{"AttributeName": "actor_key", "KeyType": "HASH"},
+                                               {"AttributeName": "updated_at", "KeyType": "RANGE"}]}])
+    try:
+        with pytest.raises(ConfigError, match="index 'sessions_by_actor' does not project first_message, "
+                                              "live_until, session_id, users"):
+            create_store(settings_for(dynamodb_local, name))
+    finally:
+        client.delete_table(TableName=name)
     name = unique_table()
     create_table(client, name)
     client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": False,
                                                                          "AttributeName": "expires_at"})
     try:
-        assert isinstance(create_store(settings_for(dynamodb_local, name)), DynamoDBStore)
+        with caplog.at_level(logging.WARNING, logger="memory.dynamodb"):
+            assert isinstance(create_store(settings_for(dynamodb_local, name)), DynamoDBStore)
+        assert "TTL is not enabled on 'expires_at': idempotency records and the tombstones" in caplog.text
         with pytest.raises(ConfigError, match="SESSION_TTL is set but the table's TTL is not enabled"):
             create_store(settings_for(dynamodb_local, name, SESSION_TTL="3600"))
     finally:
