@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run chat test bench venv clean
+.PHONY: run chat test bench venv clean dynamodb-table
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ chat: venv
 
 test: venv
 	$(PY) -m pytest
+
+# MEMORY_BACKEND=dynamodb: create DYNAMODB_TABLE (pk/sk, the actor index, TTL on expires_at) from the environment
+dynamodb-table: venv
+	$(PY) -m memory.dynamodb create-table
 
 # Benchmarks (bench/, a few minutes): tables on stdout, figures and plots in bench/results/.
 # The OpenAI Agents SDK cannot join .venv (it needs other websockets / mcp versions): own venv.

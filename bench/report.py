@@ -43,11 +43,14 @@ def main() -> None:
     if store:
         sizes = [r["size"] for r in store["backends"]["sqlite"]]
         rows = []
-        for name in ("memory", "sqlite", "redis"):
+        for name in ("memory", "sqlite", "redis", "dynamodb"):
             rs = store["backends"].get(name) or []
             if rs:
                 rows.append([f"{name} p50 / p99 ms"] + [f"{r['latency']['p50_ms']:.3f} / {r['latency']['p99_ms']:.2f}"
                                                         for r in rs])
+        ddb = store["backends"].get("dynamodb") or []
+        if ddb:
+            rows.append(["dynamodb calls per turn"] + [str(r["calls"]["per_turn_max"]) for r in ddb])
         ac = store["backends"].get("agentcore") or []
         rows.append(["agentcore calls per turn"] + [str(r["calls"]["per_turn_max"]) for r in ac])
         out += [f"**1. Per-turn memory cost** ({where(store)})", "",

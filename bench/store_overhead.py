@@ -6,11 +6,13 @@ One measured operation is what the memory hooks do for every plain turn:
 holds 10 ... 100,000 turns. The real store calls, nothing else, timed together.
 
 - memory, sqlite, redis: p50 / p99 wall time over ``--iterations`` operations per size.
+- dynamodb: the same on DynamoDB Local (the real engine, a Java process on loopback; NOT the AWS
+  service, whose figures are network round trips), with its service calls per turn counted too.
 - agentcore: the store on its real boto3 client, answered instantly by the Stubber-backed fake
   service of the tests (``tests/agentcore_fake.py``): the figure is service calls per turn, not time.
 
 Pre-fill is fast and outside the timing: big ``add_turns`` calls (one event per chunk) for
-memory / sqlite / redis; for agentcore, events written straight into the fake service, one per turn,
+memory / sqlite / redis, 90 turns per call for dynamodb (one transaction holds at most 99 items); for agentcore, events written straight into the fake service, one per turn,
 exactly as the store writes them (user + assistant, with the ``user_messages`` count metadata).
 
 Each size gets enough sessions that no session grows by more than 10 % during the run; the
@@ -41,19 +43,23 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402
+from memory.dynamodb import DynamoDBStore, create_table  # noqa: E402
 from memory.in_memory import InMemoryStore  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
+from tests.dynamodb_local import DynamoDBLocal, MissingTool  # noqa: E402
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 K = 10
 ACTOR = "bench-actor"
 CHUNK_TURNS = 2_000  # turns per pre-fill add_turns call
+DYNAMODB_CHUNK_TURNS = 90  # a DynamoDB transaction holds at most 99 items (one per turn, and the head)
 TARGET_SQLITE_P50_MS = 0.5
 TARGET_SQLITE_FLATNESS = 1.2
 TARGET_REDIS_P50_MS = 1.0
 TARGET_AGENTCORE_CALLS = 2
+TARGET_DYNAMODB_CALLS = 2
 
 
 def exchange(turn: int) -> list[ConversationalMessage]:
@@ -70,10 +76,10 @@ def sessions_for(size: int, operations: int) -> int:
     return max(1, min(operations, math.ceil(operations * 10 / size)))
 
 
-def prefill(store: SessionStore, session_id: str, turns: int) -> None:
+def prefill(store: SessionStore, session_id: str, turns: int, chunk: int = CHUNK_TURNS) -> None:
     done = 0
     while done < turns:
-        n = min(CHUNK_TURNS, turns - done)
+        n = min(chunk, turns - done)
         messages = [m for t in range(done, done + n) for m in EXCHANGES[t % len(EXCHANGES)]]
         store.add_turns(ACTOR, session_id, messages)
         done += n
@@ -88,18 +94,36 @@ class SizeResult:
     calls: dict[str, Any] = field(default_factory=dict)
 
 
-def measure_timed(store: SessionStore, name: str, size: int, iterations: int, warmup: int) -> SizeResult:
+class CallCounter:
+    """Counts the service calls a boto3 client sends (botocore's ``before-call`` event)."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        client.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+def measure_timed(store: SessionStore, name: str, size: int, iterations: int, warmup: int,
+                  chunk: int = CHUNK_TURNS, counter: CallCounter | None = None) -> SizeResult:
     operations = iterations + warmup
     count = sessions_for(size, operations)
     sessions = [f"{name}-{size}-{i}" for i in range(count)]
     started = time.perf_counter()
     for session_id in sessions:
-        prefill(store, session_id, size)
+        prefill(store, session_id, size, chunk)
     prefill_s = time.perf_counter() - started
     gc.collect()
     samples: list[int] = []
+    per_turn: list[int] = []
+    operations_seen: collections.Counter[str] = collections.Counter()
     new = EXCHANGES[7]
     for i in range(operations):
+        before = counter.calls.copy() if counter is not None else None
         session_id = sessions[i % count]
         t0 = time.perf_counter_ns()
         turns = store.get_last_k_turns(ACTOR, session_id, K)
@@ -109,7 +133,15 @@ def measure_timed(store: SessionStore, name: str, size: int, iterations: int, wa
             raise AssertionError(f"{name}: {len(turns)} turns loaded from a session of {size}+ turns")
         if i >= warmup:
             samples.append(elapsed)
-    return SizeResult(size, count, round(prefill_s, 3), latency_summary(samples))
+            if counter is not None and before is not None:
+                made = counter.calls - before
+                per_turn.append(sum(made.values()))
+                operations_seen.update(made)
+    calls = {}
+    if per_turn:
+        calls = {"per_turn_max": max(per_turn), "per_turn_mean": round(sum(per_turn) / len(per_turn), 3),
+                 "by_operation_per_turn": {op: round(n / len(per_turn), 3) for op, n in sorted(operations_seen.items())}}
+    return SizeResult(size, count, round(prefill_s, 3), latency_summary(samples), calls)
 
 
 # -- AgentCore: events straight into the fake, then count the store's calls ----------------------
@@ -171,15 +203,17 @@ def measure_agentcore(size: int, iterations: int) -> SizeResult:
 # -- the run -------------------------------------------------------------------------------------
 
 def run_backend(name: str, make: Callable[[], SessionStore], sizes: tuple[int, ...], iterations: int,
-                warmup: int) -> list[SizeResult]:
+                warmup: int, chunk: int = CHUNK_TURNS) -> list[SizeResult]:
     results = []
     store = make()
+    counter = CallCounter(store.client) if isinstance(store, DynamoDBStore) else None
     try:
         for size in sizes:
-            result = measure_timed(store, name, size, iterations, warmup)
+            result = measure_timed(store, name, size, iterations, warmup, chunk, counter)
             print(f"  {name:<7} {size:>7} turns: p50 {fmt(result.latency['p50_ms'])} ms, "
                   f"p99 {fmt(result.latency['p99_ms'])} ms ({result.sessions} sessions, pre-fill "
-                  f"{result.prefill_s:.1f} s)", flush=True)
+                  f"{result.prefill_s:.1f} s){' calls ' + str(result.calls['by_operation_per_turn']) if result.calls else ''}",
+                  flush=True)
             results.append(result)
     finally:
         store.close()
@@ -190,7 +224,7 @@ def plot(data: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [2.2, 1]})
-    styles = {"memory": "tab:gray", "sqlite": "tab:blue", "redis": "tab:red"}
+    styles = {"memory": "tab:gray", "sqlite": "tab:blue", "redis": "tab:red", "dynamodb": "tab:green"}
     for name, color in styles.items():
         rows = data["backends"].get(name)
         if not rows:
@@ -228,6 +262,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--agentcore-iterations", type=int, default=20)
     parser.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")), default=SIZES)
+    parser.add_argument("--skip-dynamodb", action="store_true", help="no DynamoDB Local row (it needs Java)")
     args = parser.parse_args()
 
     print(f"store overhead: {args.iterations} timed operations per backend and size, k={K}")
@@ -248,6 +283,21 @@ def main() -> None:
             finally:
                 removed = delete_prefix(url, prefix)
                 print(f"  redis: removed {removed} keys under {prefix}")
+    if not args.skip_dynamodb:
+        try:
+            engine = DynamoDBLocal().start()
+        except MissingTool as e:
+            notes.append(f"DynamoDB Local: {e}; skipped")
+            print(f"note: DynamoDB Local not available ({e}): DynamoDB figures skipped")
+        else:
+            try:
+                client = engine.client()
+                create_table(client, "bench-sessions")
+                backends["dynamodb"] = run_backend(
+                    "dynamodb", lambda: DynamoDBStore(client, "bench-sessions"), args.sizes, args.iterations,
+                    args.warmup, DYNAMODB_CHUNK_TURNS)
+            finally:
+                engine.stop()
     backends["agentcore"] = []
     for size in args.sizes:
         result = measure_agentcore(size, args.agentcore_iterations)
@@ -256,7 +306,7 @@ def main() -> None:
         backends["agentcore"].append(result)
 
     rows = []
-    for name in ("memory", "sqlite", "redis"):
+    for name in ("memory", "sqlite", "redis", "dynamodb"):
         for r in backends.get(name, []):
             rows.append([name, f"{r.size:,}", fmt(r.latency["p50_ms"]), fmt(r.latency["p99_ms"]),
                          fmt(r.latency["mean_ms"]), r.sessions])
@@ -280,6 +330,13 @@ def main() -> None:
     if backends.get("redis"):
         worst = max(r.latency["p50_ms"] for r in backends["redis"])
         checks.append(("Redis p50 <= 1 ms at every size", worst <= TARGET_REDIS_P50_MS, f"worst {worst:.3f} ms"))
+    if backends.get("dynamodb"):
+        print_table("DynamoDB (Local): service calls per plain turn",
+                    ["stored turns", "calls/turn (max)", "by operation"],
+                    [[f"{r.size:,}", r.calls["per_turn_max"], r.calls["by_operation_per_turn"]]
+                     for r in backends["dynamodb"]])
+        worst = max(r.calls["per_turn_max"] for r in backends["dynamodb"])
+        checks.append(("DynamoDB <= 2 service calls per plain turn", worst <= TARGET_DYNAMODB_CALLS, f"max {worst}"))
     worst_calls = max(r.calls["per_turn_max"] for r in backends["agentcore"])
     checks.append(("AgentCore <= 2 service calls per plain turn", worst_calls <= TARGET_AGENTCORE_CALLS,
                    f"max {worst_calls}"))

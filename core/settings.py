@@ -16,11 +16,13 @@ from pathlib import Path
 
 from core.errors import ConfigError
 
-BACKENDS = ("memory", "sqlite", "redis", "agentcore")
+BACKENDS = ("memory", "sqlite", "redis", "agentcore", "dynamodb")
 MODEL_PROVIDERS = ("bedrock", "local", "echo")
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+#: DynamoDB's own rule for table names
+DYNAMODB_TABLE_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
 #: a host name as HOST may give it (letters, digits, '-' and '.'), when it is not an IP address
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 #: bytes one character of ``message`` can take in a JSON body: an escaped surrogate pair (``\ud83d\ude00``)
@@ -51,6 +53,15 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigError(f"{name}={value} must be {bound}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off", "1", "0", "true", "false"):
+        raise ConfigError(f"{name}={raw!r} is not one of on, off")
+    return raw in ("on", "1", "true")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
@@ -121,6 +132,13 @@ class Settings:
     sqlite_busy_timeout_ms: int = 10_000
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "agentcore:"
+    #: ``REDIS_CLUSTER``: ``REDIS_URL`` names one node of a Redis Cluster (redis-py's ``RedisCluster``)
+    redis_cluster: bool = False
+    dynamodb_table: str = "agentcore-sessions"
+    #: ``DYNAMODB_ENDPOINT_URL``: e.g. DynamoDB Local; None: the region's AWS endpoint
+    dynamodb_endpoint_url: str | None = None
+    #: ``DYNAMODB_CREATE_TABLE``: create the table at start-up when it is missing
+    dynamodb_create_table: bool = False
     session_ttl: int | None = None
     memory_id: str | None = None
     aws_region: str = "us-west-2"
@@ -200,9 +218,13 @@ class Settings:
         redis_url = (env.get("REDIS_URL") or cls.redis_url).strip()
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
-        rolling = (env.get("ROLLING_SUMMARY") or "on").strip().lower()
-        if rolling not in ("on", "off", "1", "0", "true", "false"):
-            raise ConfigError(f"ROLLING_SUMMARY={rolling!r} is not one of on, off")
+        dynamodb_table = (env.get("DYNAMODB_TABLE") or cls.dynamodb_table).strip()
+        if not DYNAMODB_TABLE_NAME.fullmatch(dynamodb_table):
+            raise ConfigError(f"DYNAMODB_TABLE={dynamodb_table!r} is not a DynamoDB table name "
+                              "(3-255 characters: letters, digits, _ . -)")
+        endpoint = (env.get("DYNAMODB_ENDPOINT_URL") or "").strip() or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"DYNAMODB_ENDPOINT_URL={endpoint!r} must start with http:// or https://")
         memory_k = _int(env, "MEMORY_K", cls.memory_k, minimum=1, maximum=100)
         assert memory_k is not None
         summary_batch = _int(env, "SUMMARY_BATCH", None, minimum=1)
@@ -219,6 +241,10 @@ class Settings:
                                         maximum=600_000),
             redis_url=redis_url,
             key_prefix=env.get("KEY_PREFIX", cls.key_prefix),
+            redis_cluster=_switch(env, "REDIS_CLUSTER", cls.redis_cluster),
+            dynamodb_table=dynamodb_table,
+            dynamodb_endpoint_url=endpoint,
+            dynamodb_create_table=_switch(env, "DYNAMODB_CREATE_TABLE", cls.dynamodb_create_table),
             session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
             memory_id=memory_id,
             aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),
@@ -230,7 +256,7 @@ class Settings:
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
             log_level=log_level,
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
-            rolling_summary=rolling in ("on", "1", "true"),
+            rolling_summary=_switch(env, "ROLLING_SUMMARY", cls.rolling_summary),
             summary_batch=summary_batch,
             port=_int(env, "PORT", cls.port, minimum=1, maximum=65535),
             host=_host(env),

@@ -39,7 +39,20 @@ def create_store(settings: Settings) -> SessionStore:
     if backend == "redis":
         from memory.redis_store import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, key_prefix=settings.key_prefix, ttl=settings.session_ttl)
+        try:
+            return RedisStore.from_url(settings.redis_url, key_prefix=settings.key_prefix, ttl=settings.session_ttl,
+                                       cluster=settings.redis_cluster)
+        except ValueError as e:  # a URL redis-py (or its cluster client) cannot use
+            raise ConfigError(f"REDIS_URL={settings.redis_url!r}: {e}") from e
+        except StoreUnavailable as e:  # REDIS_CLUSTER=on: the client reads the slot map at start-up
+            raise ConfigError(f"REDIS_URL={settings.redis_url!r} (REDIS_CLUSTER=on): {e.message}") from e
+    if backend == "dynamodb":
+        from memory.dynamodb import DynamoDBStore, make_client
+
+        store = DynamoDBStore(make_client(settings.aws_region, settings.dynamodb_endpoint_url),
+                              settings.dynamodb_table, ttl=settings.session_ttl)
+        store.check_table(create=settings.dynamodb_create_table)  # one clear line when the table is wrong
+        return store
     if backend == "agentcore":
         from memory.agentcore import AgentCoreStore
 
@@ -49,4 +62,4 @@ def create_store(settings: Settings) -> SessionStore:
         if not settings.memory_id:
             raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
         return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
-    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore")
+    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore, dynamodb")

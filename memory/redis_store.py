@@ -15,7 +15,9 @@ whatever characters the ids contain)::
     <KEY_PREFIX>{<len a>:<a>}:sessions              sorted set: the actor's session ids by last write
 
 The ``{...}`` hash tag keeps a session's keys in one Redis Cluster slot, so the
-scripts below may touch all of them. Every session operation is one ``EVALSHA``:
+scripts below may touch all of them: with ``REDIS_CLUSTER=on`` the store talks
+through redis-py's ``RedisCluster``, which sends each script to the node that
+owns the session's slot. Every session operation is one script:
 
 - ``add_turns`` checks the generation and the idempotency key, appends the
   messages, the turn starts and the event and bumps the user-message counter
@@ -38,12 +40,22 @@ second small script on the index's node, sent once the turn is stored (so a
 refused write never reorders the listing). ``list_sessions`` skips (and
 unlists) ids whose session is gone, so an update lost in between only delays
 the listing until the session's next write.
+
+Scripts run by their SHA, and on ``NOSCRIPT`` (a restarted or flushed node) by
+their text on the node that owns the keys: never ``SCRIPT LOAD``, which a cluster
+client sends to every primary (one primary down would fail every session). In a
+pipeline (``delete_session``, ``list_sessions``) a single server gets ``EVALSHA``
+and the calls a ``NOSCRIPT`` failed are sent again as ``EVAL``; a cluster
+pipeline gets ``EVAL`` from the start (redis-py refuses ``EVALSHA`` there: a
+node may lack the script). ``NOSCRIPT`` means nothing ran, so sending the
+script again is never a second write.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -55,8 +67,7 @@ import redis
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from core.errors import AlreadyStored, SessionChanged
@@ -307,8 +318,29 @@ return 0
 """
 
 
-#: any Redis failure (refused, timed out, OOM, read-only replica...) is a 503 naming the store
-_unavailable = unavailable_on("redis", redis.RedisError)
+#: any Redis failure (refused, timed out, OOM, read-only replica, a cluster with no reachable node or
+#: uncovered slots...) is a 503 naming the store
+_unavailable = unavailable_on("redis", (redis.RedisError, RedisClusterException))
+
+
+class SessionScript:
+    """One Lua script: ``EVALSHA``, and after ``NOSCRIPT`` one ``EVAL`` on the node that owns the keys.
+
+    redis-py's ``Script`` answers ``NOSCRIPT`` with ``SCRIPT LOAD``, which a cluster client sends
+    to every primary: with one primary down, sessions on the healthy nodes would fail too. ``EVAL``
+    runs (and caches) the script on the session's own node only.
+    """
+
+    def __init__(self, client: redis.Redis | RedisCluster, text: str) -> None:
+        self._client = client
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self._client.eval(self.text, len(keys), *keys, *args)
 
 
 def session_key(prefix: str, actor_id: str, session_id: str) -> str:
@@ -351,7 +383,7 @@ def _text(raw: bytes | str) -> str:
 class RedisStore(SessionStore):
     name = "redis"
 
-    def __init__(self, client: redis.Redis, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
+    def __init__(self, client: redis.Redis | RedisCluster, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
                  owns_client: bool = False, index_in_script: bool | None = None) -> None:
         """Use ``client`` (injected; it is closed by ``close`` only when ``owns_client``).
 
@@ -367,27 +399,38 @@ class RedisStore(SessionStore):
         self._request_retention = request_retention(ttl)
         self._index_ttl = "" if ttl is None else str(self._generation_ttl)  # without a TTL the index persists
         self._owns_client = owns_client
-        self._add_turns = client.register_script(_ADD_TURNS)
-        self._load_window = client.register_script(_LOAD_WINDOW)
-        self._find_request = client.register_script(_FIND_REQUEST)
-        self._list_events = client.register_script(_LIST_EVENTS)
-        self._delete = client.register_script(_DELETE)
-        self._get_summary = client.register_script(_GET_SUMMARY)
-        self._put_summary = client.register_script(_PUT_SUMMARY)
-        self._history = client.register_script(_HISTORY)
-        self._session_info = client.register_script(_SESSION_INFO)
-        self._index_touch = client.register_script(_INDEX_TOUCH)
-        self._unlist = client.register_script(_UNLIST)
+        self._add_turns = SessionScript(client, _ADD_TURNS)
+        self._load_window = SessionScript(client, _LOAD_WINDOW)
+        self._find_request = SessionScript(client, _FIND_REQUEST)
+        self._list_events = SessionScript(client, _LIST_EVENTS)
+        self._delete = SessionScript(client, _DELETE)
+        self._get_summary = SessionScript(client, _GET_SUMMARY)
+        self._put_summary = SessionScript(client, _PUT_SUMMARY)
+        self._history = SessionScript(client, _HISTORY)
+        self._session_info = SessionScript(client, _SESSION_INFO)
+        self._index_touch = SessionScript(client, _INDEX_TOUCH)
+        self._unlist = SessionScript(client, _UNLIST)
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
-                 socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> RedisStore:
+                 socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 cluster: bool = False) -> RedisStore:
         """A client with bounded timeouts; options in the URL's query (``?socket_timeout=0.5``) win.
 
         A connection that breaks (Redis restarted) is retried once on a fresh
         connection, so the store recovers by itself; a timeout is not retried,
         so a hung Redis fails the request within ``socket_timeout``.
+
+        ``cluster`` (``REDIS_CLUSTER=on``): ``url`` names any node of a Redis
+        Cluster. redis-py's ``RedisCluster`` reads the slot map from it now
+        (``StoreUnavailable`` when no node answers), follows ``MOVED`` and
+        refreshes the map when a node fails; a command is retried once (a
+        retried ``add_turns`` is recognised by its write token, so it is never
+        stored twice).
         """
+        if cluster:
+            return cls(cls._cluster_client(url, socket_timeout, connect_timeout), key_prefix=key_prefix, ttl=ttl,
+                       owns_client=True)
         client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -396,6 +439,16 @@ class RedisStore(SessionStore):
             retry_on_timeout=False,
         )
         return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True)
+
+    @staticmethod
+    @_unavailable
+    def _cluster_client(url: str, socket_timeout: float, connect_timeout: float) -> RedisCluster:
+        return RedisCluster.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        )
 
     def close(self) -> None:
         if self._owns_client:
@@ -428,35 +481,31 @@ class RedisStore(SessionStore):
             return ["", ""]
         return [str(self._ttl), repr(now + self._ttl)]
 
-    def _pipelined(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+    def _pipelined(self, calls: Sequence[tuple[SessionScript, list[str], list[Any]]], *,
+                   raise_on_error: bool = True) -> list[Any]:
         """Several scripts in one round trip, each on its own keys (in a cluster: each on its slot's node).
 
-        ``EVALSHA`` straight into a non-transactional pipeline (redis-py's ``Script`` would add a
-        ``SCRIPT EXISTS`` round trip to every pipeline); a script the server does not know (Redis
-        restarted, ``SCRIPT FLUSH``) is loaded and only the calls that failed are sent again.
-        redis-py refuses ``EVALSHA`` in a cluster pipeline (a node may lack the script), so there
-        the scripts go as ``EVAL`` (the server caches them by their SHA all the same).
+        ``EVALSHA`` straight into a non-transactional pipeline; the calls a ``NOSCRIPT`` failed (Redis
+        restarted, ``SCRIPT FLUSH``) go again as ``EVAL`` in a second one. A cluster pipeline gets
+        ``EVAL`` from the start: redis-py refuses ``EVALSHA`` there (a node may lack the script).
+        ``raise_on_error=False``: a failed call's exception is its result.
         """
-        cluster = isinstance(self._redis, RedisCluster)
+        by_text = isinstance(self._redis, RedisCluster)
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
-        for attempt in range(2):
+        while pending:
             pipe = self._redis.pipeline(transaction=False)
             for i in pending:
                 script, keys, args = calls[i]
-                if cluster:  # (ClusterPipeline has no usable eval(): the command itself)
-                    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
-                else:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # (ClusterPipeline has no usable eval(): the command itself)
+                pipe.execute_command(*(("EVAL", script.text) if by_text else ("EVALSHA", script.sha)),
+                                     len(keys), *keys, *args)
             for i, result in zip(pending, pipe.execute(raise_on_error=False)):
                 results[i] = result
-            pending = [i for i in pending if isinstance(results[i], NoScriptError)]
-            if not pending or attempt:
-                break
-            for script in {id(calls[i][0]): calls[i][0] for i in pending}.values():
-                self._redis.script_load(script.script)
+            pending = [] if by_text else [i for i in pending if isinstance(results[i], NoScriptError)]
+            by_text = True
         for result in results:
-            if isinstance(result, Exception):
+            if raise_on_error and isinstance(result, Exception):
                 raise result
         return results
 
@@ -481,7 +530,7 @@ class RedisStore(SessionStore):
         else:  # Redis Cluster: the index lives in another slot; it is updated once the turn is stored
             result = self._add_turns(keys=keys, args=args)
             if not isinstance(result, list):
-                self._index_touch(keys=[self.index_key(actor_id)], args=[repr(now), *index_args])
+                self._touch_index(actor_id, session_id, [repr(now), *index_args])
         if isinstance(result, list):
             if result[0] == b"changed":
                 raise SessionChanged()
@@ -491,13 +540,27 @@ class RedisStore(SessionStore):
                      actor_id, session_id, len(messages), count)
         return count
 
+    def _touch_index(self, actor_id: str, session_id: str, args: list[Any]) -> None:
+        """Redis Cluster: list the session once its turn is stored. Best effort: the turn is stored and
+        acknowledged even when the index's node is down (the session is listed again on its next write)."""
+        try:
+            self._index_touch(keys=[self.index_key(actor_id)], args=args)
+        except (redis.RedisError, RedisClusterException) as e:
+            logger.warning("actor_id=<%s> | session_id=<%s> | turn stored, actor index not updated: %s",
+                           actor_id, session_id, e)
+
     @_unavailable
     def delete_session(self, actor_id: str, session_id: str) -> int:
         now = time.time()
-        removed, _ = self._pipelined([
+        removed, unlisted = self._pipelined([
             (self._delete, self._all_keys(actor_id, session_id), [repr(now), self._generation_ttl]),
             (self._unlist, [self.index_key(actor_id)], [session_id, repr(now)]),
-        ])
+        ], raise_on_error=False)
+        if isinstance(removed, Exception):
+            raise removed
+        if isinstance(unlisted, Exception):  # (cluster: the index's node) deleted all the same; listing skips it
+            logger.warning("actor_id=<%s> | session_id=<%s> | session deleted, actor index not updated: %s",
+                           actor_id, session_id, unlisted)
         logger.debug("actor_id=<%s> | session_id=<%s> | deleted %d events", actor_id, session_id, removed)
         return int(removed)
 

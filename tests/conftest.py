@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -17,10 +18,13 @@ from service import Assistant
 from core.settings import Settings
 from memory.agentcore import AgentCoreStore
 from memory.base import SessionStore
+from memory.dynamodb import DynamoDBStore, create_table
 from memory.in_memory import InMemoryStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
+from tests.dynamodb_local import DynamoDBLocal, MissingTool
+from tests.redis_cluster import RedisCluster, delete_cluster_prefix
 from tests.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
 from tests.scripted_model import ScriptedModel
 
@@ -36,7 +40,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                  "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "PORT", "HOST",
                  "SESSION_QUEUE_MAX", "TURN_WORKERS", "MAX_BODY_BYTES", "HTTP_READ_TIMEOUT_S", "HTTP_IDLE_TIMEOUT_S",
                  "MAX_CONNECTIONS", "LONG_TERM_MEMORY", "LTM_TOP_K", "LTM_MIN_SCORE", "LTM_MAX_TOKENS",
-                 "LTM_NAMESPACE", "DEV_UI"):
+                 "LTM_NAMESPACE", "DEV_UI", "REDIS_CLUSTER",
+                 "DYNAMODB_TABLE", "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
@@ -73,6 +78,29 @@ def _redis_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFacto
                         cleanup=lambda: delete_prefix(url, prefix))
 
 
+def _redis_cluster_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A real 3-master Redis Cluster (one per test run); every test gets its own key prefix."""
+    url = request.getfixturevalue("redis_cluster").url
+    prefix = unique_prefix()
+    return StoreFactory("redis-cluster",
+                        lambda ttl=None: RedisStore.from_url(url, key_prefix=prefix, ttl=ttl, cluster=True),
+                        cleanup=lambda: delete_cluster_prefix(url, prefix))
+
+
+def unique_table() -> str:
+    return f"sessions-{uuid.uuid4().hex[:12]}"
+
+
+def _dynamodb_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """DynamoDB Local (one per test run); every test gets a table of its own, deleted afterwards."""
+    engine: DynamoDBLocal = request.getfixturevalue("dynamodb_local")
+    client = engine.client()
+    table = unique_table()
+    create_table(client, table)
+    return StoreFactory("dynamodb", lambda ttl=None: DynamoDBStore(client, table, ttl=ttl),
+                        cleanup=lambda: client.delete_table(TableName=table))
+
+
 @functools.lru_cache(maxsize=1)
 def boto3_session() -> boto3.Session:
     """One boto3 session for every test client: the service model is loaded once."""
@@ -102,7 +130,40 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]
     "sqlite": _sqlite_factory,
     "redis": _redis_factory,
     "agentcore": _agentcore_factory,
+    "dynamodb": _dynamodb_factory,
+    "redis-cluster": _redis_cluster_factory,
 }
+
+
+def start_or_skip(engine, what: str):  # -> the started engine
+    """Start a test engine; a missing tool skips (naming it), except where ``REQUIRE_TEST_SERVICES`` is set
+    (``.ci/run`` sets it: in CI a missing engine fails the run loudly)."""
+    try:
+        return engine.start()
+    except MissingTool as e:
+        if os.environ.get("REQUIRE_TEST_SERVICES", "").strip() not in ("", "0"):
+            pytest.fail(f"{what}: {e} (REQUIRE_TEST_SERVICES is set)", pytrace=False)
+        pytest.skip(f"{what}: {e}")
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """DynamoDB Local on a free loopback port, in memory, for the whole run; stopped by pid."""
+    engine = start_or_skip(DynamoDBLocal(), "DynamoDB Local")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster on free loopback ports for the whole run; stopped by pid."""
+    cluster = start_or_skip(RedisCluster(tmp_path_factory.mktemp("redis-cluster")), "Redis Cluster")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +184,24 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     factory = STORE_FACTORIES[request.param](request, tmp_path)
     yield factory
     factory.cleanup()
+
+
+#: the first four backends: enough for tests of the request path alone (parsing, streaming, the
+#: handler), whose code is the same whatever the store; the contract suite and every test that reaches
+#: a store's own behaviour run on all of STORE_FACTORIES
+REQUEST_PATH_BACKENDS = ("memory", "sqlite", "redis", "agentcore")
+
+
+def store_factory_over(names: tuple[str, ...]):  # -> a pytest fixture
+    """A ``store_factory`` fixture over ``names`` only; a module assigns it to ``store_factory`` to narrow its runs."""
+
+    @pytest.fixture(params=list(names), name="store_factory")
+    def narrowed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+        factory = STORE_FACTORIES[request.param](request, tmp_path)
+        yield factory
+        factory.cleanup()
+
+    return narrowed
 
 
 @pytest.fixture(params=[name for name, f in STORE_FACTORIES.items() if f is not _memory_factory])

@@ -7,7 +7,6 @@ their own.
 
 from __future__ import annotations
 
-import random
 import shutil
 import signal
 import socket
@@ -32,10 +31,13 @@ def answers_ping(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = False,
+                 options: list[str] | None = None) -> None:
+        """``options``: more ``redis-server`` arguments (e.g. cluster mode)."""
         self.directory = directory
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +52,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory)],
+             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.directory), *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -98,77 +100,3 @@ def delete_prefix(url: str, prefix: str) -> None:
     finally:
         client.close()
 
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too (the kernel's picks are often too high)."""
-    for _ in range(200):
-        port = random.randrange(20_000, 30_000)
-        if _bindable(port) and _bindable(port + 10_000):
-            return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
-
-
-class RedisClusterServers:
-    """Three ``redis-server --cluster-enabled yes`` nodes on loopback, joined by ``redis-cli --cluster create``."""
-
-    def __init__(self, directory: Path, nodes: int = 3) -> None:
-        self.directory = directory
-        self.servers = [RedisServer(directory / f"node{i}", cluster_port()) for i in range(nodes)]
-
-    @property
-    def port(self) -> int:
-        return self.servers[0].port
-
-    def start(self, timeout: float = 20.0) -> RedisClusterServers:
-        binary = shutil.which("redis-server")
-        cli = shutil.which("redis-cli")
-        if binary is None or cli is None:
-            raise RuntimeError("redis-server / redis-cli are not installed (apt-get install -y redis-server; "
-                               ".ci/run does this)")
-        for server in self.servers:
-            server.directory.mkdir(parents=True, exist_ok=True)
-            server.process = subprocess.Popen(
-                [binary, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(server.directory), "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{server.port}.conf"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        try:
-            while not all(answers_ping(port=s.port) for s in self.servers):
-                for server in self.servers:
-                    assert server.process is not None
-                    if server.process.poll() is not None:
-                        raise RuntimeError(f"redis-server (cluster node, port {server.port}) exited with "
-                                           f"{server.process.returncode}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Redis Cluster nodes did not answer")
-                time.sleep(0.02)
-            subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
-            client = redis.Redis(port=self.port)
-            try:
-                while client.cluster("info").get("cluster_state") != "ok":
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
-                    time.sleep(0.05)
-            finally:
-                client.close()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        for server in self.servers:
-            server.stop()

@@ -2,7 +2,8 @@
 
 Every backend gets events of roles a conversation does not have (``OTHER``, ``TOOL``, as other tools
 write them); then each backend's own kind of damage: SQLite rows of an unknown role or with a blob
-where the text should be, Redis entries that are not JSON or not a message, AgentCore events whose
+where the text should be, Redis entries that are not JSON or not a message (also on a Redis Cluster),
+DynamoDB fragments that are not JSON, not messages or missing a part, AgentCore events whose
 payload is a blob that is not ours and a "summary" event without a summary. The next chat turn, the
 summary action and the clear action all answer 200, the model sees a history that alternates
 user / assistant, and no damaged or foreign text reaches it.
@@ -23,6 +24,7 @@ from starlette.testclient import TestClient
 from service import Assistant
 from memory.agentcore import SUMMARY_KEY, AgentCoreStore
 from memory.base import SessionStore
+from memory.dynamodb import DynamoDBStore, FragmentKey, session_pk
 from memory.redis_store import RedisStore
 from tests.conftest import SESSION_HEADER
 from tests.scripted_model import ScriptedModel
@@ -56,7 +58,27 @@ def damage_agentcore(store: SessionStore, tmp_path: Path) -> None:
     session.add_turns([BlobMessage({"junk": "no summary here"})], metadata={SUMMARY_KEY: {"stringValue": "1"}})
 
 
-DAMAGE = {"sqlite": damage_sqlite, "redis": damage_redis, "agentcore": damage_agentcore}
+def damage_dynamodb(store: SessionStore, tmp_path: Path) -> None:
+    assert isinstance(store, DynamoDBStore)
+    pk = session_pk(ACTOR, SESSION)
+    fragments = {FragmentKey.parse(i["sk"]["S"]).turn: i for i in store.client.query(
+        TableName=store.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": {"S": pk}, ":f": {"S": "turn#"}})["Items"] if i.get("starts_turn", {}).get("BOOL")}
+    fragments[2]["body"] = {"S": "not json {"}  # answer 2 and question 2
+    fragments[3]["body"] = {"S": json.dumps(["not", "a", "message"])}
+    robot = FragmentKey.parse(fragments[3]["sk"]["S"])
+    store.client.put_item(TableName=store.table, Item={  # a foreign role, and a fragment whose part is missing
+        **fragments[3], "sk": {"S": FragmentKey(robot.epoch, robot.turn, 90, 0).sk},
+        "body": {"S": json.dumps([{"role": "ROBOT", "text": "beep"}])}})
+    store.client.put_item(TableName=store.table, Item={
+        **fragments[3], "sk": {"S": FragmentKey(robot.epoch, robot.turn, 91, 0).sk}, "parts": {"N": "2"},
+        "body": {"S": json.dumps([{"role": "USER", "text": "junk"}])}})
+    for turn in (2, 3):
+        store.client.put_item(TableName=store.table, Item=fragments[turn])
+
+
+DAMAGE = {"sqlite": damage_sqlite, "redis": damage_redis, "agentcore": damage_agentcore,
+          "dynamodb": damage_dynamodb}
 
 
 def test_corrupt_and_foreign_entries_are_skipped_with_a_warning_never_a_500(

@@ -13,6 +13,10 @@ from starlette.responses import JSONResponse
 from agent import chat_handler
 from service import Assistant
 from tests.scripted_model import ScriptedModel
+from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
+
+#: the request path alone: the same code whatever the store (the contract suite covers every backend)
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 ACTOR_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id"
 

@@ -1,11 +1,12 @@
 """Many clients at once: every turn stored exactly once, counts exactly 1..N, histories well-formed.
 
-The real server (``python agent.py``, echo model) on ``memory``, ``sqlite`` and ``redis``:
-16 clients x 12 messages on ONE session while 100 other clients each talk to their own
-session (2 messages each), all at once; on Redis through two server processes (replicas) on
-one key prefix. AgentCore Memory cannot be reached from a subprocess (its fake answers through
-a Stubber in this process), so it gets the same shape in-process through the entrypoint
-(16 x 8 and 100 x 2), as does ``memory``, whose store cannot be read from outside the server.
+The real server (``python agent.py``, echo model) on ``memory``, ``sqlite``, ``redis``, a Redis
+Cluster and DynamoDB Local: 16 clients x 12 messages on ONE session while 100 other clients each
+talk to their own session (2 messages each), all at once; on Redis, the cluster and DynamoDB
+through two server processes (replicas) on one key prefix / table. AgentCore Memory cannot be
+reached from a subprocess (its fake answers through a Stubber in this process), so it gets the
+same shape in-process through the entrypoint (16 x 8 and 100 x 2), as does ``memory``, whose
+store cannot be read from outside the server.
 
 Sizes: the issue's 16 x 50 takes 3.5-8 s per backend on two cores (the echo model's turn is
 mostly Strands' own per-call overhead); what finds a race is 16 writers on one session at
@@ -37,8 +38,11 @@ from core.settings import Settings
 from memory.base import SessionStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
+from memory.dynamodb import DynamoDBStore, create_table
 from models import EchoModel
-from tests.conftest import SESSION_HEADER, STORE_FACTORIES
+from tests.conftest import SESSION_HEADER, STORE_FACTORIES, unique_table
+from tests.dynamodb_local import CLIENT_ENV
+from tests.redis_cluster import delete_cluster_prefix
 from tests.http_load import Load, LogDrain, echo, http_caller, in_threads
 from tests.scripted_model import ScriptedModel
 from tests.redis_server import delete_prefix, unique_prefix
@@ -60,15 +64,18 @@ class LiveServers:
     store: SessionStore | None  # the same data, read from the test process (None: memory)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "dynamodb"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers]:
-    """One server; for Redis two, on one key prefix: replicas must stay correct too (the write is
-    one atomic script, so counts stay gap-free across processes)."""
-    env = {"MEMORY_BACKEND": request.param, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db"),
+    """One server; for Redis, Redis Cluster and DynamoDB two, on one key prefix / table: replicas must
+    stay correct too (the write is one atomic script, or one conditional transaction, so counts stay
+    gap-free across processes)."""
+    backend = "redis" if request.param == "redis-cluster" else request.param
+    env = {"MEMORY_BACKEND": backend, "ROLLING_SUMMARY": "off", "SESSION_DB": str(tmp_path / "s.db"),
            "SESSION_QUEUE_MAX": str(SERVER_LOAD.clients)}
     store: SessionStore | None = None
     prefix = unique_prefix()
     replicas = 1
+    cleanup = lambda: None  # noqa: E731
     if request.param == "sqlite":
         store = SQLiteStore(tmp_path / "s.db")
     elif request.param == "redis":
@@ -76,6 +83,22 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers
         env.update(REDIS_URL=url, KEY_PREFIX=prefix)
         store = RedisStore.from_url(url, key_prefix=prefix)
         replicas = 2
+        cleanup = lambda: delete_prefix(url, prefix)  # noqa: E731
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        env.update(REDIS_URL=url, REDIS_CLUSTER="on", KEY_PREFIX=prefix)
+        store = RedisStore.from_url(url, key_prefix=prefix, cluster=True)
+        replicas = 2
+        cleanup = lambda: delete_cluster_prefix(url, prefix)  # noqa: E731
+    elif request.param == "dynamodb":
+        engine = request.getfixturevalue("dynamodb_local")
+        table = unique_table()
+        client = engine.client()
+        create_table(client, table)
+        env.update(DYNAMODB_ENDPOINT_URL=engine.endpoint, DYNAMODB_TABLE=table, **CLIENT_ENV)
+        store = DynamoDBStore(client, table)
+        replicas = 2
+        cleanup = lambda: client.delete_table(TableName=table)  # noqa: E731
     servers = in_threads(lambda: Server(env).start(), [()] * replicas)
     try:
         yield LiveServers(servers, [LogDrain(server) for server in servers], store)
@@ -84,8 +107,7 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServers
             server.stop()
         if store is not None:
             store.close()
-        if request.param == "redis":
-            delete_prefix(request.getfixturevalue("redis_url"), prefix)
+        cleanup()
 
 
 def test_many_clients_on_one_session_and_100_sessions_at_once_on_the_running_server(live: LiveServers) -> None:

@@ -22,11 +22,15 @@ from core.settings import Settings
 from memory.base import SessionStore
 from service import Assistant
 from service.logs import RateLimitRepeats
-from tests.conftest import ACTOR_HEADER, SESSION_HEADER
+from tests.conftest import ACTOR_HEADER, REQUEST_PATH_BACKENDS, SESSION_HEADER, STORE_FACTORIES, store_factory_over
 from tests.http_load import LogDrain
 from tests.scripted_model import ScriptedModel
 from tests.server import ROOT, InProcessServer, Server, free_port
 from tests.test_identity import bearer
+
+#: the request path alone: the same code whatever the store (the contract suite covers every backend);
+#: what a store module logs is checked on every backend (no message text at INFO)
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 SECRET = "the launch code is 0000-SWORDFISH"
 
@@ -118,6 +122,7 @@ def test_a_bug_is_a_json_500_with_the_request_id_and_one_logged_traceback(
     assert post(client, {"message": "next"}).status_code == 200
 
 
+@pytest.mark.parametrize("store_factory", list(STORE_FACTORIES), indirect=True)
 def test_no_message_text_is_logged_at_info_or_above(client: TestClient, model: ScriptedModel,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """Through every path that handles the text: a chat turn, the summarize tool, the summary and

@@ -1,6 +1,6 @@
 """Redis-only behaviour, against a real redis-server: keys, TTL on every key, tail reads, atomic writes
 across processes, corrupt entries, outages (a private server stopped, frozen and restarted), the
-per-actor session index, and a real 3-node Redis Cluster."""
+per-actor session index, and scripts flushed from the server (Redis Cluster: tests/test_redis_cluster.py)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from starlette.testclient import TestClient
 
 import agent
 from service import Assistant
 from core.settings import Settings
-from core.errors import AlreadyStored, SessionChanged, StoreUnavailable
-from memory.base import StoredReply, Summary
+from core.errors import StoreUnavailable
+from memory.base import Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import SESSION_HEADER
-from tests.redis_server import RedisClusterServers, RedisServer, unique_prefix
+from tests.redis_server import RedisServer
 from tests.scripted_model import ScriptedModel
 from tests.server import ROOT, Server, free_port
 
@@ -337,55 +335,11 @@ def test_a_generation_outlives_the_session_by_at_least_7_days_and_each_write_ren
     assert all(raw.ttl(k) <= 60 for k in store.keys("alice", "s1") if raw.exists(k))
 
 
-# -- Redis Cluster ---------------------------------------------------------------------------------
+# -- scripts ---------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
-    yield servers
-    servers.stop()
-
-
-def test_on_a_redis_cluster_each_session_is_one_slot_and_the_index_is_a_command_of_its_own(
-        redis_cluster: RedisClusterServers) -> None:
-    client = RedisCluster(host="127.0.0.1", port=redis_cluster.port)
-    store = RedisStore(client, key_prefix=unique_prefix())
-    try:
-        sessions = [f"s{n}" for n in range(6)]
-        slots = {client.keyslot(k) for s in sessions for k in store._all_keys("alice", s)}
-        assert len(slots) == len(sessions)  # one slot per session: its script may touch all of its keys
-        assert slots - {client.keyslot(store.index_key("alice"))}  # the index is elsewhere
-        for n, session_id in enumerate(sessions):
-            window = store.load_window("alice", session_id, 5)
-            assert store.add_turns("alice", session_id, exchange(n), generation=window.generation,
-                                   idempotency_key=f"k{n}") == 1
-        with pytest.raises(AlreadyStored):
-            store.add_turns("alice", "s0", exchange(0), idempotency_key="k0")
-        page = store.list_sessions("alice", 4)
-        assert [i.session_id for i in page.sessions] == ["s5", "s4", "s3", "s2"]
-        assert [i.session_id for i in store.list_sessions("alice", 4, page.next_cursor).sessions] == ["s1", "s0"]
-        window = store.load_window("alice", "s1", 5)
-        store.delete_session("alice", "s1")
-        with pytest.raises(SessionChanged):
-            store.add_turns("alice", "s1", exchange(9), generation=window.generation)
-        assert store.put_summary("alice", "s1", Summary("late", 1), generation=window.generation) is False
-        assert [i.session_id for i in store.list_sessions("alice", 10).sessions] == ["s5", "s4", "s3", "s2", "s0"]
-        for node in client.get_primaries():  # the scripts are gone (a restarted node): loaded again as needed
-            node.redis_connection.script_flush()
-        assert store.add_turns("alice", "s2", exchange(2)) == 2
-        assert [t.turn for t in store.get_history("alice", "s2", 10).turns] == [1, 2]
-        assert store.find_request("alice", "s3", "k3") == StoredReply(1, "answer 3")
-        # why the index cannot be in the session's script there: another slot
-        inline = RedisStore(client, key_prefix=unique_prefix(), index_in_script=True)
-        with pytest.raises(RedisClusterException, match="same key slot"):
-            for session_id in sessions:
-                inline.add_turns("alice", session_id, exchange(1))
-    finally:
-        client.close()
-
-
-def test_a_script_flushed_from_redis_is_loaded_again_for_pipelined_calls(redis_url: str, prefix: str,
-                                                                          raw: redis.Redis) -> None:
+def test_a_script_flushed_from_redis_runs_again_for_pipelined_calls(redis_url: str, prefix: str,
+                                                                    raw: redis.Redis) -> None:
+    """A restarted Redis has no scripts: the calls NOSCRIPT failed are sent again by their text."""
     store = RedisStore.from_url(redis_url, key_prefix=prefix)
     store.add_turns("alice", "s1", exchange(1))
     raw.script_flush()

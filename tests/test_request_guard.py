@@ -20,12 +20,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from service import Assistant
-from tests.conftest import ACTOR_HEADER, SESSION_HEADER
+from tests.conftest import ACTOR_HEADER, REQUEST_PATH_BACKENDS, SESSION_HEADER, STORE_FACTORIES, store_factory_over
 from tests.http_load import LogDrain
 from tests.scripted_model import ScriptedModel
 from tests.server import Server
 from tests.test_identity import bearer
 from tests.test_streaming import sse_events
+
+#: the request path alone: the same code whatever the store (the contract suite covers every
+#: backend); the lone-surrogate test, about what reaches a store, runs on every backend
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 REQUEST_ID_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
 
@@ -79,6 +83,7 @@ def test_a_deeply_nested_body_on_the_real_server_is_a_json_400_and_no_traceback(
 LONE_SURROGATE = b'"\\ud800"'
 
 
+@pytest.mark.parametrize("store_factory", list(STORE_FACTORIES), indirect=True)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_a_lone_surrogate_in_the_message_is_a_400_before_anything_is_stored_on_every_backend(
         client: TestClient, assistant: Assistant, model: ScriptedModel, stream: bool) -> None:

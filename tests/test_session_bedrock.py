@@ -20,6 +20,10 @@ from service import Assistant, parse_request
 from core.settings import Settings
 from memory.base import SessionStore, Summary
 from models.summarizer import SUMMARY_SYSTEM_PROMPT
+from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
+
+#: the request path alone: the same code whatever the store (the contract suite covers every backend)
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

@@ -27,9 +27,13 @@ import pytest
 from core.settings import Settings
 from memory.base import SessionStore
 from service import Assistant
+from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
 from tests.http_load import echo
 from tests.scripted_model import ScriptedModel
 from tests.server import SESSION_HEADER, InProcessServer
+
+#: the request path alone: the same code whatever the store (the contract suite covers every backend)
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 QUEUE_MAX = 8
 CLIENTS = 64  # on the one busy session, all at once

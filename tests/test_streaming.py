@@ -29,6 +29,10 @@ from memory.base import SessionStore
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
 from tests.scripted_model import ScriptedModel
 from tests.server import free_port
+from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
+
+#: the request path alone: the same code whatever the store (the contract suite covers every backend)
+store_factory = store_factory_over(REQUEST_PATH_BACKENDS)
 
 Event = str | dict[str, Any]
 
