@@ -55,15 +55,6 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
     return value
 
 
-def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in ("on", "off", "1", "0", "true", "false"):
-        raise ConfigError(f"{name}={raw!r} is not one of on, off")
-    return raw in ("on", "1", "true")
-
-
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -94,11 +85,11 @@ def default_max_body_bytes(max_message_chars: int) -> int:
     return max_message_chars * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
-def _switch(env: Mapping[str, str], name: str) -> bool | None:
-    """on/off (1/0, true/false); None when unset."""
+def _switch(env: Mapping[str, str], name: str, default: bool | None = None) -> bool | None:
+    """on/off (1/0, true/false); ``default`` when unset."""
     raw = env.get(name, "").strip().lower()
     if not raw:
-        return None
+        return default
     if raw not in SWITCH_ON + SWITCH_OFF:
         raise ConfigError(f"{name}={raw!r} is not one of on, off")
     return raw in SWITCH_ON
