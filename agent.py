@@ -3,6 +3,10 @@
 Run with ``python agent.py`` (or ``make run``), or ``uvicorn agent:app``.
 Settings come from the environment (see README); a wrong one stops start-up
 with one line naming the variable.
+
+Shutdown (SIGTERM, SIGINT, or the end of the app's lifespan) closes the assistant:
+running turns finish, long-term memory's background writer drains its queue
+(a clean shutdown loses no record of an acknowledged turn), the store closes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bedrock_agentcore.runtime import BedrockAgentCoreApp
 from bedrock_agentcore.runtime.context import RequestContext
 from starlette.middleware import Middleware
 
+import longterm
 from core.errors import ConfigError
 from core.settings import Settings
 from memory import create_store
@@ -30,25 +35,48 @@ from ui.web import mount_dev_ui, page_url
 logger = logging.getLogger(__name__)
 
 _assistant: Assistant | None = None
+#: whether the app closes ``_assistant`` when its lifespan ends (it built it, or main() handed it over)
+_owned = False
 
 
 def build_assistant(settings: Settings | None = None) -> Assistant:
+    """The store, long-term memory (per ``LONG_TERM_MEMORY`` and the backend; it logs one line) and the model."""
     settings = settings or Settings.from_env()
-    return Assistant(settings, create_store(settings), create_model(settings))
+    store = create_store(settings)
+    ltm = None
+    try:
+        ltm = longterm.create_long_term(settings, store.name)
+        return Assistant(settings, store, create_model(settings), ltm)
+    except BaseException:  # a refused setting (ConfigError) or an interrupt: release what was opened
+        if ltm is not None:
+            ltm.close()
+        store.close()
+        raise
 
 
 def get_assistant() -> Assistant:
-    global _assistant
+    global _assistant, _owned
     if _assistant is None:
-        _assistant = build_assistant()
+        _assistant, _owned = build_assistant(), True
         _assistant.probe_store()
     return _assistant
 
 
-def set_assistant(assistant: Assistant | None) -> None:
-    """Install the assistant the entrypoint uses (tests and embedders)."""
-    global _assistant
-    _assistant = assistant
+def set_assistant(assistant: Assistant | None, *, owned: bool = False) -> None:
+    """Install the assistant the entrypoint uses (tests and embedders).
+
+    ``owned``: the app closes it when its lifespan ends (``main()``); otherwise the caller closes it.
+    """
+    global _assistant, _owned
+    _assistant, _owned = assistant, owned and assistant is not None
+
+
+def close_assistant() -> None:
+    """Uninstall and close the installed assistant, if any: turns finish, long-term memory drains, the store closes."""
+    assistant = _assistant
+    set_assistant(None)
+    if assistant is not None:
+        assistant.close()
 
 
 def request_limits() -> tuple[int, str]:
@@ -59,12 +87,21 @@ def request_limits() -> tuple[int, str]:
 
 @asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Build (and validate) everything before the first request; at the end, close what this lifespan built.
+
+    An assistant installed by ``set_assistant`` without ``owned`` (tests, embedders) is its installer's to close.
+    """
     if not logging.getLogger().handlers:  # served by `uvicorn agent:app` (e.g. `agentcore dev`), not main()
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
-    if get_assistant().settings.dev_ui:  # build (and validate) everything before the first request
+    assistant = get_assistant()  # build (and validate) everything before the first request
+    if assistant.settings.dev_ui:
         mount_dev_ui(app)  # the chat page on GET / (DEV_UI=on: `make run`; never unless asked)
-    yield
+    try:
+        yield
+    finally:  # uvicorn's shutdown (SIGTERM, SIGINT): after it, uvicorn re-raises SIGTERM, which ends the process
+        if _owned and _assistant is assistant:
+            close_assistant()
 
 
 app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits)])
@@ -97,13 +134,16 @@ def main() -> None:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
-    set_assistant(assistant)
+    set_assistant(assistant, owned=True)  # closed at the lifespan's end: SIGTERM never returns from app.run
     log_start_up(settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
     assistant.probe_store()
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))
-    app.run(**server)
+    try:
+        app.run(**server)
+    finally:  # a start-up failure, or SIGINT (KeyboardInterrupt): close it if the lifespan did not
+        close_assistant()
 
 
 if __name__ == "__main__":

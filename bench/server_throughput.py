@@ -10,7 +10,7 @@ does (``BedrockAgentCoreApp.run``, uvicorn), all with the echo model so the mode
   (c) sqlite    ``agent.py`` (its ``main()``, via ``bench/apps/serve_agent.py``) with ``MEMORY_BACKEND=sqlite`` (the default configuration otherwise)
   (d) redis     ``agent.py`` with ``MEMORY_BACKEND=redis`` (its own ``KEY_PREFIX``, removed after)
 
-and (c), (d) again with ``ROLLING_SUMMARY=off``, and (c) with long-term memory on (``bench/apps/serve_agent_ltm.py``:
+and (c), (d) again with ``ROLLING_SUMMARY=off``, and (c) with long-term memory on (``LONG_TERM_MEMORY=on``:
 its actor already holding the 400 sessions' 16,000 records; target: >= 0.9 x (c) without it) (the default is on: past ``MEMORY_K`` turns, one turn
 in ``SUMMARY_BATCH`` (default 5) folds the next 5 turns into the summary, one more model call).
 
@@ -55,7 +55,6 @@ from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 
 AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
-AGENT_LTM = BENCH / "apps" / "serve_agent_ltm.py"  # the same with long-term memory wired (docs/longterm.md)
 LTM_TARGET_RATIO = 0.9
 CLIENTS = 8
 SESSIONS_PER_CLIENT = 50
@@ -427,7 +426,7 @@ def main() -> None:
                                   store="sqlite", rolling_summary=rolling))
             if rolling == "on":
                 ltm_db = directory / "sessions-ltm.db"
-                configs.append(Config("c-sqlite-ltm", "(c) ours sqlite + long-term memory", AGENT_LTM,
+                configs.append(Config("c-sqlite-ltm", "(c) ours sqlite + long-term memory", AGENT,
                                       {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(ltm_db),
                                        "LONG_TERM_MEMORY": "on"},
                                       store="sqlite", rolling_summary=rolling, long_term=True))

@@ -9,6 +9,11 @@ event loop): the request waits for its session there, holding no thread, and the
 blocking turn (Strands agent, store I/O) runs on ``TURN_WORKERS`` threads of our own,
 never in the thread pool ``/ping`` needs. Direct callers (tests, embedders) call
 ``handle``, which does the same on the calling thread.
+
+With long-term memory (``Assistant.ltm``), a turn also recalls the actor's records from
+earlier sessions into the system prompt (``LongTermHooks``, after the memory hooks) and,
+once its exchange is stored, queues it for the background writer; ``search_memory`` and
+``forget`` are actions on the actor, and ``clear_session`` deletes the session's records.
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ from typing import Any
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from strands import Agent
+from strands.agent import AgentResult
 from strands.models import Model
 from strands.types.exceptions import MaxTokensReachedException
 
 from core.errors import AssistantError, BadRequest, ClientGone, InternalError, ModelError, SessionBusy
 from core.settings import Settings
 from core.timing import end_timings, start_timings, timed
+from hooks.longterm import LongTermHooks
 from hooks.memory import MemoryHooks
 from hooks.model_timer import ModelTimer
+from longterm import LongTermMemory, forget_action, search_action
 from memory.base import SessionStore, StoredReply
 from models.base import reply_text, run_agent, text_of
 from models.summarizer import Summarizer
@@ -41,10 +49,11 @@ from service.failures import model_error
 from service.guard import ClientWatch, client_watch
 from service.identity import check_single_valued
 from service.logs import RequestLine
-from service.requests import ACTOR_ACTIONS, ChatRequest, parse_request
+from service.requests import ACTOR_ACTIONS, ChatRequest, long_term_off, parse_request
 from service.slots import Job, SessionSlots
 from service.streaming import END_OF_STREAM, EventChannel, EventStream, StreamedTurn, sse_body
 from service.views import history_body, memory_report, replay_body, sessions_body
+from tools.longterm import LongTermTools
 from tools.session import SessionTools
 
 logger = logging.getLogger(__name__)
@@ -56,7 +65,8 @@ SYSTEM_PROMPT = (
 
 
 #: response fields that go into the request's log line (never the reply or the summary text)
-OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated", "replayed")
+OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated", "replayed", "memories_used",
+                  "deleted_memories")
 
 
 def session_key(request: ChatRequest) -> Hashable:
@@ -85,12 +95,21 @@ def error_response(error: AssistantError) -> JSONResponse:
 
 
 class Assistant:
-    """Everything one process needs to answer requests: settings, one store, one model."""
+    """Everything one process needs to answer requests: settings, one store, one model, long-term memory or none.
 
-    def __init__(self, settings: Settings, store: SessionStore, model: Model) -> None:
+    ``ltm`` (``longterm.create_long_term``, built by ``agent.build_assistant``): each turn recalls the
+    actor's records from earlier sessions and records its stored exchange; ``search_memory`` and
+    ``forget`` answer from it; ``clear_session`` deletes the session's records too. None: off (the
+    responses carry no long-term fields, and the two actions are a 400 saying so).
+    """
+
+    def __init__(self, settings: Settings, store: SessionStore, model: Model,
+                 ltm: LongTermMemory | None = None) -> None:
         self.settings = settings
         self.store = store
         self.model = model
+        #: the process's long-term memory (None: off); closed (its writer drained) by ``close``
+        self.ltm = ltm
         #: the one summariser: session tools, payload actions and the rolling summary all use it
         self.summarizer = Summarizer(model)
         #: the ``TURN_WORKERS`` threads that run the server's turns (each started when first needed)
@@ -113,20 +132,56 @@ class Assistant:
         return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
                            batch=self.settings.fold_batch, idempotency_key=request.idempotency_key)
 
-    def build_agent(self, hooks: MemoryHooks) -> Agent:
+    def longterm_hooks(self, hooks: MemoryHooks) -> LongTermHooks | None:
+        """The long-term recall of one turn (None when long-term memory is off).
+
+        It leaves out the turns of the window the memory hooks loaded (``loaded_turns``, read
+        when it runs, after them), so the model never sees one exchange twice.
+        """
+        if self.ltm is None:
+            return None
+        s, session = self.settings, hooks.session_id
+        return LongTermHooks(self.ltm, hooks.actor_id, session, top_k=s.ltm_top_k, min_score=s.ltm_min_score,
+                             max_tokens=s.ltm_max_tokens, window=lambda: {(session, n) for n in hooks.loaded_turns})
+
+    def build_agent(self, hooks: MemoryHooks, longterm: LongTermHooks | None = None) -> Agent:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.
 
-        Its session tools are bound to the hooks' (actor, session), never to ids the model
-        could supply; with ``ROLLING_SUMMARY`` the hooks also keep the session's rolling summary.
+        Its tools are bound to the hooks' (actor, session), never to ids the model could supply:
+        the session tools, and with long-term memory ``search_memory`` over the actor's records.
+        With ``ROLLING_SUMMARY`` the hooks also keep the session's rolling summary. Hook order
+        matters: Strands runs ``BeforeInvocationEvent`` callbacks in registration order, so the
+        window is loaded before ``longterm`` recalls (and leaves the window's turns out).
         """
         if self.settings.rolling_summary and hooks.summarizer is None:
             hooks.summarizer = self.summarizer
-        tools = SessionTools(self.store, hooks.actor_id, hooks.session_id, self.summarizer, hooks)
+        tools = SessionTools(self.store, hooks.actor_id, hooks.session_id, self.summarizer, hooks, self.ltm).tools
+        if self.ltm is not None:
+            tools += LongTermTools(self.ltm, hooks.actor_id, self.settings.ltm_top_k).tools
+        providers = [hooks, *([longterm] if longterm is not None else []), ModelTimer()]
         # retry_strategy=None: Strands' default backs a throttled call off for ~2 minutes (4+8+...+64 s) while
         # the request and its session lock wait; fail fast with a 503 instead (the model client's own retries,
         # botocore's for Bedrock, still apply) and let the caller retry
-        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools.tools, hooks=[hooks, ModelTimer()],
+        return Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools, hooks=providers,
                      callback_handler=None, retry_strategy=None)
+
+    def remember(self, request: ChatRequest, hooks: MemoryHooks, longterm: LongTermHooks | None,
+                 reply: str | None) -> None:
+        """Queue the exchange this turn stored for long-term memory, under the window's generation.
+
+        Only an exchange this request stored goes: not a replay (stored before, recorded then), not a
+        turn that stored nothing (refused with a 409, cleared by its own ``clear_session`` tool, a
+        client gone before the end, a failure). Best effort after the acknowledged store: a failure is
+        a warning, never the turn's error (the client would retry a turn that was stored).
+        """
+        if longterm is None or reply is None or hooks.message_count is None or hooks.replayed is not None \
+                or hooks.generation is None:
+            return
+        try:
+            longterm.record(hooks.message_count, (request.message or "").strip(), reply, generation=hooks.generation)
+        except Exception as e:
+            logger.warning("actor_id=<%s> | session_id=<%s> | turn %d not recorded in long-term memory: %s: %s",
+                           request.actor_id, request.session_id, hooks.message_count, type(e).__name__, e)
 
     def run_action(self, request: ChatRequest) -> dict[str, Any]:
         """An operation without the model (payload ``action``), serialised with the session's turns.
@@ -136,9 +191,27 @@ class Assistant:
         session: it takes no slot, so a running turn never delays the list.
         """
         if request.action in ACTOR_ACTIONS:
-            return self.list_sessions(request)
+            return self.actor_action(request)
         with self.holding(request):
             return self._action(request)
+
+    def actor_action(self, request: ChatRequest) -> dict[str, Any]:
+        """An action on the actor, not one session: ``list_sessions``, ``search_memory``, ``forget``. No session slot.
+
+        ``forget`` needs none to beat a write in flight: every long-term write carries the actor's
+        epoch read when its turn started and is refused once ``forget`` has moved it on.
+        """
+        if request.action == "list_sessions":
+            return self.list_sessions(request)
+        if self.ltm is None:  # parse_request refuses these first; a direct caller may not have
+            raise long_term_off(str(request.action), self.settings)
+        with timed("longterm_search" if request.action == "search_memory" else "longterm_write"):
+            if request.action == "search_memory":
+                assert request.search is not None
+                body = search_action(self.ltm, request.actor_id, request.search)
+            else:
+                body = forget_action(self.ltm, request.actor_id)
+        return {**body, "actor_id": request.actor_id}
 
     def list_sessions(self, request: ChatRequest) -> dict[str, Any]:
         """One page of the actor's sessions, newest activity first (``InvalidCursor``: a 400)."""
@@ -163,9 +236,12 @@ class Assistant:
         """``run_action``'s work for a session's action, with the session slot already held."""
         if request.action == "get_history":
             return self.history(request)
-        tools = SessionTools(self.store, request.actor_id, request.session_id, self.summarizer)
+        tools = SessionTools(self.store, request.actor_id, request.session_id, self.summarizer, ltm=self.ltm)
         if request.action == "clear_session":
-            result: dict[str, Any] = {"action": request.action, "deleted": tools.clear()}
+            cleared = tools.clear()
+            result: dict[str, Any] = {"action": request.action, "deleted": cleared.events}
+            if cleared.memories is not None:
+                result["deleted_memories"] = cleared.memories
         elif request.action == "summarize_session":
             try:
                 result = {"action": request.action, "summary": tools.summarize()}
@@ -308,11 +384,13 @@ class Assistant:
                 turn.events.put(stored.reply)
                 final: dict[str, Any] = self.replayed(request, stored)
             else:
-                truncated = asyncio.run(self._stream_agent(self.build_agent(hooks), turn))
+                longterm = self.longterm_hooks(hooks)
+                reply, truncated = asyncio.run(self._stream_agent(self.build_agent(hooks, longterm), turn))
+                self.remember(request, hooks, longterm, reply)
                 if turn.cancel.is_set():
                     outcome = f"client gone mid-stream; turn {'stored whole' if hooks.message_count else 'not stored'}"
                     return
-                final = self.turn_body(request, hooks, None, truncated)
+                final = self.turn_body(request, hooks, None, truncated, longterm)
             turn.events.put(final)
             fields = {k: v for k, v in final.items() if k in OUTCOME_FIELDS}
             outcome = "stream " + " ".join(f"{k}={v}" for k, v in fields.items())
@@ -327,21 +405,27 @@ class Assistant:
             turn.events.put(END_OF_STREAM)
             line.log(status, outcome, {**fields, "stream": True}, exc_info=failure)
 
-    async def _stream_agent(self, agent: Agent, turn: StreamedTurn) -> bool:
-        """Run the agent, putting each text delta on the turn's queue; True when the reply was cut at MAX_TOKENS."""
+    async def _stream_agent(self, agent: Agent, turn: StreamedTurn) -> tuple[str | None, bool]:
+        """Run the agent, putting each text delta on the turn's queue.
+
+        Returns the reply as the memory hooks stored it (None if the run ended without a result)
+        and whether it was cut at MAX_TOKENS.
+        """
+        reply: str | None = None
         try:
             async for event in agent.stream_async(turn.request.message, cancel_signal=turn.cancel):
                 text = event.get("data")
                 if isinstance(text, str) and text:
                     turn.events.put(text)
+                elif isinstance(event.get("result"), AgentResult):
+                    reply = reply_text(event["result"])
         except MaxTokensReachedException:
-            self.keep_truncated_reply(agent, turn.hooks, turn.request)
-            return True
+            return self.keep_truncated_reply(agent, turn.hooks, turn.request), True
         except AssistantError:
             raise
         except Exception as e:  # the model (or its client) failed; the store was not written
             raise model_error(e) from e
-        return False
+        return reply, False
 
     def chat(self, request: ChatRequest) -> dict[str, Any]:
         """One turn: load history, ask the model, store the exchange. Serialised per session."""
@@ -355,26 +439,33 @@ class Assistant:
         with timed("store_read"):
             return self.store.find_request(request.actor_id, request.session_id, request.idempotency_key)
 
-    @staticmethod
-    def replayed(request: ChatRequest, stored: StoredReply) -> dict[str, Any]:
-        return replay_body(request.session_id, request.actor_id, stored, request.explain)
+    def replayed(self, request: ChatRequest, stored: StoredReply) -> dict[str, Any]:
+        """The stored turn's answer again: nothing was loaded or recalled for it (``memories_used`` 0)."""
+        body = replay_body(request.session_id, request.actor_id, stored, request.explain)
+        if self.ltm is not None:
+            body["memories_used"] = 0
+        return body
 
-    def turn_body(self, request: ChatRequest, hooks: MemoryHooks, reply: str | None, truncated: bool
-                  ) -> dict[str, Any]:
+    def turn_body(self, request: ChatRequest, hooks: MemoryHooks, reply: str | None, truncated: bool,
+                  longterm: LongTermHooks | None = None) -> dict[str, Any]:
         """A turn's answer (``reply`` None: the stream's final event, the text went as deltas).
 
         When another request stored this idempotency key first (a concurrent retry, on any replica),
-        the answer is that stored turn, ``replayed``, not this run's reply.
+        the answer is that stored turn, ``replayed``, not this run's reply. With long-term memory
+        on, ``memories_used`` counts the records recalled into the system prompt.
         """
         if hooks.replayed is not None:
             return self.replayed(request, hooks.replayed)
         body: dict[str, Any] = {} if reply is None else {"response": reply}
         body.update(session_id=request.session_id, actor_id=request.actor_id,
                     message_count=hooks.message_count or 0, history_length=hooks.history_length)
+        if longterm is not None:
+            body["memories_used"] = longterm.memories_used
         if truncated:
             body["truncated"] = True  # the reply stopped at MAX_TOKENS
         if request.explain:
-            body["memory"] = memory_report(hooks.loaded_turns, hooks.summary_in_prompt)
+            body["memory"] = memory_report(hooks.loaded_turns, hooks.summary_in_prompt,
+                                           longterm.injected if longterm is not None else None)
         return body
 
     def _chat(self, request: ChatRequest) -> dict[str, Any]:
@@ -384,7 +475,8 @@ class Assistant:
         if stored is not None:  # a retry of a stored turn: its answer again, no model call, nothing stored
             return self.replayed(request, stored)
         hooks = self.memory_hooks(request)
-        agent = self.build_agent(hooks)
+        longterm = self.longterm_hooks(hooks)
+        agent = self.build_agent(hooks, longterm)
         truncated = False
         try:
             reply = reply_text(run_agent(agent, request.message))
@@ -394,7 +486,8 @@ class Assistant:
             raise
         except Exception as e:  # the model (or its client) failed; the store was not written
             raise model_error(e) from e
-        return self.turn_body(request, hooks, reply, truncated)
+        self.remember(request, hooks, longterm, reply)
+        return self.turn_body(request, hooks, reply, truncated, longterm)
 
     # -- the two doors ---------------------------------------------------------------------------
 
@@ -408,7 +501,8 @@ class Assistant:
         http_request = getattr(context, "request", None)
         if http_request is not None and hasattr(http_request, "headers"):
             check_single_valued(http_request.headers.getlist)
-        request = parse_request(payload, line.session_id, getattr(context, "request_headers", None), self.settings)
+        request = parse_request(payload, line.session_id, getattr(context, "request_headers", None), self.settings,
+                                long_term=self.ltm is not None)
         line.actor_id = request.actor_id
         line.session_id = request.session_id or line.session_id  # list_sessions has none of its own
         return request
@@ -468,7 +562,7 @@ class Assistant:
             if request.stream:
                 return await self._serve_stream(request, line, watch)
             if request.action in ACTOR_ACTIONS:
-                body = await self._on_turn_thread(self.list_sessions, request)
+                body = await self._on_turn_thread(self.actor_action, request)
             else:
                 body = await self._in_session(request, watch,
                                               self._action if request.action is not None else self._chat)
@@ -490,5 +584,10 @@ class Assistant:
             logger.warning("%s; requests answer 503 until it is reachable", e.message)
 
     def close(self) -> None:
-        self.turns.shutdown(wait=True)
-        self.store.close()
+        """Finish the running turns, drain long-term memory's writer (nothing queued is lost), close the store."""
+        try:
+            self.turns.shutdown(wait=True)
+            if self.ltm is not None:
+                self.ltm.close()
+        finally:
+            self.store.close()

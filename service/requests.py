@@ -8,12 +8,15 @@ from dataclasses import dataclass
 
 from core.errors import BadRequest
 from core.settings import Settings
+from longterm import SearchRequest, parse_search
 from service.identity import header, resolve_actor_id, resolve_session_id
 
 #: payload ``action`` values: operations run without the model (see ``Assistant.run_action``)
-ACTIONS = ("summarize_session", "clear_session", "list_sessions", "get_history")
-#: the actions on the actor rather than one session: the session header / field is ignored
-ACTOR_ACTIONS = ("list_sessions",)
+ACTIONS = ("summarize_session", "clear_session", "list_sessions", "get_history", "search_memory", "forget")
+#: the actions on the actor's long-term memory (answered 400 when it is off for this server)
+LONG_TERM_ACTIONS = ("search_memory", "forget")
+#: the actions on the actor rather than one session: the session header / field is ignored, no session slot taken
+ACTOR_ACTIONS = ("list_sessions", *LONG_TERM_ACTIONS)
 
 #: ``list_sessions``' page size: default and largest
 SESSIONS_PAGE = (20, 100)
@@ -46,6 +49,8 @@ class ChatRequest:
     cursor: str | None = None
     #: ``get_history``: turns numbered below this one (the ``next_before`` of the page before)
     before: int | None = None
+    #: ``search_memory``: the query and how many records (checked by ``longterm.parse_search``)
+    search: SearchRequest | None = None
 
 
 def check_text(field: str, value: str) -> None:
@@ -120,15 +125,37 @@ def idempotency_key(payload: Mapping[str, object], headers: Mapping[str, str] | 
     return from_body if from_body is not None else from_header
 
 
+def long_term_off(action: str, settings: Settings) -> BadRequest:
+    """The 400 of a long-term action on a server without long-term memory: why it is off and how to turn it on."""
+    if settings.long_term_memory is False:
+        why = "LONG_TERM_MEMORY=off"
+    elif settings.memory_backend not in ("memory", "sqlite", "agentcore"):
+        why = f"the default for MEMORY_BACKEND={settings.memory_backend}, whose sessions every replica shares"
+    else:
+        why = "this assistant was built without it"
+    return BadRequest(f"'{action}' needs long-term memory, which is off on this server ({why}); start the server "
+                      "with LONG_TERM_MEMORY=on to turn it on (see docs/longterm.md)")
+
+
 def parse_action(action: object, payload: Mapping[str, object], session_id: str | None,
-                 headers: Mapping[str, str] | None) -> ChatRequest:
-    """An ``action`` request: the action's own fields checked; ``message``, ``stream`` and the key do not apply."""
+                 headers: Mapping[str, str] | None, settings: Settings, *, long_term: bool = True) -> ChatRequest:
+    """An ``action`` request: the action's own fields checked; ``message``, ``stream`` and the key do not apply.
+
+    ``long_term``: whether this server has long-term memory; without it ``search_memory`` and ``forget``
+    are a 400 that says so (before their fields are checked: fixing them would not help).
+    """
     if not isinstance(action, str) or action not in ACTIONS:
         raise BadRequest(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
+    if action in LONG_TERM_ACTIONS and not long_term:
+        raise long_term_off(action, settings)
     actor_id = resolve_actor_id(payload, headers)
     if action == "list_sessions":
         return ChatRequest(None, actor_id, "", action=action, limit=_page_size(payload, SESSIONS_PAGE),
                            cursor=_cursor(payload))
+    if action == "search_memory":
+        return ChatRequest(None, actor_id, "", action=action, search=parse_search(payload, settings.ltm_top_k))
+    if action == "forget":
+        return ChatRequest(None, actor_id, "", action=action)
     session = resolve_session_id(session_id, payload)
     if action == "get_history":
         return ChatRequest(None, actor_id, session, action=action, limit=_page_size(payload, HISTORY_PAGE),
@@ -137,10 +164,11 @@ def parse_action(action: object, payload: Mapping[str, object], session_id: str 
 
 
 def parse_request(payload: object, session_id: str | None, headers: Mapping[str, str] | None,
-                  settings: Settings) -> ChatRequest:
+                  settings: Settings, *, long_term: bool = True) -> ChatRequest:
     """Check the payload and the ids; raise ``BadRequest`` saying exactly what is wrong.
 
     ``session_id``: the runtime's (the session header); a payload ``session_id`` must agree with it.
+    ``long_term``: whether the server has long-term memory (``search_memory`` / ``forget`` are 400s without).
     """
     if not isinstance(payload, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(payload).__name__}")
@@ -149,7 +177,7 @@ def parse_request(payload: object, session_id: str | None, headers: Mapping[str,
         raise BadRequest(f"'stream' must be true or false, got {type(stream).__name__}")
     action = payload.get("action")
     if action is not None:
-        return parse_action(action, payload, session_id, headers)
+        return parse_action(action, payload, session_id, headers, settings, long_term=long_term)
     explain = payload.get("explain", False)
     if not isinstance(explain, bool):
         raise BadRequest(f"'explain' must be true or false, got {type(explain).__name__}")

@@ -12,6 +12,9 @@ from typing import Any
 
 from memory.base import HistoryPage, SessionPage, StoredReply, Summary
 
+#: the fields of one ``memory.long_term`` item of an ``explain`` report (the dev UI reads exactly these)
+LONG_TERM_ITEM = ("record_id", "session_id", "turn", "score")
+
 
 def iso_utc(epoch_seconds: float) -> str:
     """``2026-11-28T22:51:03Z``: what JavaScript's ``Date`` and ``datetime.fromisoformat`` both read."""
@@ -47,12 +50,17 @@ def history_body(actor_id: str, session_id: str, message_count: int, page: Histo
     }
 
 
-def memory_report(turns: list[int], summary: Summary | None) -> dict[str, Any]:
-    """What was put in front of the model: the turns loaded, the summary's extent, long-term records (none yet)."""
+def memory_report(turns: list[int], summary: Summary | None,
+                  long_term: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What was put in front of the model: the turns loaded, the summary's extent, the long-term records injected.
+
+    ``long_term``: ``{"record_id", "session_id", "turn", "score"}`` per record, best first
+    (``LongTermHooks.injected``); empty when long-term memory is off or recalled nothing.
+    """
     return {
         "window": {"turns": turns},
         "summary": {"through_turn": summary.through_turn} if summary is not None else None,
-        "long_term": [],
+        "long_term": [{key: record[key] for key in LONG_TERM_ITEM} for record in long_term or []],
     }
 
 

@@ -75,8 +75,9 @@ def test_agentcore_invoke_dev_prints_a_stream(local_server: Server, tmp_path: Pa
     text, final = output.split("Response from dev server:", 1)[1].rsplit("{", 1)
     assert text.strip()  # the deltas, printed as they came
     final = json.loads("{" + final)
+    assert isinstance(final["memories_used"], int)  # long-term memory is on by default (recalls the earlier "Hello"s)
     assert final == {"session_id": "conv3", "actor_id": "default_user", "message_count": 1, "history_length": 0,
-                     **({"truncated": True} if "truncated" in final else {})}
+                     "memories_used": final["memories_used"], **({"truncated": True} if "truncated" in final else {})}
 
 
 def test_a_plain_text_argument_arrives_as_prompt_and_is_the_message(local_server: Server, tmp_path: Path) -> None:

@@ -156,7 +156,8 @@ def test_log_format_json_on_the_real_server(tmp_path: Path) -> None:
     ok, bad = [e for e in entries if e["logger"] == "service.logs" and "status" in e]
     assert {k: ok[k] for k in ("actor_id", "session_id", "backend", "status", "history_length")} == {
         "actor_id": "alice", "session_id": "conv1", "backend": "sqlite", "status": 200, "history_length": 0}
-    assert ok["request_id"] and ok["latency_ms"] >= 0 and set(ok["phases_ms"]) == {"store_read", "model", "store_write"}
+    assert ok["request_id"] and ok["latency_ms"] >= 0
+    assert set(ok["phases_ms"]) == {"store_read", "longterm_search", "model", "store_write"}  # long-term memory: on
     assert (bad["level"], bad["status"], bad["session_id"]) == ("WARNING", 400, "bad:id")
     assert "session id may contain only" in bad["error"]
     [refused] = [e for e in entries if e["logger"] == "bedrock_agentcore.app"]

@@ -13,7 +13,7 @@ def test_memory_survives_a_restart_and_a_kill(tmp_path: Path) -> None:
     try:
         assert server.invoke({"message": "Hello"}, "conv1") == (200, {
             "response": "You said 'Hello'", "session_id": "conv1", "actor_id": "default_user",
-            "message_count": 1, "history_length": 0,
+            "message_count": 1, "history_length": 0, "memories_used": 0,  # long-term memory: on by default
         })
         server.stop()
         server = Server(env).start()

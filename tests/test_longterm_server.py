@@ -1,0 +1,107 @@
+"""Long-term memory in the real server: ``python agent.py`` processes (``tests.server.Server``), default settings.
+
+What a newcomer does after ``make run`` (a fact in one session, asked about in another), restart durability
+after a clean shutdown (SIGTERM) right after the last acknowledged turn, and two replicas sharing one
+``SESSION_DB`` (and so one long-term file): what one records, the other finds; what one forgets or
+clears, neither finds again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import Server
+
+FACT = "Remember this: my daughter's name is Ingrid and she plays the cello"
+QUESTION = "What instrument does my daughter play?"
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """``check()``'s first truthy value: records are written by a background thread, a moment after the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def say(server: Server, session: str, message: str, actor: str = "alice", **extra: Any) -> dict:
+    status, body = server.invoke({"message": message, "actor_id": actor, **extra}, session)
+    assert status == 200, body
+    return body
+
+
+def search(server: Server, query: str, actor: str = "alice", top_k: int = 10) -> list[dict]:
+    status, body = server.invoke({"action": "search_memory", "query": query, "actor_id": actor, "top_k": top_k})
+    assert status == 200, body
+    return body["memories"]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start a server on ``tmp_path/sessions.db`` (every call: another replica on the same files)."""
+    servers: list[Server] = []
+
+    def started(**env: str) -> Server:
+        server = Server({"SESSION_DB": str(tmp_path / "sessions.db"), **env},
+                        log_path=tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        return server.start(timeout=120)
+
+    yield started
+    for server in servers:
+        server.stop()
+
+
+def test_a_newcomer_tells_a_fact_in_one_session_and_is_reminded_of_it_in_another(
+        start: Callable[..., Server]) -> None:
+    server = start()
+    assert "long-term memory: on | backend=<sqlite>" in server.log()
+    say(server, "s1", FACT)
+    found = eventually(lambda: search(server, "daughter cello"))
+    assert FACT in found[0]["text"] and (found[0]["session_id"], found[0]["turn"]) == ("s1", 1)
+    answer = say(server, "s2", QUESTION, explain=True)
+    assert answer["history_length"] == 0 and answer["memories_used"] >= 1
+    assert {(i["session_id"], i["turn"]) for i in answer["memory"]["long_term"]} == {("s1", 1)}
+    assert search(server, "daughter cello", actor="bob") == []
+    assert say(server, "b1", QUESTION, actor="bob")["memories_used"] == 0
+
+
+def test_a_clean_shutdown_right_after_the_turns_loses_no_record(start: Callable[..., Server]) -> None:
+    """Eight clients at once outrun the one background writer; SIGTERM must drain its queue, not drop it."""
+    turns = 24
+    server = start()
+    messages = [f"Locker note {n}: box {n} holds the spare key number {1000 + n}" for n in range(turns)]
+    with ThreadPoolExecutor(8) as clients:
+        answers = list(clients.map(lambda n: say(server, f"locker-{n}", messages[n]), range(turns)))
+    assert all(a["message_count"] == 1 for a in answers)
+    server.stop()  # SIGTERM at once: uvicorn shuts down, the lifespan closes the assistant
+    assert server.process is not None and server.process.returncode is not None
+    restarted = start()
+    found = {m["text"] for m in search(restarted, "locker note box spare key", top_k=50)}
+    assert set(messages) <= found
+    assert len(found) == 2 * turns  # each exchange: the message and the reply
+
+
+def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server]) -> None:
+    a, b = start(), start()
+    say(a, "s1", FACT)
+    assert eventually(lambda: search(b, "daughter cello"))
+    assert say(b, "s2", QUESTION)["memories_used"] >= 1
+
+    status, forgot = b.invoke({"action": "forget", "actor_id": "alice"})
+    assert status == 200 and forgot["deleted"] >= 2
+    assert search(a, "daughter cello Ingrid instrument") == []
+
+    say(a, "s3", "I collect stamps from Norway")  # after the forget: recorded again
+    assert eventually(lambda: search(b, "stamps Norway"))
+    status, cleared = b.invoke({"action": "clear_session", "actor_id": "alice"}, "s3")
+    assert status == 200 and cleared["deleted"] == 1 and cleared["deleted_memories"] == 2
+    assert search(a, "stamps Norway") == [] and search(b, "stamps Norway") == []
