@@ -31,6 +31,7 @@ from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.embedding import Embedder
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
 from longterm.index import ActorIndex
+from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
 from longterm.text import (embedded_text, find_names, fts_match, informative_terms, query_terms, strip_names,
                            tokenize)
@@ -90,15 +91,11 @@ class LocalLongTermMemory(LongTermMemory):
         named = find_names(query, index.names)
         text = (strip_names(query, named) or query) if named else query
         drop = {t for name in named for t in tokenize(name)}
-        bm25 = np.zeros(index.size, np.float32)
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
-        for rowid, value in self.store.keyword_search(actor_id, fts_match(terms), w.candidates, w.columns):
-            j = index.position.get(rowid)
-            if j is not None and j < index.size:  # a row written after the snapshot is not in it
-                bm25[j] = value
+        bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
         cosine = index.vectors @ self.query_vector(text) if w.dense > 0 else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
-        fused = boost_speaker(fused, index.speakers, named, w.speaker_boost)
+        fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
 
     def query_vector(self, text: str) -> np.ndarray:

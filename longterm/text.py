@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -33,12 +34,17 @@ would could might may must shall also ever yet
 MAX_QUERY_TERMS = 48
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case alphanumeric runs: the same split FTS5's ``unicode61`` makes for ASCII text."""
-    return _TOKEN.findall(text.lower())
+    """Lower-case letter and digit runs, accents removed: the split FTS5's ``unicode61`` tokenizer makes."""
+    text = text.lower()
+    if text.isascii():
+        return _TOKEN.findall(text)
+    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return _WORD.findall(text)
 
 
 def query_terms(text: str, drop: Iterable[str] = (), max_terms: int = MAX_QUERY_TERMS) -> list[str]:
@@ -68,9 +74,15 @@ _stemmer = snowballstemmer.stemmer("porter")
 _stemmer_lock = threading.Lock()
 
 
+#: FTS5's ``porter`` tokenizer leaves tokens shorter or longer than these as they are ("us" stays "us")
+STEM_LENGTHS = (3, 64)
+
+
 @functools.lru_cache(maxsize=100_000)
 def stem(word: str) -> str:
     """The Porter stem FTS5's ``porter`` tokenizer indexes for ``word`` (the stemmer object is not thread-safe)."""
+    if not STEM_LENGTHS[0] <= len(word) <= STEM_LENGTHS[1]:
+        return word
     with _stemmer_lock:
         return _stemmer.stemWord(word)
 
