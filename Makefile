@@ -13,6 +13,8 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps -r requirements-nodeps.txt
+	# long-term memory's embedding model, converted to dynamic int8 once, here rather than at first start (~7 s)
+	$(PY) -m longterm.embedding --prepare
 	touch $@
 
 run: venv

@@ -23,7 +23,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -91,24 +91,35 @@ class LocalLongTermMemory(LongTermMemory):
         named = find_names(query, index.names)
         text = (strip_names(query, named) or query) if named else query
         drop = {t for name in named for t in tokenize(name)}
+        vector = self._vector_of(text) if w.dense > 0 else None  # embedded on the worker while keywords score
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
-        cosine = index.vectors @ self.query_vector(text) if w.dense > 0 else np.zeros(index.size, np.float32)
+        cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
 
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of ``text``, remembered for a while: it becomes the user message's record vector."""
+        return self._vector_of(text)()
+
+    def _vector_of(self, text: str) -> Callable[[], np.ndarray]:
+        """Starts embedding ``text`` (urgent, on the embedding worker); call the result to wait for the vector."""
         with self._queries_lock:
-            vector = self._queries.get(text)
-        if vector is None:
-            vector = self.embedder.embed_one(text)
+            known = self._queries.get(text)
+        if known is not None:
+            return lambda: known
+        future = self.embedder.submit(text)
+
+        def result() -> np.ndarray:
+            vector = future.result()
             with self._queries_lock:
                 self._queries[text] = vector
                 while len(self._queries) > self.query_cache_size:
                     self._queries.popitem(last=False)
-        return vector
+            return vector
+
+        return result
 
     def keyword_baseline(self, actor_id: str, query: str, top_k: int) -> list[int]:
         """Record ids of plain BM25 over the text column, query terms OR-ed (the benchmark's reference)."""

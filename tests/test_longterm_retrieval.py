@@ -196,6 +196,7 @@ def test_the_model_is_converted_to_dynamic_int8_once_and_the_original_serves_if_
     from longterm import embedding
 
     monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(embedding, "install_dir", lambda: tmp_path / "not-prepared")
     source, _ = embedding.model_files()
     converted = embedding.fast_model(source)
     assert converted != source and converted.parent.parent == tmp_path and converted.stat().st_size < source.stat().st_size
@@ -266,3 +267,54 @@ def test_words_with_accents_are_split_and_folded_as_fts5_does() -> None:
 
     assert tokenize("Café naïve, ÉCOLE co-op 3rd_floor") == ["cafe", "naive", "ecole", "co", "op", "3rd", "floor"]
     assert stem("us") == "us"  # FTS5 leaves tokens under 3 characters unstemmed
+
+
+def test_a_model_prepared_at_install_time_is_used_and_two_first_starts_at_once_leave_one_whole_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from longterm import embedding
+
+    prepared = tmp_path / "venv-share"
+    command = [sys.executable, "-m", "longterm.embedding", "--prepare", "--to", str(prepared)]
+    root = Path(__file__).resolve().parent.parent
+    processes = [subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1 and [p.name for p in prepared.iterdir()] == [Path(paths.pop()).name]  # no leftovers
+    monkeypatch.setattr(embedding, "install_dir", lambda: prepared)
+    monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path / "never-used"))
+    model = embedding.Embedder()
+    assert model.model_path.parent == prepared
+    assert not (tmp_path / "never-used").exists()  # nothing converted at start-up
+    assert np.allclose(model.embed_one("peanuts"), embedder().embed_one("peanuts"), atol=1e-5)
+
+
+def test_queries_are_embedded_before_the_writers_queued_texts() -> None:
+    import threading
+
+    from longterm.embedding import BACKGROUND, URGENT, EmbeddingWorker
+
+    gate = threading.Event()
+    order: list[int] = []
+
+    def run(ids: list[int]) -> np.ndarray:
+        gate.wait(10)
+        order.append(ids[0])
+        return np.zeros(384, np.float32)
+
+    worker = EmbeddingWorker(run)
+    first = worker.submit([0], BACKGROUND)  # the writer's text being embedded when the others arrive
+    for _ in range(1000):
+        if first.running():
+            break
+        threading.Event().wait(0.01)
+    queued = [worker.submit([n], BACKGROUND) for n in (1, 2, 3)]
+    query = worker.submit([99], URGENT)
+    gate.set()
+    for future in (first, *queued, query):
+        future.result(10)
+    assert order[1] == 99 and sorted(order) == [0, 1, 2, 3, 99]
