@@ -215,7 +215,12 @@ class Embedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.enable_cpu_mem_arena = False  # texts of different lengths would otherwise keep the longest's peak
+        # measured on this model (RSS after load + 200 runs; CPU per 43-token text): the default 61 MB, 5.9 ms;
+        # no arena 61 MB; basic graph optimisation + arena 51 MB, 5.5 ms (one thread runs the model, so the
+        # arena holds one run's peak, reused, where malloc kept what freed runs left); no weight prepacking
+        # -5 MB but 12% slower
+        options.enable_cpu_mem_arena = True
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.log_severity_level = 3
         self._session: Any = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         tokenizer = Tokenizer.from_file(str(tokenizer_path))

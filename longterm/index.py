@@ -92,7 +92,7 @@ class ActorIndex:
         if not found:
             empty = np.zeros(0, np.int64)
             return empty, empty, empty
-        pairs = np.array(found[:], np.int64).reshape(-1, 2)  # one copy, whole pairs (see ActorBuffers._index)
+        pairs = np.frombuffer(found[:], np.int32).astype(np.int64).reshape(-1, 2)  # one copy, whole pairs
         places = pairs[:, 0]
         records = places >> COLUMN_BITS
         keep = records < self.size
@@ -183,7 +183,7 @@ class ActorBuffers:
             for term, count in counts.items():
                 postings = self._inverted.get(term)
                 if postings is None:
-                    postings = self._inverted[term] = array("q")
+                    postings = self._inverted[term] = array("i")  # 4 bytes: records up to 2**29
                 postings.extend((place, count))  # one call: a reader copying the list sees whole pairs
 
     def _link(self, k: int, conversation: tuple[int, int], place: tuple[int, int]) -> None:
