@@ -2,11 +2,14 @@
 
 Search, per request (the actor's records only):
 
-1. the actor's vectors and neighbour links come from an in-memory cache that
-   follows the store's per-actor version (no read of the vectors per search);
-2. the query, without the participant names it mentions, becomes an FTS5 OR-query
-   (stop words dropped) ranked by BM25 over text, caption, neighbouring messages
-   and the day, and one embedding, compared with every vector of the actor;
+1. the actor's vectors, terms (an inverted index of Porter stems) and neighbour
+   links come from an in-memory cache that follows the store's per-actor version
+   (no read of them per search);
+2. the query, without the participant names it mentions, is sent to the embedding
+   worker (urgent) and, while it is embedded, its content words (stop words
+   dropped) are scored by BM25F over text, caption, neighbouring messages and the
+   day, in numpy (``longterm.keyword``; FTS5 is kept for the benchmark's baseline);
+   then its vector is compared with every vector of the actor;
 3. the two are fused, boosted and smoothed (``longterm.scoring``), the excluded
    turns are masked, and the best ``top_k`` are read back with a calibrated score.
 

@@ -66,8 +66,9 @@ PRUNE_FROM_RECORDS = 200
 PRUNE_SHARE = 0.2
 #: at most this many terms, the rarest, go into one keyword query
 MAX_MATCH_TERMS = 24
-#: FTS5 scores every record a query matches, once per term: the rarest terms are kept while the expected
-#: (records matched x terms) stays under this (about 1 us each here); at least one term is always kept
+#: the rarest terms are kept while the expected (records matched x terms) stays under this; at least one
+#: term is always kept. Chosen when FTS5 scored the keywords (about 1 us per record and term there); kept
+#: with the in-memory BM25F (``longterm.keyword``), whose cost grows the same way, so ranking is unchanged
 MATCH_BUDGET = 6_000
 
 _stemmer = snowballstemmer.stemmer("porter")
@@ -91,7 +92,7 @@ def informative_terms(terms: Sequence[str], df: Mapping[str, int], records: int,
                       max_terms: int = MAX_MATCH_TERMS, budget: int = MATCH_BUDGET) -> list[str]:
     """The query terms worth a keyword search, in their order: the rarest, within a cost budget.
 
-    FTS5 scores every record a query matches, for every term, so the cost of a search is about
+    Keyword scoring visits every record a query matches, for every term, so the cost of a search is about
     (records matched) x (terms). Terms in more than ``PRUNE_SHARE`` of the actor's records weigh little
     in BM25 (a low inverse document frequency) and are dropped; of the rest, the rarest
     are kept while the expected matches x terms stays within ``budget`` (a long message of common
