@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps -r requirements-nodeps.txt
+	# long-term memory's embedding model, converted to dynamic int8 once, here rather than at first start (~7 s)
+	$(PY) -m longterm.embedding --prepare
 	touch $@
 
 # DEV_UI=on: the development chat page on http://127.0.0.1:8080/ (`DEV_UI=off make run` without it)

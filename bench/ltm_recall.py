@@ -42,11 +42,12 @@ import numpy as np  # noqa: E402
 
 from longterm.base import MessageRecord  # noqa: E402
 from longterm.embedding import Embedder  # noqa: E402
+from longterm.keyword import best_only, bm25f  # noqa: E402
 from longterm.local import LocalLongTermMemory  # noqa: E402
 from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, smooth_neighbours,  # noqa: E402
                               top_k)
 from longterm.sqlite_store import SQLiteLongTermStore  # noqa: E402
-from longterm.text import find_names, fts_match, informative_terms, query_terms, strip_names, tokenize  # noqa: E402
+from longterm.text import find_names, informative_terms, query_terms, strip_names, tokenize  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 GOAL_RECALL_10 = 0.75
@@ -212,18 +213,13 @@ def question_scores(ltm: LocalLongTermMemory, conv: Conversation) -> list[dict[s
         named = find_names(q.text, index.names)
         text = (strip_names(q.text, named) or q.text) if named else q.text
         drop = {t for name in named for t in tokenize(name)}
-        match = fts_match(informative_terms(query_terms(text, drop), index.df, index.size))
-        bm25 = {}
-        for columns in COLUMN_VARIANTS:
-            scores = np.zeros(index.size, np.float32)
-            for rowid, value in ltm.store.keyword_search(conv.actor, match, 200, columns):
-                j = index.position.get(rowid)
-                if j is not None and j < index.size:
-                    scores[j] = value
-            bm25[columns] = scores
+        terms = informative_terms(query_terms(text, drop), index.df, index.size)
+        bm25 = {columns: best_only(bm25f(index, terms, columns), DEFAULT_WEIGHTS.candidates)
+                for columns in COLUMN_VARIANTS}
         cosine = index.vectors @ ltm.query_vector(text)
         evidence = np.isin(dia_at, q.evidence)
-        out.append({"bm25": bm25, "cosine": cosine, "named": named, "evidence": evidence, "n": len(q.evidence),
+        speakers = [index.speaker_codes[n] for n in named]
+        out.append({"bm25": bm25, "cosine": cosine, "named": speakers, "evidence": evidence, "n": len(q.evidence),
                     "category": q.category, "index": index})
     return out
 
@@ -234,7 +230,7 @@ def grid_recalls(parts: list[dict[str, Any]], config: tuple[Any, ...]) -> np.nda
     for i, p in enumerate(parts):
         index = p["index"]
         s = fuse(p["bm25"][columns], p["cosine"], dense)
-        s = boost_speaker(s, index.speakers, p["named"], boost)
+        s = boost_speaker(s, index.speaker_ids, p["named"], boost)
         s = smooth_neighbours(s, index.prev_index, index.next_index, smooth)
         best = top_k(s, 10)
         hits = p["evidence"][best]

@@ -1,10 +1,16 @@
-"""One actor's records in memory, as arrays for scoring: vectors, provenance and neighbour links.
+"""One actor's records in memory, as arrays for scoring: vectors, terms, provenance and neighbour links.
 
-``ActorBuffers`` grows in place (capacity doubles), so the records a write adds
+``ActorBuffers`` grows in place (capacity 1.5x), so the records a write adds
 cost the next search only their own rows: no copy of the actor's vectors per
 write (a 16,000-record actor is 25 MB of float32). Each record is linked to the
 previous and next message of its session (same generation), found with a
 per-session sorted list, whatever order the records arrive in.
+
+Each record's terms (Porter stems of its text, caption and day) go into an
+inverted index: per stem, a compact ``array`` of (record << 2 | column, count)
+pairs, appended with one C call (a concurrent reader copies whole pairs). The
+keyword score is computed from it in numpy (``longterm.keyword``): no FTS5
+query on the request path.
 
 A search works on an ``ActorIndex``: a snapshot whose arrays are views of the
 first ``size`` rows (rows appended later are beyond them) and whose neighbour
@@ -14,7 +20,9 @@ links are copies (later inserts may relink older rows).
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,10 +30,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from longterm.embedding import DIMENSIONS
-from longterm.text import stem, tokenize
+from longterm.text import date_words, stem, tokenize
 
-#: (id, session_id, generation, turn, seq, speaker, vector bytes, text)
-Row = tuple[int, str, int, int, int, str, bytes, str]
+#: (id, session_id, generation, turn, seq, speaker, vector bytes, text, caption, created_at)
+Row = tuple[int, str, int, int, int, str, bytes, str, str, float]
+
+#: the columns a record's own terms are indexed in (the previous and next message's come from their text)
+TEXT, CAPTION, DAY = 0, 1, 2
+#: a record's place in a posting: ``record << COLUMN_BITS | column``
+COLUMN_BITS = 2
+#: one posting list: (record << 2 | column, count) pairs, flat
+Postings = array
+
+
+@functools.lru_cache(maxsize=4096)
+def day_terms(day: int) -> tuple[str, ...]:
+    """The stems of a day's words ("8 May 2023"), by day number since the epoch (many records share one)."""
+    return tuple(stem(t) for t in tokenize(date_words(day * 86_400.0)))
+
+
+def term_counts(text: str) -> Counter[str]:
+    """Stem -> occurrences in ``text``."""
+    return Counter(stem(t) for t in tokenize(text))
 
 
 @dataclass(frozen=True)
@@ -44,12 +70,33 @@ class ActorIndex:
     names: tuple[str, ...]  # distinct speaker names, longest first
     #: stem -> how many of the actor's records contain it (shared with later snapshots: may run ahead)
     df: Mapping[str, int]
+    #: (size, 3) tokens per record in its text, caption and day
+    lengths: np.ndarray
+    #: tokens per record as BM25 counts them: its text, caption and day, its neighbours' text, an owner token
+    record_lengths: np.ndarray
+    #: speaker code per record (0: none; see speaker_codes): the speaker boost compares integers
+    speaker_ids: np.ndarray
+    speaker_codes: Mapping[str, int]
+    #: stem -> posting list (shared with later snapshots: may hold records beyond size, see ``postings``)
+    inverted: Mapping[str, Postings]
     version: int = -1
     deletes: int = -1
 
     @property
     def size(self) -> int:
         return int(self.ids.size)
+
+    def postings(self, stem_: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(records, columns, counts) of ``stem_`` among this snapshot's records."""
+        found = self.inverted.get(stem_)
+        if not found:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty
+        pairs = np.frombuffer(found[:], np.int32).astype(np.int64).reshape(-1, 2)  # one copy, whole pairs
+        places = pairs[:, 0]
+        records = places >> COLUMN_BITS
+        keep = records < self.size
+        return records[keep], (places & ((1 << COLUMN_BITS) - 1))[keep], pairs[keep, 1]
 
 
 class ActorBuffers:
@@ -67,6 +114,11 @@ class ActorBuffers:
         self._speakers = np.zeros(capacity, object)
         self._prev = np.full(capacity, -1, np.int64)
         self._next = np.full(capacity, -1, np.int64)
+        self._lengths = np.zeros((capacity, 3), np.int32)
+        self._record_lengths = np.zeros(capacity, np.float64)
+        self._speaker_ids = np.zeros(capacity, np.int32)
+        self._speaker_codes: dict[str, int] = {"": 0}
+        self._inverted: dict[str, Postings] = {}
         self._codes: dict[str, int] = {}
         self._position: dict[int, int] = {}
         self._order: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (session, generation) -> sorted
@@ -82,7 +134,8 @@ class ActorBuffers:
         if need <= capacity:
             return
         capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth: an actor's vectors are most of it
-        for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next"):
+        for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
+                     "_record_lengths", "_speaker_ids"):
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), -1 if name in ("_prev", "_next") else 0, old.dtype)
             new[: self.size] = old[: self.size]
@@ -95,7 +148,7 @@ class ActorBuffers:
         its rows (1.5 kB of vector each) as Python objects at once.
         """
         with self._lock:
-            for rowid, session_id, generation, turn, seq, speaker, vector, text in rows:
+            for rowid, session_id, generation, turn, seq, speaker, vector, text, caption, created_at in rows:
                 if self.size and rowid <= self._ids[self.size - 1]:
                     continue  # another search appended it first
                 self._grow(self.size + 1)
@@ -104,13 +157,34 @@ class ActorBuffers:
                 self._ids[k] = rowid
                 self._vectors[k] = np.frombuffer(vector, "<f4")
                 self._sessions[k], self._turns[k], self._speakers[k] = code, turn, speaker
+                self._speaker_ids[k] = self._speaker_codes.setdefault(speaker, len(self._speaker_codes))
                 self._position[int(rowid)] = k
                 if speaker:
                     self._names.add(speaker)
-                self._df.update({stem(token) for token in tokenize(text)})
+                self._index(k, text, caption, created_at)
                 self._link(k, (code, generation), (turn, seq))
                 self.size += 1
             self.version = max(self.version, version)
+
+    def _index(self, k: int, text: str, caption: str, created_at: float) -> None:
+        """Record ``k``'s terms into the inverted index and its column lengths (text, caption, day)."""
+        words = term_counts(text)
+        self._df.update(words.keys())
+        day = day_terms(int(created_at // 86_400))
+        lengths = [sum(words.values()), 0, len(day)]
+        columns: list[tuple[int, Counter[str]]] = [(TEXT, words), (DAY, Counter(day))]
+        if caption:
+            pictured = term_counts(caption)
+            lengths[CAPTION] = sum(pictured.values())
+            columns.append((CAPTION, pictured))
+        self._lengths[k] = lengths
+        for column, counts in columns:
+            place = k << COLUMN_BITS | column
+            for term, count in counts.items():
+                postings = self._inverted.get(term)
+                if postings is None:
+                    postings = self._inverted[term] = array("i")  # 4 bytes: records up to 2**29
+                postings.extend((place, count))  # one call: a reader copying the list sees whole pairs
 
     def _link(self, k: int, conversation: tuple[int, int], place: tuple[int, int]) -> None:
         order = self._order.setdefault(conversation, [])
@@ -123,6 +197,16 @@ class ActorBuffers:
             self._next[before] = k
         if after != -1:
             self._prev[after] = k
+        for j in (before, k, after):
+            if j != -1:
+                self._record_lengths[j] = self._own_length(j) + self._text_length(self._prev[j]) + \
+                    self._text_length(self._next[j])
+
+    def _own_length(self, j: int) -> int:
+        return int(self._lengths[j].sum()) + 1  # + the owner token FTS5 counts in every row
+
+    def _text_length(self, j: int) -> int:
+        return int(self._lengths[j, TEXT]) if j != -1 else 0
 
     def snapshot(self) -> ActorIndex:
         with self._lock:
@@ -130,6 +214,8 @@ class ActorBuffers:
             return ActorIndex(self._ids[:n], self._vectors[:n], self._sessions[:n], self._turns[:n],
                               self._speakers[:n], self._prev[:n].copy(), self._next[:n].copy(), dict(self._codes),
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
+                              self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
+                              dict(self._speaker_codes), self._inverted,
                               self.version, self.deletes)
 
 

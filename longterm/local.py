@@ -2,11 +2,14 @@
 
 Search, per request (the actor's records only):
 
-1. the actor's vectors and neighbour links come from an in-memory cache that
-   follows the store's per-actor version (no read of the vectors per search);
-2. the query, without the participant names it mentions, becomes an FTS5 OR-query
-   (stop words dropped) ranked by BM25 over text, caption, neighbouring messages
-   and the day, and one embedding, compared with every vector of the actor;
+1. the actor's vectors, terms (an inverted index of Porter stems) and neighbour
+   links come from an in-memory cache that follows the store's per-actor version
+   (no read of them per search);
+2. the query, without the participant names it mentions, is sent to the embedding
+   worker (urgent) and, while it is embedded, its content words (stop words
+   dropped) are scored by BM25F over text, caption, neighbouring messages and the
+   day, in numpy (``longterm.keyword``; FTS5 is kept for the benchmark's baseline);
+   then its vector is compared with every vector of the actor;
 3. the two are fused, boosted and smoothed (``longterm.scoring``), the excluded
    turns are masked, and the best ``top_k`` are read back with a calibrated score.
 
@@ -23,7 +26,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.embedding import Embedder
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
 from longterm.index import ActorIndex
+from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
 from longterm.text import (embedded_text, find_names, fts_match, informative_terms, query_terms, strip_names,
                            tokenize)
@@ -90,28 +94,35 @@ class LocalLongTermMemory(LongTermMemory):
         named = find_names(query, index.names)
         text = (strip_names(query, named) or query) if named else query
         drop = {t for name in named for t in tokenize(name)}
-        bm25 = np.zeros(index.size, np.float32)
+        vector = self._vector_of(text) if w.dense > 0 else None  # embedded on the worker while keywords score
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
-        for rowid, value in self.store.keyword_search(actor_id, fts_match(terms), w.candidates, w.columns):
-            j = index.position.get(rowid)
-            if j is not None and j < index.size:  # a row written after the snapshot is not in it
-                bm25[j] = value
-        cosine = index.vectors @ self.query_vector(text) if w.dense > 0 else np.zeros(index.size, np.float32)
+        bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
+        cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
-        fused = boost_speaker(fused, index.speakers, named, w.speaker_boost)
+        fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
 
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of ``text``, remembered for a while: it becomes the user message's record vector."""
+        return self._vector_of(text)()
+
+    def _vector_of(self, text: str) -> Callable[[], np.ndarray]:
+        """Starts embedding ``text`` (urgent, on the embedding worker); call the result to wait for the vector."""
         with self._queries_lock:
-            vector = self._queries.get(text)
-        if vector is None:
-            vector = self.embedder.embed_one(text)
+            known = self._queries.get(text)
+        if known is not None:
+            return lambda: known
+        future = self.embedder.submit(text)
+
+        def result() -> np.ndarray:
+            vector = future.result()
             with self._queries_lock:
                 self._queries[text] = vector
                 while len(self._queries) > self.query_cache_size:
                     self._queries.popitem(last=False)
-        return vector
+            return vector
+
+        return result
 
     def keyword_baseline(self, actor_id: str, query: str, top_k: int) -> list[int]:
         """Record ids of plain BM25 over the text column, query terms OR-ed (the benchmark's reference)."""

@@ -221,8 +221,8 @@ class SQLiteLongTermStore:
         A version change with no delete since the cached copy appends only the new rows (in place:
         no copy of the others); after a delete the actor is loaded again whole.
         """
-        select = ("SELECT id, session_id, generation, turn, seq, speaker, vector, text FROM ltm_records "
-                  "WHERE actor_id = ?")
+        select = ("SELECT id, session_id, generation, turn, seq, speaker, vector, text, caption, created_at "
+                  "FROM ltm_records WHERE actor_id = ?")
         try:
             with self._connection() as db:
                 row = db.execute("SELECT version, deletes FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()

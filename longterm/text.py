@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -33,12 +34,17 @@ would could might may must shall also ever yet
 MAX_QUERY_TERMS = 48
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case alphanumeric runs: the same split FTS5's ``unicode61`` makes for ASCII text."""
-    return _TOKEN.findall(text.lower())
+    """Lower-case letter and digit runs, accents removed: the split FTS5's ``unicode61`` tokenizer makes."""
+    text = text.lower()
+    if text.isascii():
+        return _TOKEN.findall(text)
+    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return _WORD.findall(text)
 
 
 def query_terms(text: str, drop: Iterable[str] = (), max_terms: int = MAX_QUERY_TERMS) -> list[str]:
@@ -60,17 +66,24 @@ PRUNE_FROM_RECORDS = 200
 PRUNE_SHARE = 0.2
 #: at most this many terms, the rarest, go into one keyword query
 MAX_MATCH_TERMS = 24
-#: FTS5 scores every record a query matches, once per term: the rarest terms are kept while the expected
-#: (records matched x terms) stays under this (about 1 us each here); at least one term is always kept
+#: the rarest terms are kept while the expected (records matched x terms) stays under this; at least one
+#: term is always kept. Chosen when FTS5 scored the keywords (about 1 us per record and term there); kept
+#: with the in-memory BM25F (``longterm.keyword``), whose cost grows the same way, so ranking is unchanged
 MATCH_BUDGET = 6_000
 
 _stemmer = snowballstemmer.stemmer("porter")
 _stemmer_lock = threading.Lock()
 
 
+#: FTS5's ``porter`` tokenizer leaves tokens shorter or longer than these as they are ("us" stays "us")
+STEM_LENGTHS = (3, 64)
+
+
 @functools.lru_cache(maxsize=100_000)
 def stem(word: str) -> str:
     """The Porter stem FTS5's ``porter`` tokenizer indexes for ``word`` (the stemmer object is not thread-safe)."""
+    if not STEM_LENGTHS[0] <= len(word) <= STEM_LENGTHS[1]:
+        return word
     with _stemmer_lock:
         return _stemmer.stemWord(word)
 
@@ -79,7 +92,7 @@ def informative_terms(terms: Sequence[str], df: Mapping[str, int], records: int,
                       max_terms: int = MAX_MATCH_TERMS, budget: int = MATCH_BUDGET) -> list[str]:
     """The query terms worth a keyword search, in their order: the rarest, within a cost budget.
 
-    FTS5 scores every record a query matches, for every term, so the cost of a search is about
+    Keyword scoring visits every record a query matches, for every term, so the cost of a search is about
     (records matched) x (terms). Terms in more than ``PRUNE_SHARE`` of the actor's records weigh little
     in BM25 (a low inverse document frequency) and are dropped; of the rest, the rarest
     are kept while the expected matches x terms stays within ``budget`` (a long message of common

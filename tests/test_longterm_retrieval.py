@@ -116,9 +116,11 @@ def test_calibrated_scores_rise_with_either_signal_and_stay_in_range() -> None:
 
 def test_neighbours_follow_conversation_order_not_write_order() -> None:
     vec = np.zeros(384, "<f4").tobytes()
-    # (id, session, generation, turn, seq, speaker, vector): s1's turn 2 was written before its turn 1
-    rows = [(1, "s1", 0, 2, 0, "", vec, ""), (2, "s2", 0, 1, 0, "", vec, ""), (3, "s1", 0, 1, 0, "", vec, ""),
-            (4, "s1", 0, 1, 1, "", vec, ""), (5, "s1", 1, 1, 0, "", vec, "")]
+    # (id, session, generation, turn, seq, speaker, vector, text, caption, created_at): s1's turn 2 was written
+    # before its turn 1
+    rows = [(1, "s1", 0, 2, 0, "", vec, "", "", 0.0), (2, "s2", 0, 1, 0, "", vec, "", "", 0.0),
+            (3, "s1", 0, 1, 0, "", vec, "", "", 0.0), (4, "s1", 0, 1, 1, "", vec, "", "", 0.0),
+            (5, "s1", 1, 1, 0, "", vec, "", "", 0.0)]
     index = build_index(rows)
     # s1 gen 0 in order: id3 (t1 s0), id4 (t1 s1), id1 (t2); s2 and s1 gen 1 stand alone
     assert index.prev_index.tolist() == [3, -1, -1, 2, -1]
@@ -174,9 +176,11 @@ def test_records_appended_later_are_linked_into_their_session_and_old_snapshots_
 
     vec = np.zeros(384, "<f4").tobytes()
     buffers = ActorBuffers(version=1, deletes=0, capacity=1)
-    buffers.append([(1, "s1", 0, 1, 0, "", vec, "hiking"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=1)
+    buffers.append([(1, "s1", 0, 1, 0, "", vec, "hiking", "", 0.0), (2, "s1", 0, 3, 0, "", vec, "hikes", "", 0.0)],
+                   version=1)
     before = buffers.snapshot()
-    buffers.append([(3, "s1", 0, 2, 0, "", vec, "cello"), (2, "s1", 0, 3, 0, "", vec, "hikes")], version=2)  # 2: skipped
+    buffers.append([(3, "s1", 0, 2, 0, "", vec, "cello", "", 0.0), (2, "s1", 0, 3, 0, "", vec, "hikes", "", 0.0)],
+                   version=2)  # 2: skipped
     after = buffers.snapshot()
     assert (before.size, after.size) == (2, 3)
     assert before.next_index.tolist() == [1, -1]  # turn 1 -> turn 3 in the old snapshot
@@ -192,6 +196,7 @@ def test_the_model_is_converted_to_dynamic_int8_once_and_the_original_serves_if_
     from longterm import embedding
 
     monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(embedding, "install_dir", lambda: tmp_path / "not-prepared")
     source, _ = embedding.model_files()
     converted = embedding.fast_model(source)
     assert converted != source and converted.parent.parent == tmp_path and converted.stat().st_size < source.stat().st_size
@@ -207,3 +212,109 @@ def test_the_model_is_converted_to_dynamic_int8_once_and_the_original_serves_if_
     original = embedding.Embedder(convert=False)
     assert original.model_path == source
     assert original.embed_one("peanuts") @ embedder().embed_one("peanuts") > 0.9
+
+
+# -- keyword scores in memory ------------------------------------------------------------------------
+
+CONVERSATION = ("Did you go to the concert on Friday?", "Yes, the concert was wonderful, a cello quartet",
+                "I am planning a hiking trip to the mountains", "Hiking in May is lovely, take a rain jacket",
+                "My sister plays the cello too")
+
+
+def test_keyword_scores_are_fts5s_bm25_over_the_same_columns_for_a_lone_actor(tmp_path: Path) -> None:
+    from longterm.keyword import bm25f
+
+    store = SQLiteLongTermStore(tmp_path / "ltm.db")
+    _write(store, "alice", "s1", *CONVERSATION)
+    _write(store, "alice", "s2", "The quartet played in Oslo", "a concert hall by the harbour")
+    index = store.actor_index("alice")
+    for terms in (["concert"], ["cello", "hiking"], ["quartet", "mountains", "jacket"], ["may", "2023"]):
+        for columns in ((1.0, 0.5, 0.7, 0.5, 1.0), (1.0, 0, 0, 0, 0)):
+            expected = dict(store.keyword_search("alice", fts_match(terms), 100, columns))
+            scores = bm25f(index, terms, columns)
+            found = {int(index.ids[j]): scores[j] for j in np.flatnonzero(scores)}
+            assert found.keys() == expected.keys()
+            assert [found[k] for k in expected] == pytest.approx(list(expected.values()), rel=1e-9)
+    store.close()
+
+
+def test_an_actors_keyword_ranking_does_not_depend_on_other_actors(tmp_path: Path) -> None:
+    from longterm.keyword import bm25f
+
+    alone = SQLiteLongTermStore(tmp_path / "alone.db")
+    crowded = SQLiteLongTermStore(tmp_path / "crowded.db")
+    for store in (alone, crowded):
+        _write(store, "alice", "s1", *CONVERSATION)
+    for n in range(30):  # other actors who talk about cellos all the time
+        _write(crowded, f"actor{n}", "s1", "cello cello cello", "the cello again", "more cello practice")
+    terms = ["cello", "concert"]
+    weights = (1.0, 0.5, 0.7, 0.5, 1.0)
+    assert bm25f(alone.actor_index("alice"), terms, weights).tolist() == \
+        bm25f(crowded.actor_index("alice"), terms, weights).tolist()
+    alone.close()
+    crowded.close()
+
+
+def test_only_the_best_keyword_candidates_keep_their_score() -> None:
+    from longterm.keyword import best_only
+
+    assert best_only(np.array([0.0, 3.0, 1.0, 2.0, 0.0]), 2).tolist() == [0.0, 3.0, 0.0, 2.0, 0.0]
+    assert best_only(np.array([0.0, 3.0, 1.0]), 5).tolist() == [0.0, 3.0, 1.0]
+
+
+def test_words_with_accents_are_split_and_folded_as_fts5_does() -> None:
+    from longterm.text import tokenize
+
+    assert tokenize("Café naïve, ÉCOLE co-op 3rd_floor") == ["cafe", "naive", "ecole", "co", "op", "3rd", "floor"]
+    assert stem("us") == "us"  # FTS5 leaves tokens under 3 characters unstemmed
+
+
+def test_a_model_prepared_at_install_time_is_used_and_two_first_starts_at_once_leave_one_whole_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from longterm import embedding
+
+    prepared = tmp_path / "venv-share"
+    command = [sys.executable, "-m", "longterm.embedding", "--prepare", "--to", str(prepared)]
+    root = Path(__file__).resolve().parent.parent
+    processes = [subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1 and [p.name for p in prepared.iterdir()] == [Path(paths.pop()).name]  # no leftovers
+    monkeypatch.setattr(embedding, "install_dir", lambda: prepared)
+    monkeypatch.setattr(embedding.tempfile, "gettempdir", lambda: str(tmp_path / "never-used"))
+    model = embedding.Embedder()
+    assert model.model_path.parent == prepared
+    assert not (tmp_path / "never-used").exists()  # nothing converted at start-up
+    assert np.allclose(model.embed_one("peanuts"), embedder().embed_one("peanuts"), atol=1e-5)
+
+
+def test_queries_are_embedded_before_the_writers_queued_texts() -> None:
+    import threading
+
+    from longterm.embedding import BACKGROUND, URGENT, EmbeddingWorker
+
+    gate = threading.Event()
+    order: list[int] = []
+
+    def run(ids: list[int]) -> np.ndarray:
+        gate.wait(10)
+        order.append(ids[0])
+        return np.zeros(384, np.float32)
+
+    worker = EmbeddingWorker(run)
+    first = worker.submit([0], BACKGROUND)  # the writer's text being embedded when the others arrive
+    for _ in range(1000):
+        if first.running():
+            break
+        threading.Event().wait(0.01)
+    queued = [worker.submit([n], BACKGROUND) for n in (1, 2, 3)]
+    query = worker.submit([99], URGENT)
+    gate.set()
+    for future in (first, *queued, query):
+        future.result(10)
+    assert order[1] == 99 and sorted(order) == [0, 1, 2, 3, 99]
