@@ -33,7 +33,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     """No test reads the developer's settings or writes under the repo's .data/."""
     for name in ("MEMORY_BACKEND", "MEMORY_ID", "BEDROCK_AGENTCORE_MEMORY_ID", "MODEL_PROVIDER", "SESSION_TTL",
                  "MEMORY_K", "MAX_MESSAGE_CHARS", "LOCAL_MODEL_PATH", "ROLLING_SUMMARY", "REDIS_URL", "KEY_PREFIX",
-                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH"):
+                 "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "MAX_TOKENS",
+                 "SUMMARY_MAX_TOKENS", "MODEL_TIMEOUT_S", "MEMORY_MAX_TOKENS", "LOCAL_MODEL_PARALLEL",
+                 "LOCAL_MODEL_CONTEXT", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY", "OLLAMA_HOST",
+                 "OLLAMA_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 

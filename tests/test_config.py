@@ -45,6 +45,13 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
+        ({"MAX_TOKENS": "0"}, "MAX_TOKENS"),
+        ({"SUMMARY_MAX_TOKENS": "many"}, "SUMMARY_MAX_TOKENS"),
+        ({"MODEL_TIMEOUT_S": "soon"}, "MODEL_TIMEOUT_S"),
+        ({"MODEL_TIMEOUT_S": "0"}, "MODEL_TIMEOUT_S"),
+        ({"MEMORY_MAX_TOKENS": "-1"}, "MEMORY_MAX_TOKENS"),
+        ({"LOCAL_MODEL_PARALLEL": "0"}, "LOCAL_MODEL_PARALLEL"),
+        ({"LOCAL_MODEL_CONTEXT": "100"}, "LOCAL_MODEL_CONTEXT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
