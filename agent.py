@@ -20,7 +20,7 @@ from bedrock_agentcore.runtime.context import RequestContext
 from core.errors import ConfigError
 from core.settings import Settings
 from memory import create_store
-from models import create_model
+from models import configure_model
 from service import Assistant
 from service.logs import configure_logging, install_log_filters
 
@@ -31,7 +31,10 @@ _assistant: Assistant | None = None
 
 def build_assistant(settings: Settings | None = None) -> Assistant:
     settings = settings or Settings.from_env()
-    return Assistant(settings, create_store(settings), create_model(settings))
+    store = create_store(settings)
+    # the model decides the defaults of its limits (MAX_TOKENS, MEMORY_MAX_TOKENS, ...): resolved with it
+    settings, model = configure_model(settings)
+    return Assistant(settings, store, model)
 
 
 def get_assistant() -> Assistant:

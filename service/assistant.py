@@ -54,13 +54,13 @@ class Assistant:
         self.store = store
         self.model = model
         #: the one summariser: session tools, payload actions and the rolling summary all use it
-        self.summarizer = Summarizer(model)
+        self.summarizer = Summarizer.for_settings(model, settings)
         self._session_locks = KeyedLocks()
 
     def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
         """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
         return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
-                           batch=self.settings.fold_batch)
+                           batch=self.settings.fold_batch, max_tokens=self.settings.memory_max_tokens)
 
     def build_agent(self, hooks: MemoryHooks) -> Agent:
         """A fresh Agent per request: Strands Agents must not be shared by concurrent calls.

@@ -145,6 +145,18 @@ def test_local_model_passes_on_each_chunk_as_the_server_sends_it() -> None:
     assert server.requests[0]["max_tokens"] == 7 and server.requests[0]["stream"] is True
 
 
+def test_the_local_model_asks_for_a_chat_sized_reply_with_repetition_penalty_and_stop_sequences() -> None:
+    """SmolLM2 rambled to MAX_TOKENS=512 on most turns: by default a reply is capped and sampled for chat."""
+    settings = Settings.from_env({}).for_provider("local")
+    with ScriptedLlamaServer(["Hi"]) as server:
+        model = LocalModel(server.base_url, max_tokens=settings.max_tokens or 0)
+        Agent(model=model, callback_handler=None)("Hello")
+    [sent] = server.requests
+    assert 128 <= sent["max_tokens"] <= 256
+    assert sent["temperature"] <= 0.5 and sent["repeat_penalty"] > 1.0
+    assert "\nUser:" in sent["stop"]
+
+
 def test_one_local_model_serves_agents_on_fresh_event_loops() -> None:
     """Each Agent call runs on a new event loop; the model object is shared by all of them."""
     with ScriptedLlamaServer(["Hello ", "there"]) as server:
@@ -173,15 +185,14 @@ def listening_sockets(port: int) -> list[str]:
 
 
 def test_real_model_server_starts_once_per_process_on_loopback_only(tmp_path: Path) -> None:
-    first = create_model(local_settings(tmp_path, 16))
-    second = create_model(local_settings(tmp_path, 8))
+    first, second = create_model(local_settings(tmp_path, 16)).inner, create_model(local_settings(tmp_path, 8)).inner
     assert isinstance(first, LocalModel) and isinstance(second, LocalModel)
     assert first.base_url == second.base_url  # one server, however many models talk to it
     assert len(local_model._servers) == 1
     url = urlparse(first.base_url)
     assert url.hostname == "127.0.0.1"
     assert listening_sockets(url.port) == ["0100007F"]  # bound to 127.0.0.1, not 0.0.0.0 or ::
-    assert (first.get_config()["params"], second.get_config()["params"]) == ({"max_tokens": 16}, {"max_tokens": 8})
+    assert (first.get_config()["params"]["max_tokens"], second.get_config()["params"]["max_tokens"]) == (16, 8)
 
 
 @pytest.fixture
