@@ -1,5 +1,9 @@
 """Memory hooks: load the last k turns before the agent answers, store the new turn after.
 
+The window is bounded twice: at most k turns (``MEMORY_K``) and, newest first, only the
+whole turns whose estimated tokens fit ``MEMORY_MAX_TOKENS``; long replies push the
+oldest turns of the window out early, and the rolling summary covers them.
+
 With a summariser attached (``ROLLING_SUMMARY``, on by default) the turns that
 fell out of the k-turn window are kept as a stored running summary: it is
 given to the model in the system prompt ahead of the last k turns (so the
@@ -26,7 +30,7 @@ from strands.types.content import Messages
 from core.settings import default_summary_batch
 from core.timing import timed
 from memory.base import SessionStore, Summary, Turn
-from models.base import reply_text, text_of
+from models.base import estimate_tokens, reply_text, text_of
 
 if TYPE_CHECKING:
     from models.summarizer import Summarizer
@@ -57,6 +61,23 @@ def turns_to_messages(turns: list[Turn]) -> tuple[Messages, int]:
     return messages, kept
 
 
+def turn_tokens(turn: Turn) -> int:
+    """Estimated tokens of one stored turn as the model gets it (its user and assistant message)."""
+    return sum(estimate_tokens(message.text) for message in turn)
+
+
+def newest_within(turns: list[Turn], max_tokens: int | None) -> int:
+    """How many of the newest ``turns`` fit ``max_tokens`` whole (all of them when there is no budget)."""
+    if max_tokens is None:
+        return len(turns)
+    used = 0
+    for kept, turn in enumerate(reversed(turns)):
+        used += turn_tokens(turn)
+        if used > max_tokens:
+            return kept
+    return len(turns)
+
+
 def with_summary(system_prompt: str | None, summary: Summary) -> str:
     """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
     section = (
@@ -70,11 +91,14 @@ class MemoryHooks(HookProvider):
     """Binds one Agent invocation to one (actor, session) of a store. Build one per request."""
 
     def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
-                 summarizer: Summarizer | None = None, batch: int | None = None) -> None:
+                 summarizer: Summarizer | None = None, batch: int | None = None,
+                 max_tokens: int | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
         self.k = k
+        #: estimated tokens the window's turns may take (``MEMORY_MAX_TOKENS``); None: only k bounds it
+        self.max_tokens = max_tokens
         #: set: keep a rolling summary of the turns older than the window (``ROLLING_SUMMARY``)
         self.summarizer = summarizer
         #: turns the rolling summary moves ahead per summariser call (``SUMMARY_BATCH``, 1..k)
@@ -83,6 +107,8 @@ class MemoryHooks(HookProvider):
             raise ValueError(f"batch={self.batch} must be between 1 and k={k}")
         #: turns put in front of the new message (set by ``load_history``)
         self.history_length = 0
+        #: turns of the loaded window left out because they did not fit ``max_tokens``
+        self.dropped_for_budget = 0
         #: the session's USER message count after this turn was stored (set by ``save_turn``)
         self.message_count: int | None = None
         #: set by a tool (clear_session) when this exchange must not be written back
@@ -104,35 +130,48 @@ class MemoryHooks(HookProvider):
         self._user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
         with timed("store_read"):
             turns = self._window = self.store.get_last_k_turns(self.actor_id, self.session_id, self.k)
-        history, self.history_length = turns_to_messages(turns)
+        shown = newest_within(turns, self.max_tokens)
+        self.dropped_for_budget = len(turns) - shown
+        history, self.history_length = turns_to_messages(turns[len(turns) - shown:])
         event.agent.messages[0:0] = history
-        if self.summarizer is not None and len(turns) >= self.k:
-            # only a full window can have turns before it: shorter sessions never pay for this read
+        if self.summarizer is not None and (len(turns) >= self.k or self.dropped_for_budget):
+            # only a full (or budget-cut) window can have turns before it: shorter sessions never pay for this read
             with timed("store_read"):
                 self._summary = self.store.get_summary(self.actor_id, self.session_id)
             self._summary_read = True
             if self._summary is not None:
                 event.agent.system_prompt = with_summary(event.agent.system_prompt, self._summary)
         logger.debug(
-            "%s | loaded %d turns in %.2f ms", self._ids(), self.history_length, (time.perf_counter() - started) * 1e3
+            "%s | loaded %d turns (%d left out for MEMORY_MAX_TOKENS) in %.2f ms", self._ids(), self.history_length,
+            self.dropped_for_budget, (time.perf_counter() - started) * 1e3,
         )
 
     def save_turn(self, event: AfterInvocationEvent) -> None:
         if event.result is None:
             return  # the invocation failed: nothing to store, the session stays as it was
-        if self.skip_store:
-            logger.debug("%s | this exchange is not stored (skip_store)", self._ids())
-            return
         reply = reply_text(event.result)
-        if not self._user_text or not reply:
+        if not self.skip_store and (not self._user_text or not reply):
             logger.warning("%s | nothing stored: empty user message or empty reply", self._ids())
             return
-        with timed("store_write"):
-            self.store_exchange(self._user_text, reply)
-        if self.summarizer is not None:
-            self.update_summary()
+        self.store_exchange(self._user_text or "", reply)
 
-    def store_exchange(self, user_text: str, reply: str) -> int:
+    def store_exchange(self, user_text: str, reply: str) -> int | None:
+        """Store one exchange, whole or cut at ``MAX_TOKENS``, and move the rolling summary on after it.
+
+        A reply cut at the token limit is stored too (it is what the user got), so it is a turn
+        like any other: the summary must move past it as well, or it would never catch up.
+        Returns the session's message count (None when this exchange is not stored).
+        """
+        if self.skip_store:
+            logger.debug("%s | this exchange is not stored (skip_store)", self._ids())
+            return None
+        with timed("store_write"):
+            self.write_exchange(user_text, reply)
+        if self.summarizer is not None:
+            self.update_summary(user_text, reply)
+        return self.message_count
+
+    def write_exchange(self, user_text: str, reply: str) -> int:
         """Write one exchange as one event; remember and return the session's message count."""
         started = time.perf_counter()
         self.message_count = self.store.add_turns(
@@ -145,30 +184,55 @@ class MemoryHooks(HookProvider):
         )
         return self.message_count
 
-    def update_summary(self) -> None:
+    def next_window(self, user_text: str, reply: str) -> tuple[list[Turn], int]:
+        """The turns through the one just stored that are known here, and how many the next request will show.
+
+        The next request loads turns n-k+1..n and shows the newest that fit ``max_tokens``: the
+        same rule ``load_history`` applies, on the window loaded before this turn plus this turn.
+        The known turns are returned only when they are the session's newest (a full window, or
+        the whole session), so a fold can read them instead of the store.
+        """
+        assert self.message_count is not None
+        newest: Turn = [ConversationalMessage(user_text, MessageRole.USER),
+                        ConversationalMessage(reply, MessageRole.ASSISTANT)]
+        known = [*self._window, newest]
+        if len(self._window) not in (self.k, self.message_count - 1):
+            known = []  # another writer added turns meanwhile: the numbering of the loaded ones is unknown
+        if not known and self.max_tokens is not None:
+            return known, newest_within([newest], self.max_tokens)  # the older turns' sizes are unknown: assume none fits
+        if not known:
+            return known, min(self.k, self.message_count)
+        return known, newest_within(known[-self.k:], self.max_tokens)
+
+    def update_summary(self, user_text: str, reply: str) -> None:
         """Move the rolling summary ahead when the next request would otherwise miss turns. Best effort.
 
-        Most turns need nothing: the summary was read before the turn (a full window) and
-        still reaches the window the next request will load. When it does not, one
-        summariser call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn
-        is already stored: if the summariser (or the store) fails, the request still
-        succeeds, the summary keeps its old ``through_turn``, the gap remains, and the
-        next turn folds the missed turns too.
+        The next request shows the newest turns that fit both k and ``max_tokens``
+        (``next_window``); the model misses something only if the summary ends before the
+        oldest of them. Most turns need nothing: the summary was read before the turn (a full
+        or budget-cut window) and still reaches that far. When it does not, one summariser
+        call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn is already
+        stored: if the summariser (or the store) fails, the request still succeeds, the
+        summary keeps its old ``through_turn``, the gap remains, and the next turn folds the
+        missed turns too.
         """
         assert self.summarizer is not None
-        if self.message_count is None or self.message_count <= self.k:
+        if self.message_count is None:
             return
+        known, shown = self.next_window(user_text, reply)
+        if self.message_count <= shown:
+            return  # every turn of the session is in the next window
         try:
             if self._summary_read:
                 current = self._summary
-            else:  # the window was not full before this turn (only when another writer added turns meanwhile)
+            else:  # the window was neither full nor cut before this turn
                 with timed("store_read"):
                     current = self.store.get_summary(self.actor_id, self.session_id)
-            if current is not None and current.through_turn >= self.message_count - self.k:
+            if current is not None and current.through_turn >= self.message_count - shown:
                 return  # the next request's window starts right after (or inside) the summary: no gap
             with timed("summary"):
                 summary = self.summarizer.fold(self.store, self.actor_id, self.session_id, current,
-                                               self.message_count, self.k, self.batch, self._window)
+                                               self.message_count, self.k, self.batch, known, shown=shown)
                 if summary is not None:
                     self.store.put_summary(self.actor_id, self.session_id, summary)
         except Exception as e:  # best effort: the stored turn must not be lost to a summary failure
