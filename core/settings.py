@@ -143,7 +143,7 @@ class Settings:
     #: ``LOCAL_MODEL_PARALLEL``: llama.cpp slots, i.e. replies the local model writes at the same time
     local_model_parallel: int = 2
     #: ``LOCAL_MODEL_CONTEXT``: tokens of context each slot has (prompt + history + reply)
-    local_model_context: int = 2048
+    local_model_context: int = 4096
     openai_base_url: str | None = None
     openai_model: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
@@ -175,7 +175,8 @@ class Settings:
         """These settings for ``provider``: every unset model limit gets that provider's default.
 
         The local model's history budget is what its per-slot context leaves after the reply,
-        the rolling summary and ``LOCAL_PROMPT_RESERVE`` (system prompt and the new message).
+        the rolling summary and ``LOCAL_PROMPT_RESERVE`` (system prompt and the new message);
+        its ``SUMMARY_BATCH`` defaults to ``MEMORY_K`` (one summary call per k turns).
         """
         defaults = PROVIDER_DEFAULTS[provider]
         max_tokens = self.max_tokens if self.max_tokens is not None else defaults.max_tokens
@@ -195,8 +196,13 @@ class Settings:
                     )
         elif memory_max_tokens is None:
             memory_max_tokens = defaults.memory_max_tokens
+        summary_batch = self.summary_batch
+        if provider == "local" and summary_batch is None:
+            # a summary costs the CPU its whole reply however few turns it folds: fold a window's worth at once
+            summary_batch = self.memory_k
         return replace(
             self, model_provider=provider, max_tokens=max_tokens, summary_max_tokens=summary_max_tokens,
+            summary_batch=summary_batch,
             model_timeout_s=self.model_timeout_s if self.model_timeout_s is not None else defaults.model_timeout_s,
             memory_max_tokens=memory_max_tokens,
         )

@@ -30,7 +30,7 @@ from strands.types.content import Messages
 from core.settings import default_summary_batch
 from core.timing import timed
 from memory.base import SessionStore, Summary, Turn
-from models.base import estimate_tokens, reply_text, text_of
+from models.base import SUMMARY_HEADING, estimate_tokens, reply_text, text_of
 
 if TYPE_CHECKING:
     from models.summarizer import Summarizer
@@ -81,7 +81,7 @@ def newest_within(turns: list[Turn], max_tokens: int | None) -> int:
 def with_summary(system_prompt: str | None, summary: Summary) -> str:
     """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
     section = (
-        f"Summary of the earlier part of this conversation (turns 1-{summary.through_turn}; "
+        f"{SUMMARY_HEADING} (turns 1-{summary.through_turn}; "
         f"the most recent of them may also appear below as messages):\n{summary.text}"
     )
     return f"{system_prompt}\n\n{section}" if system_prompt else section

@@ -20,6 +20,21 @@ BYTES_PER_TOKEN = 4.0
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
+#: how the memory hooks open the rolling summary they append to the system prompt (after a blank line);
+#: the local model moves that section to the end of the prompt (see ``models.local``)
+SUMMARY_HEADING = "Summary of the earlier part of this conversation"
+
+
+def split_summary(system_prompt: str | None) -> tuple[str | None, str | None]:
+    """The system prompt without the rolling summary section, and that section (None when there is none)."""
+    if not system_prompt:
+        return system_prompt, None
+    at = system_prompt.find(SUMMARY_HEADING)
+    if at < 0:
+        return system_prompt, None
+    return system_prompt[:at].rstrip() or None, system_prompt[at:]
+
+
 def estimate_tokens(text: str) -> int:
     """Tokens ``text`` takes as one chat message, estimated from its UTF-8 size (well under a microsecond).
 

@@ -37,6 +37,7 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 from core.errors import ConfigError
+from models.base import split_summary
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,19 @@ CHAT_SAMPLING: dict[str, Any] = {
     "repeat_penalty": 1.15,
     "stop": ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "\nUser:", "\nuser:", "\nHuman:"],
 }
-#: MiB of host RAM llama.cpp may keep idle slots' prompt caches in (its own default is 8 GiB, which
-#: let a long-running server grow by hundreds of MB); enough for a few sessions' prompts
-PROMPT_CACHE_MIB = 64
+#: MiB of host RAM llama.cpp may keep idle slots' prompts in, to resume a session that another took the
+#: slot from (its own default is 8 GiB, which let a long-running server grow by hundreds of MB); with
+#: SmolLM2's 23 KB of KV per token, 128 MiB holds the prompts of four or five full sessions
+PROMPT_CACHE_MIB = 128
+#: a prompt's pieces of at least this many tokens that the slot already holds at another position are
+#: moved there (KV shift) instead of being read again: when the window drops its oldest turn, the turns
+#: that stay are reused, so a turn reads only its new messages (measured: 981 instead of 5,227 prompt
+#: tokens over six turns of a sliding 5-turn window)
+CACHE_REUSE_TOKENS = 64
+#: a request goes to the idle slot sharing the longest prefix with it once that prefix is 1 % of the
+#: prompt (llama.cpp's default 10 % sends a sliding window, whose prefix is the system prompt only,
+#: to the least recently used slot: the other one, holding none of the session)
+SLOT_SIMILARITY = 0.01
 
 
 def bundled_model_path() -> Path | None:
@@ -109,7 +120,7 @@ def thread_counts() -> tuple[int, int]:
     return 1, max(1, min(os.cpu_count() or 1, 4))
 
 
-def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 2048) -> LocalServer:
+def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 4096) -> LocalServer:
     """The llama.cpp server for ``path``, started on first use; later calls return the same one.
 
     ``parallel`` slots of ``context`` tokens each (llama.cpp splits its context between its
@@ -128,6 +139,8 @@ def start_server(path: Path, source: str | None = None, parallel: int = 2, conte
         params.n_parallel = parallel
         params.n_ctx = context * parallel
         params.cache_ram_mib = PROMPT_CACHE_MIB
+        params.n_cache_reuse = CACHE_REUSE_TOKENS
+        params.slot_prompt_similarity = SLOT_SIMILARITY
         params.cpuparams.n_threads, params.cpuparams_batch.n_threads = thread_counts()
         params.verbosity = -1  # llama.cpp's own logging off; we log one line
         params.ui = False  # no web UI: this is an API for the assistant only
@@ -182,6 +195,7 @@ class LocalModel(LlamaCppModel):
 
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
                      **kwargs: Any) -> AsyncGenerator[StreamEvent, None]:
+        system_prompt, messages = summary_last(system_prompt, messages)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout) as client:
             post = _StreamingPost(client)
             call = copy.copy(self)  # same config; only this call sees its client
@@ -193,8 +207,25 @@ class LocalModel(LlamaCppModel):
                 await post.aclose()
 
 
+def summary_last(system_prompt: str | None, messages: Messages) -> tuple[str | None, Messages]:
+    """The rolling summary moved from the system prompt to the start of the newest user message.
+
+    llama.cpp reuses a slot's cache for the part of a prompt that matches what the slot already
+    holds, from the start (and, with ``CACHE_REUSE_TOKENS``, pieces of it that moved). A summary
+    in the system prompt sits before everything else: each time it is folded forward the whole
+    history after it would be read again. At the end, only the summary is new.
+    """
+    base, summary = split_summary(system_prompt)
+    last = messages[-1] if messages else None
+    if summary is None or last is None or last["role"] != "user" or any("toolResult" in b for b in last["content"]):
+        return system_prompt, messages  # (a tool loop's result message keeps the summary where it was)
+    summary = summary.replace("appear below as messages", "appear above as messages", 1)
+    moved: Messages = [*messages[:-1], {**last, "content": [{"text": summary + "\n\n"}, *last["content"]]}]
+    return base, moved
+
+
 def create_local_model(local_model_path: str | None, max_tokens: int, parallel: int = 2,
-                       context: int = 2048) -> LocalModel:
+                       context: int = 4096) -> LocalModel:
     """Start (or reuse) this process's llama.cpp server and return a model that talks to it.
 
     A reply never asks for more than half a slot's context, whatever ``MAX_TOKENS`` says.

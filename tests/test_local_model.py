@@ -233,3 +233,20 @@ def test_real_model_reply_cut_at_max_tokens_reaches_the_user_and_is_stored(tmp_p
     finally:
         agent.set_assistant(None)
         assistant.close()
+
+
+def test_the_local_model_sends_the_rolling_summary_after_the_history_so_llama_cpp_reuses_its_cache() -> None:
+    """A summary in the system prompt would make every fold re-read the whole history; at the end only it is new."""
+    system = "You are a helpful assistant.\n\nSummary of the earlier part of this conversation (turns 1-4; the " \
+             "most recent of them may also appear below as messages):\nThe user is Ana."
+    history = [{"role": "user", "content": [{"text": "turn 5"}]}, {"role": "assistant", "content": [{"text": "ok"}]},
+               {"role": "user", "content": [{"text": "What is my name?"}]}]
+    with ScriptedLlamaServer(["Ana"]) as server:
+        Agent(model=LocalModel(server.base_url, max_tokens=8), system_prompt=system, messages=history[:2],
+              callback_handler=None)("What is my name?")
+    sent = server.requests[0]["messages"]
+    assert sent[0] == {"role": "system", "content": "You are a helpful assistant."}
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    last = "".join(part["text"] for part in sent[-1]["content"])
+    assert last.startswith("Summary of the earlier part of this conversation (turns 1-4") and "above as messages" in last
+    assert "The user is Ana." in last and last.endswith("What is my name?")
