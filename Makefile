@@ -27,7 +27,7 @@ run: venv
 test: venv
 	$(PY) -m pytest
 
-# Benchmarks (bench/, a few minutes): tables on stdout, figures and plots in bench/results/.
+# Benchmarks (bench/, several minutes): tables on stdout, figures and plots in bench/results/.
 # The OpenAI Agents SDK cannot join .venv (it needs other websockets / mcp versions): own venv.
 BENCH_OPENAI_VENV ?= /tmp/agentcore-bench-openai-venv
 
@@ -36,6 +36,7 @@ bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	OPENAI_AGENTS_PYTHON=$(BENCH_OPENAI_VENV)/bin/python $(PY) bench/alternatives.py
 	$(PY) bench/server_throughput.py
 	$(PY) bench/startup.py
+	$(PY) bench/local_conversation.py
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
