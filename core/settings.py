@@ -143,7 +143,7 @@ class Settings:
     #: ``LOCAL_MODEL_PARALLEL``: llama.cpp slots, i.e. replies the local model writes at the same time
     local_model_parallel: int = 2
     #: ``LOCAL_MODEL_CONTEXT``: tokens of context each slot has (prompt + history + reply)
-    local_model_context: int = 4096
+    local_model_context: int = 2048
     openai_base_url: str | None = None
     openai_model: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
@@ -198,7 +198,7 @@ class Settings:
             memory_max_tokens = defaults.memory_max_tokens
         summary_batch = self.summary_batch
         if provider == "local" and summary_batch is None:
-            # a summary costs the CPU its whole reply however few turns it folds: fold a window's worth at once
+            # a summary costs the CPU its whole reply however few turns it folds: fold as many at once as the budget lets
             summary_batch = self.memory_k
         return replace(
             self, model_provider=provider, max_tokens=max_tokens, summary_max_tokens=summary_max_tokens,

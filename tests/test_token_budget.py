@@ -89,10 +89,10 @@ def test_the_assistant_bounds_each_turns_history_by_memory_max_tokens(
 def test_local_defaults_size_the_history_to_a_slot_after_the_reply_and_the_summary() -> None:
     local = Settings.from_env({}).for_provider("local")
     assert (local.max_tokens, local.summary_max_tokens, local.model_timeout_s) == (160, 160, 60.0)
-    assert local.memory_max_tokens == 4096 - 160 - 160 - LOCAL_PROMPT_RESERVE
-    assert local.fold_batch == local.memory_k == 10  # one summary call per 10 turns: each costs a whole reply
-    smaller = Settings.from_env({"LOCAL_MODEL_CONTEXT": "2048", "MAX_TOKENS": "256"}).for_provider("local")
-    assert smaller.memory_max_tokens == 2048 - 256 - 160 - LOCAL_PROMPT_RESERVE
+    assert local.memory_max_tokens == 2048 - 160 - 160 - LOCAL_PROMPT_RESERVE
+    assert local.fold_batch == local.memory_k == 10  # a summary call costs a whole reply: as few as the budget allows
+    bigger = Settings.from_env({"LOCAL_MODEL_CONTEXT": "4096", "MAX_TOKENS": "256"}).for_provider("local")
+    assert bigger.memory_max_tokens == 4096 - 256 - 160 - LOCAL_PROMPT_RESERVE
     assert Settings.from_env({"MEMORY_MAX_TOKENS": "500"}).for_provider("local").memory_max_tokens == 500
 
 
