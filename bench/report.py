@@ -37,6 +37,14 @@ def where(data: dict[str, Any]) -> str:
             f"load average {load_avg['at_start']}-{load_avg['at_end']}")
 
 
+def rss(runs: list[dict[str, Any]]) -> str:
+    if not runs or "rss_after_startup_mib" not in runs[0]:
+        return "-"
+    ordered = sorted(runs, key=lambda r: r["rss_after_startup_mib"])
+    middle = ordered[len(ordered) // 2]
+    return f"{middle['rss_after_startup_mib']:.0f} / {middle['rss_after_replies_mib']:.0f}"
+
+
 def main() -> None:
     out: list[str] = []
     store = load("store_overhead")
@@ -91,12 +99,28 @@ def main() -> None:
         e = start["echo_summary"]
         rows.append(["echo + sqlite", f"{e['startup_s']['median']:.2f} (max {e['startup_s']['max']:.2f})",
                      f"{e['first_reply_s']['median']:.3f}"])
+        rows[-1].append(rss(start["echo"]))
         if start.get("local_summary"):
             s = start["local_summary"]
             rows.append(["local model", f"{s['startup_s']['median']:.2f} (max {s['startup_s']['max']:.2f})",
-                         f"{s['first_reply_s']['median']:.2f} (max {s['first_reply_s']['max']:.2f})"])
-        out += [f"**4. Start-up** ({where(start)})", "", table(["", "to healthy /ping, s", "first reply, s"], rows),
+                         f"{s['first_reply_s']['median']:.2f} (max {s['first_reply_s']['max']:.2f})",
+                         rss(start["local"])])
+        rows[0].append("-")
+        out += [f"**4. Start-up** ({where(start)})", "",
+                table(["", "to healthy /ping, s", "first reply, s", "RSS MiB after start-up / replies"], rows),
                 "", targets(start) + "".join(f" {n}" for n in start.get("notes", [])), ""]
+    talk = load("local_conversation")
+    if talk:
+        s = talk["summary"]
+        rows = [[t["turn"], f"{t['seconds']:.2f}", t["history_length"], f"{t['prompt_tokens']} ({t['prompt_tokens_cached']})",
+                 "yes" if t["truncated"] else "", "fold" if t["folded"] else "", f"{t['rss_mib']:.0f}"]
+                for t in talk["turns"]]
+        out += [f"**5. A conversation with the local model** ({where(talk)})", "",
+                table(["turn", "seconds", "history", "prompt tokens (cached)", "cut", "summary", "RSS MiB"], rows), "",
+                f"p50 {s['p50_s']} s, p95 {s['p95_s']} s, max {s['max_s']} s; second session's first reply: median "
+                f"{s['second_session_median_s']} s, max {s['second_session_max_s']} s; RSS "
+                f"{talk['rss_after_startup_mib']:.0f} MiB after start-up, {talk['rss_after_conversation_mib']:.0f} MiB "
+                f"after the conversation, peak {talk['rss_peak_mib']:.0f} MiB", "", targets(talk), ""]
     print("\n".join(out))
 
 

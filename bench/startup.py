@@ -9,6 +9,8 @@
   bundled SmolLM2 GGUF into its llama.cpp server), the first reply to a short message and three
   more. Only a tree without the ``local`` provider (an old checkout run with ``--root``) skips it,
   with a note.
+- memory: the server process's resident set (VmRSS from /proc; the llama.cpp server runs inside it)
+  once it is healthy, and after its replies.
 
 Every process gets ``AWS_EC2_METADATA_DISABLED=true`` and an explicit ``MODEL_PROVIDER``, so nothing
 probes for AWS credentials (which could leave the machine). ``--root`` runs another checkout's
@@ -57,6 +59,14 @@ def post(url: str, message: str, session: str, timeout: float = 120.0) -> tuple[
     return time.perf_counter() - started, status, body
 
 
+def rss_mib(pid: int) -> float:
+    """The process's resident set size (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 def import_seconds(root: Path, env: dict[str, str], runs: int) -> list[float]:
     """How long ``import agent`` takes inside a fresh interpreter (the modules it pulls in)."""
     code = "import time; t = time.perf_counter(); import agent; print(time.perf_counter() - t)"
@@ -73,6 +83,9 @@ def startup_runs(root: Path, env: dict[str, str], directory: Path, runs: int, re
                                directory, cwd=root)
         server.start(timeout=120)
         try:
+            assert server.process is not None
+            time.sleep(0.5)  # let start-up settle before reading RSS
+            rss_started = rss_mib(server.process.pid)
             latencies = []
             answers = []
             for i in range(replies):
@@ -81,12 +94,14 @@ def startup_runs(root: Path, env: dict[str, str], directory: Path, runs: int, re
                     raise RuntimeError(f"{name}: HTTP {status} {body}\n{server.log_tail()}")
                 latencies.append(round(seconds, 3))
                 answers.append(body.get("response", "")[:200])
+            rss_replied = rss_mib(server.process.pid)
         finally:
             server.stop()
         results.append({"startup_s": round(server.startup_s or 0, 3), "first_reply_s": latencies[0],
-                        "reply_s": latencies, "answers": answers})
-        print(f"  {name} run {run + 1}: healthy after {server.startup_s:.2f} s, first reply {latencies[0]:.3f} s",
-              flush=True)
+                        "reply_s": latencies, "answers": answers, "rss_after_startup_mib": rss_started,
+                        "rss_after_replies_mib": rss_replied})
+        print(f"  {name} run {run + 1}: healthy after {server.startup_s:.2f} s, first reply {latencies[0]:.3f} s, "
+              f"RSS {rss_started:.0f} MiB after start-up, {rss_replied:.0f} MiB after {replies} replies", flush=True)
     return results
 
 
@@ -105,6 +120,12 @@ def local_unavailable(root: Path, env: dict[str, str], directory: Path) -> str |
     finally:
         server.stop()
     return None
+
+
+def rss_cell(runs: list[dict[str, Any]]) -> str:
+    started = percentile([r["rss_after_startup_mib"] for r in runs], 50)
+    replied = percentile([r["rss_after_replies_mib"] for r in runs], 50)
+    return f"{started:.0f} / {replied:.0f}"
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -164,11 +185,11 @@ def main() -> None:
         else:
             data["local"] = startup_runs(root, local_env, directory, args.local_runs, len(MESSAGES), "local")
 
-    rows = [["`import agent` alone", fmt(data["import_s"]["median"], 2), "-", "-"]]
+    rows = [["`import agent` alone", fmt(data["import_s"]["median"], 2), "-", "-", "-"]]
     echo_start = summary([r["startup_s"] for r in data["echo"]])
     echo_first = summary([r["first_reply_s"] for r in data["echo"]])
     rows.append(["echo + sqlite", f"{echo_start['median']:.2f} ({echo_start['min']:.2f}-{echo_start['max']:.2f})",
-                 f"{echo_first['median']:.3f}", "-"])
+                 f"{echo_first['median']:.3f}", "-", rss_cell(data["echo"])])
     checks = [("start-up <= 3 s (echo + sqlite)", echo_start["max"] <= TARGET_STARTUP_S,
                f"median {echo_start['median']:.2f} s, max {echo_start['max']:.2f} s")]
     if data["local"]:
@@ -176,7 +197,8 @@ def main() -> None:
         local_first = summary([r["first_reply_s"] for r in data["local"]])
         later = [s for r in data["local"] for s in r["reply_s"][1:]]
         rows.append(["local model", f"{local_start['median']:.2f} ({local_start['min']:.2f}-{local_start['max']:.2f})",
-                     f"{local_first['median']:.3f} (max {local_first['max']:.3f})", fmt(percentile(later, 50))])
+                     f"{local_first['median']:.3f} (max {local_first['max']:.3f})", fmt(percentile(later, 50)),
+                     rss_cell(data["local"])])
         checks.append(("start-up <= 3 s (local model)", local_start["max"] <= TARGET_STARTUP_S,
                        f"median {local_start['median']:.2f} s, max {local_start['max']:.2f} s"))
         checks.append(("first reply <= 2 s (local model)", local_first["max"] <= TARGET_FIRST_REPLY_S,
@@ -186,7 +208,8 @@ def main() -> None:
         print(f"  local answers (run 1): {data['local'][0]['answers']}")
     data["echo_summary"] = {"startup_s": echo_start, "first_reply_s": echo_first}
     print_table("Start-up to healthy /ping, and replies (seconds)",
-                ["configuration", "start-up median (min-max)", "first reply", "later replies p50"], rows)
+                ["configuration", "start-up median (min-max)", "first reply", "later replies p50",
+                 "RSS MiB (started / replied)"], rows)
     print_table("Targets", ["target", "result", "measured"], [[c[0], verdict(c[1]), c[2]] for c in checks])
     data["machine_line"] = machine_line()
     data["targets"] = [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks]

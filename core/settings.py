@@ -11,14 +11,49 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
 BACKENDS = ("memory", "sqlite", "redis", "agentcore", "dynamodb")
-MODEL_PROVIDERS = ("bedrock", "local", "echo")
+MODEL_PROVIDERS = ("bedrock", "local", "openai", "ollama", "echo")
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True)
+class ProviderDefaults:
+    """What ``MAX_TOKENS``, ``SUMMARY_MAX_TOKENS``, ``MODEL_TIMEOUT_S`` and ``MEMORY_MAX_TOKENS`` are when unset.
+
+    They depend on the model: a 135M model on two CPU cores needs short replies and a short
+    history to answer in seconds, Bedrock's models take far more. ``memory_max_tokens`` None:
+    derived from the local model's context (see ``Settings.for_provider``).
+    """
+
+    max_tokens: int
+    summary_max_tokens: int
+    model_timeout_s: float
+    memory_max_tokens: int | None
+
+
+PROVIDER_DEFAULTS = {
+    "local": ProviderDefaults(max_tokens=160, summary_max_tokens=160, model_timeout_s=60.0, memory_max_tokens=None),
+    "bedrock": ProviderDefaults(max_tokens=512, summary_max_tokens=400, model_timeout_s=120.0,
+                                memory_max_tokens=32_000),
+    # a server the user runs (Ollama, LM Studio, vLLM, llama.cpp): its context is unknown here, so the
+    # history is sized for a 4,096-token context; set MEMORY_MAX_TOKENS for a model that has more
+    "openai": ProviderDefaults(max_tokens=512, summary_max_tokens=256, model_timeout_s=120.0,
+                               memory_max_tokens=2_000),
+    "ollama": ProviderDefaults(max_tokens=512, summary_max_tokens=256, model_timeout_s=120.0,
+                               memory_max_tokens=2_000),
+    "echo": ProviderDefaults(max_tokens=512, summary_max_tokens=256, model_timeout_s=60.0, memory_max_tokens=32_000),
+}
+#: tokens of the local model's per-slot context kept for the system prompt and the new message
+LOCAL_PROMPT_RESERVE = 512
+#: the smallest history budget the local defaults may leave (else LOCAL_MODEL_CONTEXT is too small)
+MIN_MEMORY_TOKENS = 128
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 #: DynamoDB's own rule for table names
@@ -55,7 +90,8 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float | None = None, *, minimum: float,
+           maximum: float) -> float | None:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -103,6 +139,31 @@ def _ltm_namespace(env: Mapping[str, str]) -> str:
     return value
 
 
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={raw!r} must start with http:// or https://")
+    return raw.rstrip("/")
+
+
+def _server_address(env: Mapping[str, str], name: str, default: str) -> str:
+    """An HTTP server address: a URL, or ``host[:port]`` as Ollama's own ``OLLAMA_HOST`` is often written."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    url = raw if "://" in raw else f"http://{raw}"
+    parsed = urlsplit(url)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} has a port that is not a number") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name}={raw!r} is not an http(s) address such as http://127.0.0.1:11434")
+    return url.rstrip("/")
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -137,7 +198,24 @@ class Settings:
     model_provider: str | None = None  # None: decided at start-up (bedrock with AWS credentials, else local)
     bedrock_model_id: str = DEFAULT_BEDROCK_MODEL_ID
     local_model_path: str | None = None
-    max_tokens: int = 512
+    #: ``LOCAL_MODEL_PARALLEL``: llama.cpp slots, i.e. replies the local model writes at the same time
+    local_model_parallel: int = 2
+    #: ``LOCAL_MODEL_CONTEXT``: tokens of context each slot has (prompt + history + reply)
+    local_model_context: int = 2048
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    ollama_host: str = DEFAULT_OLLAMA_HOST
+    ollama_model: str | None = None
+    # None in the four below: the provider's default (PROVIDER_DEFAULTS), filled in by ``for_provider``
+    #: ``MAX_TOKENS``: the reply's token cap
+    max_tokens: int | None = None
+    #: ``SUMMARY_MAX_TOKENS``: a summary's token cap (a summary cut there is kept, marked with "…")
+    summary_max_tokens: int | None = None
+    #: ``MODEL_TIMEOUT_S``: seconds one model call may take, queueing included; past it the turn fails with 503
+    model_timeout_s: float | None = None
+    #: ``MEMORY_MAX_TOKENS``: estimated tokens of stored turns put in front of the model at most
+    memory_max_tokens: int | None = None
     max_message_chars: int = 32_000
     log_level: str = "INFO"
     log_format: str = "text"
@@ -193,6 +271,42 @@ class Settings:
         """Turns per rolling-summary fold: ``SUMMARY_BATCH``, else half of ``MEMORY_K`` (at least 1)."""
         return self.summary_batch if self.summary_batch is not None else default_summary_batch(self.memory_k)
 
+    def for_provider(self, provider: str) -> Settings:
+        """These settings for ``provider``: every unset model limit gets that provider's default.
+
+        The local model's history budget is what its per-slot context leaves after the reply,
+        the rolling summary and ``LOCAL_PROMPT_RESERVE`` (system prompt and the new message);
+        its ``SUMMARY_BATCH`` defaults to ``MEMORY_K`` (one summary call per k turns).
+        """
+        defaults = PROVIDER_DEFAULTS[provider]
+        max_tokens = self.max_tokens if self.max_tokens is not None else defaults.max_tokens
+        summary_max_tokens = (self.summary_max_tokens if self.summary_max_tokens is not None
+                              else defaults.summary_max_tokens)
+        memory_max_tokens = self.memory_max_tokens
+        if provider == "local":
+            max_tokens = min(max_tokens, self.local_model_context // 2)
+            summary_max_tokens = min(summary_max_tokens, self.local_model_context // 4)
+            if memory_max_tokens is None:
+                memory_max_tokens = self.local_model_context - max_tokens - summary_max_tokens - LOCAL_PROMPT_RESERVE
+                if memory_max_tokens < MIN_MEMORY_TOKENS:
+                    raise ConfigError(
+                        f"LOCAL_MODEL_CONTEXT={self.local_model_context} leaves {memory_max_tokens} tokens for the "
+                        f"history after MAX_TOKENS={max_tokens}, SUMMARY_MAX_TOKENS={summary_max_tokens} and "
+                        f"{LOCAL_PROMPT_RESERVE} for the prompt; raise it or set MEMORY_MAX_TOKENS"
+                    )
+        elif memory_max_tokens is None:
+            memory_max_tokens = defaults.memory_max_tokens
+        summary_batch = self.summary_batch
+        if provider == "local" and summary_batch is None:
+            # a summary costs the CPU its whole reply however few turns it folds: fold as many at once as the budget lets
+            summary_batch = self.memory_k
+        return replace(
+            self, model_provider=provider, max_tokens=max_tokens, summary_max_tokens=summary_max_tokens,
+            summary_batch=summary_batch,
+            model_timeout_s=self.model_timeout_s if self.model_timeout_s is not None else defaults.model_timeout_s,
+            memory_max_tokens=memory_max_tokens,
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -226,6 +340,19 @@ class Settings:
         local_model_path = (env.get("LOCAL_MODEL_PATH") or "").strip() or None
         if local_model_path and not Path(local_model_path).is_file():
             raise ConfigError(f"LOCAL_MODEL_PATH={local_model_path!r} is not a file")
+        model_provider = _choice(env, "MODEL_PROVIDER", MODEL_PROVIDERS, None)
+        openai_base_url = _url(env, "OPENAI_BASE_URL", None)
+        openai_model = (env.get("OPENAI_MODEL") or "").strip() or None
+        openai_api_key = (env.get("OPENAI_API_KEY") or "").strip() or None
+        if model_provider == "openai":
+            if not openai_model:
+                raise ConfigError("MODEL_PROVIDER=openai needs OPENAI_MODEL (the model name the server serves)")
+            if not openai_base_url and not openai_api_key:
+                raise ConfigError("MODEL_PROVIDER=openai needs OPENAI_BASE_URL (an OpenAI-compatible server, e.g. "
+                                  "http://127.0.0.1:8000/v1) or OPENAI_API_KEY (for api.openai.com)")
+        ollama_model = (env.get("OLLAMA_MODEL") or "").strip() or None
+        if model_provider == "ollama" and not ollama_model:
+            raise ConfigError("MODEL_PROVIDER=ollama needs OLLAMA_MODEL (e.g. llama3.2:1b, as `ollama list` names it)")
         return cls(
             memory_backend=backend,
             session_db=Path((env.get("SESSION_DB") or "").strip() or cls.session_db),
@@ -242,10 +369,21 @@ class Settings:
             memory_id=memory_id,
             aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),
             memory_k=memory_k,
-            model_provider=_choice(env, "MODEL_PROVIDER", MODEL_PROVIDERS, None),
+            model_provider=model_provider,
             bedrock_model_id=(env.get("BEDROCK_MODEL_ID") or cls.bedrock_model_id).strip(),
             local_model_path=local_model_path,
-            max_tokens=_int(env, "MAX_TOKENS", cls.max_tokens, minimum=1, maximum=32_000),
+            local_model_parallel=_int(env, "LOCAL_MODEL_PARALLEL", cls.local_model_parallel, minimum=1, maximum=16),
+            local_model_context=_int(env, "LOCAL_MODEL_CONTEXT", cls.local_model_context, minimum=512,
+                                     maximum=131_072),
+            openai_base_url=openai_base_url,
+            openai_model=openai_model,
+            openai_api_key=openai_api_key,
+            ollama_host=_server_address(env, "OLLAMA_HOST", DEFAULT_OLLAMA_HOST),
+            ollama_model=ollama_model,
+            max_tokens=_int(env, "MAX_TOKENS", None, minimum=1, maximum=32_000),
+            summary_max_tokens=_int(env, "SUMMARY_MAX_TOKENS", None, minimum=16, maximum=8_000),
+            model_timeout_s=_float(env, "MODEL_TIMEOUT_S", minimum=1, maximum=3_600),
+            memory_max_tokens=_int(env, "MEMORY_MAX_TOKENS", None, minimum=1, maximum=1_000_000),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, minimum=1),
             log_level=log_level,
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),

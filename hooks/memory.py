@@ -1,5 +1,9 @@
 """Memory hooks: load the last k turns before the agent answers, store the new turn after.
 
+The window is bounded twice: at most k turns (``MEMORY_K``) and, newest first, only the
+whole turns whose estimated tokens fit ``MEMORY_MAX_TOKENS``; long replies push the
+oldest turns of the window out early, and the rolling summary covers them.
+
 With a summariser attached (``ROLLING_SUMMARY``, on by default) the turns that
 fell out of the k-turn window are kept as a stored running summary: it is
 given to the model in the system prompt ahead of the last k turns (so the
@@ -11,13 +15,6 @@ Only the new exchange (the user's message and the final assistant text) is
 written back, as one event: replayed history is never stored twice, and tool
 calls never reach the store, so the history replayed next time always
 alternates user / assistant and has no ``toolUse`` without its result.
-
-Every write is conditional on the session's generation as loaded (``load_window``):
-a turn or a rolling summary begun before a clear (on any replica) never reaches the
-cleared conversation; the turn's write raises ``SessionChanged`` (409), the summary is
-dropped. A turn with an idempotency key records it with the exchange; when another
-request stored that key first (a concurrent retry, on any replica), this turn stores
-nothing and ``replayed`` holds what was stored, for the service to answer with.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from core.errors import AlreadyStored
 from core.settings import default_summary_batch
 from core.timing import timed
 from memory.base import SessionStore, StoredReply, Summary, Turn
-from models.base import reply_text, text_of
+from models.base import SUMMARY_HEADING, estimate_tokens, reply_text, text_of
 
 if TYPE_CHECKING:
     from models.summarizer import Summarizer
@@ -71,10 +68,27 @@ def has_exchange(turn: Turn) -> bool:
         any(m.role == MessageRole.ASSISTANT and m.text for m in turn)
 
 
+def turn_tokens(turn: Turn) -> int:
+    """Estimated tokens of one stored turn as the model gets it (its user and assistant message)."""
+    return sum(estimate_tokens(message.text) for message in turn)
+
+
+def newest_within(turns: list[Turn], max_tokens: int | None) -> int:
+    """How many of the newest ``turns`` fit ``max_tokens`` whole (all of them when there is no budget)."""
+    if max_tokens is None:
+        return len(turns)
+    used = 0
+    for kept, turn in enumerate(reversed(turns)):
+        used += turn_tokens(turn)
+        if used > max_tokens:
+            return kept
+    return len(turns)
+
+
 def with_summary(system_prompt: str | None, summary: Summary) -> str:
     """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
     section = (
-        f"Summary of the earlier part of this conversation (turns 1-{summary.through_turn}; "
+        f"{SUMMARY_HEADING} (turns 1-{summary.through_turn}; "
         f"the most recent of them may also appear below as messages):\n{summary.text}"
     )
     return f"{system_prompt}\n\n{section}" if system_prompt else section
@@ -85,11 +99,13 @@ class MemoryHooks(HookProvider):
 
     def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
                  summarizer: Summarizer | None = None, batch: int | None = None,
-                 idempotency_key: str | None = None) -> None:
+                 max_tokens: int | None = None, idempotency_key: str | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
         self.k = k
+        #: estimated tokens the window's turns may take (``MEMORY_MAX_TOKENS``); None: only k bounds it
+        self.max_tokens = max_tokens
         #: set: keep a rolling summary of the turns older than the window (``ROLLING_SUMMARY``)
         self.summarizer = summarizer
         #: turns the rolling summary moves ahead per summariser call (``SUMMARY_BATCH``, 1..k)
@@ -98,6 +114,8 @@ class MemoryHooks(HookProvider):
             raise ValueError(f"batch={self.batch} must be between 1 and k={k}")
         #: turns put in front of the new message (set by ``load_history``)
         self.history_length = 0
+        #: turns of the loaded window left out because they did not fit ``max_tokens``
+        self.dropped_for_budget = 0
         #: the session's USER message count after this turn was stored (set by ``save_turn``)
         self.message_count: int | None = None
         #: set by a tool (clear_session) when this exchange must not be written back
@@ -129,35 +147,48 @@ class MemoryHooks(HookProvider):
             window = self.store.load_window(self.actor_id, self.session_id, self.k)
         turns = self._window = window.turns
         self.generation, self.loaded_count = window.generation, window.message_count
-        history, self.history_length = turns_to_messages(turns)
+        shown = newest_within(turns, self.max_tokens)
+        self.dropped_for_budget = len(turns) - shown
+        history, self.history_length = turns_to_messages(turns[len(turns) - shown:])
         event.agent.messages[0:0] = history
-        if self.summarizer is not None and len(turns) >= self.k:
-            # only a full window can have turns before it: shorter sessions never pay for this read
+        if self.summarizer is not None and (len(turns) >= self.k or self.dropped_for_budget):
+            # only a full (or budget-cut) window can have turns before it: shorter sessions never pay for this read
             with timed("store_read"):
                 self._summary = self.store.get_summary(self.actor_id, self.session_id)
             self._summary_read = True
             if self._summary is not None:
                 event.agent.system_prompt = with_summary(event.agent.system_prompt, self._summary)
         logger.debug(
-            "%s | loaded %d turns in %.2f ms", self._ids(), self.history_length, (time.perf_counter() - started) * 1e3
+            "%s | loaded %d turns (%d left out for MEMORY_MAX_TOKENS) in %.2f ms", self._ids(), self.history_length,
+            self.dropped_for_budget, (time.perf_counter() - started) * 1e3,
         )
 
     def save_turn(self, event: AfterInvocationEvent) -> None:
         if event.result is None:
             return  # the invocation failed: nothing to store, the session stays as it was
-        if self.skip_store:
-            logger.debug("%s | this exchange is not stored (skip_store)", self._ids())
-            return
         reply = reply_text(event.result)
-        if not self._user_text or not reply:
+        if not self.skip_store and (not self._user_text or not reply):
             logger.warning("%s | nothing stored: empty user message or empty reply", self._ids())
             return
-        with timed("store_write"):
-            self.store_exchange(self._user_text, reply)
-        if self.summarizer is not None and self.replayed is None:
-            self.update_summary()
+        self.store_exchange(self._user_text or "", reply)
 
-    def store_exchange(self, user_text: str, reply: str) -> int:
+    def store_exchange(self, user_text: str, reply: str) -> int | None:
+        """Store one exchange, whole or cut at ``MAX_TOKENS``, and move the rolling summary on after it.
+
+        A reply cut at the token limit is stored too (it is what the user got), so it is a turn
+        like any other: the summary must move past it as well, or it would never catch up.
+        Returns the session's message count (None when this exchange is not stored).
+        """
+        if self.skip_store:
+            logger.debug("%s | this exchange is not stored (skip_store)", self._ids())
+            return None
+        with timed("store_write"):
+            self.write_exchange(user_text, reply)
+        if self.summarizer is not None and self.replayed is None:
+            self.update_summary(user_text, reply)
+        return self.message_count
+
+    def write_exchange(self, user_text: str, reply: str) -> int:
         """Write one exchange as one event; remember and return the session's message count.
 
         Conditional on the loaded generation (``SessionChanged`` if the session was cleared since,
@@ -202,30 +233,55 @@ class MemoryHooks(HookProvider):
         """The rolling summary put in this turn's system prompt, if one was."""
         return self._summary
 
-    def update_summary(self) -> None:
+    def next_window(self, user_text: str, reply: str) -> tuple[list[Turn], int]:
+        """The turns through the one just stored that are known here, and how many the next request will show.
+
+        The next request loads turns n-k+1..n and shows the newest that fit ``max_tokens``: the
+        same rule ``load_history`` applies, on the window loaded before this turn plus this turn.
+        The known turns are returned only when they are the session's newest (a full window, or
+        the whole session), so a fold can read them instead of the store.
+        """
+        assert self.message_count is not None
+        newest: Turn = [ConversationalMessage(user_text, MessageRole.USER),
+                        ConversationalMessage(reply, MessageRole.ASSISTANT)]
+        known = [*self._window, newest]
+        if len(self._window) not in (self.k, self.message_count - 1):
+            known = []  # another writer added turns meanwhile: the numbering of the loaded ones is unknown
+        if not known and self.max_tokens is not None:
+            return known, newest_within([newest], self.max_tokens)  # the older turns' sizes are unknown: assume none fits
+        if not known:
+            return known, min(self.k, self.message_count)
+        return known, newest_within(known[-self.k:], self.max_tokens)
+
+    def update_summary(self, user_text: str, reply: str) -> None:
         """Move the rolling summary ahead when the next request would otherwise miss turns. Best effort.
 
-        Most turns need nothing: the summary was read before the turn (a full window) and
-        still reaches the window the next request will load. When it does not, one
-        summariser call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn
-        is already stored: if the summariser (or the store) fails, the request still
-        succeeds, the summary keeps its old ``through_turn``, the gap remains, and the
-        next turn folds the missed turns too.
+        The next request shows the newest turns that fit both k and ``max_tokens``
+        (``next_window``); the model misses something only if the summary ends before the
+        oldest of them. Most turns need nothing: the summary was read before the turn (a full
+        or budget-cut window) and still reaches that far. When it does not, one summariser
+        call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn is already
+        stored: if the summariser (or the store) fails, the request still succeeds, the
+        summary keeps its old ``through_turn``, the gap remains, and the next turn folds the
+        missed turns too.
         """
         assert self.summarizer is not None
-        if self.message_count is None or self.message_count <= self.k:
+        if self.message_count is None:
             return
+        known, shown = self.next_window(user_text, reply)
+        if self.message_count <= shown:
+            return  # every turn of the session is in the next window
         try:
             if self._summary_read:
                 current = self._summary
-            else:  # the window was not full before this turn (only when another writer added turns meanwhile)
+            else:  # the window was neither full nor cut before this turn
                 with timed("store_read"):
                     current = self.store.get_summary(self.actor_id, self.session_id)
-            if current is not None and current.through_turn >= self.message_count - self.k:
+            if current is not None and current.through_turn >= self.message_count - shown:
                 return  # the next request's window starts right after (or inside) the summary: no gap
             with timed("summary"):
                 summary = self.summarizer.fold(self.store, self.actor_id, self.session_id, current,
-                                               self.message_count, self.k, self.batch, self._window)
+                                               self.message_count, self.k, self.batch, known, shown=shown)
                 if summary is not None and not self.store.put_summary(self.actor_id, self.session_id, summary,
                                                                       generation=self.generation):
                     logger.debug("%s | rolling summary through turn %d not stored: the session was cleared or expired",

@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from strands import Agent
 from strands.agent import AgentResult
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
+
+
+#: UTF-8 bytes per token, calibrated on SmolLM2's tokenizer with ``bench/token_estimate.py`` (docs/models.md):
+#: chat replies and questions run at about 4.5 bytes per token, plain prose at 5, markdown and code at 3.2-3.6,
+#: non-Latin scripts lower. 4.0 over-counts chat by ~10 %, under-counts markdown by ~20 %; the local model's
+#: budget keeps LOCAL_PROMPT_RESERVE tokens spare for that
+BYTES_PER_TOKEN = 4.0
+#: tokens each chat message costs beyond its text (the chat template's role markers)
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+#: how the memory hooks open the rolling summary they append to the system prompt (after a blank line);
+#: the local model moves that section to the end of the prompt (see ``models.local``)
+SUMMARY_HEADING = "Summary of the earlier part of this conversation"
+
+
+def split_summary(system_prompt: str | None) -> tuple[str | None, str | None]:
+    """The system prompt without the rolling summary section, and that section (None when there is none)."""
+    if not system_prompt:
+        return system_prompt, None
+    at = system_prompt.find(SUMMARY_HEADING)
+    if at < 0:
+        return system_prompt, None
+    return system_prompt[:at].rstrip() or None, system_prompt[at:]
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens ``text`` takes as one chat message, estimated from its UTF-8 size (well under a microsecond).
+
+    Counting bytes rather than characters keeps the estimate safe for non-Latin scripts, whose
+    characters take 2-4 bytes and usually more than one token each.
+    """
+    size = len(text) if text.isascii() else len(text.encode())
+    return math.ceil(size / BYTES_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
 
 
 def text_of(message: Message | None) -> str:

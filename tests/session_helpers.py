@@ -20,10 +20,11 @@ from tools.session import SessionTools
 
 def run_turn(store: SessionStore, model: ScriptedModel, message: str, *, actor: str = "alice",
              session: str = "s1", k: int = 10, rolling: bool = False,
-             summarizer: Summarizer | None = None, batch: int | None = None) -> MemoryHooks:
+             summarizer: Summarizer | None = None, batch: int | None = None,
+             max_tokens: int | None = None) -> MemoryHooks:
     """One request as ``Assistant.build_agent`` wires it: memory hooks plus session tools bound to (actor, session)."""
     summarizer = summarizer or Summarizer(model)
-    hooks = MemoryHooks(store, actor, session, k, summarizer if rolling else None, batch)
+    hooks = MemoryHooks(store, actor, session, k, summarizer if rolling else None, batch, max_tokens)
     tools = SessionTools(store, actor, session, summarizer, hooks)
     Agent(model=model, system_prompt="You are a test assistant.", tools=tools.tools, hooks=[hooks],
           callback_handler=None)(message)

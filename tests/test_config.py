@@ -64,6 +64,13 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
         ({"HTTP_READ_TIMEOUT_S": "nan"}, "HTTP_READ_TIMEOUT_S"),
         ({"HTTP_IDLE_TIMEOUT_S": "0"}, "HTTP_IDLE_TIMEOUT_S"),
         ({"MAX_CONNECTIONS": "1"}, "MAX_CONNECTIONS"),
+        ({"MAX_TOKENS": "0"}, "MAX_TOKENS"),
+        ({"SUMMARY_MAX_TOKENS": "many"}, "SUMMARY_MAX_TOKENS"),
+        ({"MODEL_TIMEOUT_S": "soon"}, "MODEL_TIMEOUT_S"),
+        ({"MODEL_TIMEOUT_S": "0"}, "MODEL_TIMEOUT_S"),
+        ({"MEMORY_MAX_TOKENS": "-1"}, "MEMORY_MAX_TOKENS"),
+        ({"LOCAL_MODEL_PARALLEL": "0"}, "LOCAL_MODEL_PARALLEL"),
+        ({"LOCAL_MODEL_CONTEXT": "100"}, "LOCAL_MODEL_CONTEXT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

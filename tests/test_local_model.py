@@ -145,6 +145,18 @@ def test_local_model_passes_on_each_chunk_as_the_server_sends_it() -> None:
     assert server.requests[0]["max_tokens"] == 7 and server.requests[0]["stream"] is True
 
 
+def test_the_local_model_asks_for_a_chat_sized_reply_with_repetition_penalty_and_stop_sequences() -> None:
+    """SmolLM2 rambled to MAX_TOKENS=512 on most turns: by default a reply is capped and sampled for chat."""
+    settings = Settings.from_env({}).for_provider("local")
+    with ScriptedLlamaServer(["Hi"]) as server:
+        model = LocalModel(server.base_url, max_tokens=settings.max_tokens or 0)
+        Agent(model=model, callback_handler=None)("Hello")
+    [sent] = server.requests
+    assert 128 <= sent["max_tokens"] <= 256
+    assert sent["temperature"] <= 0.5 and sent["repeat_penalty"] > 1.0
+    assert "\nUser:" in sent["stop"]
+
+
 def test_one_local_model_serves_agents_on_fresh_event_loops() -> None:
     """Each Agent call runs on a new event loop; the model object is shared by all of them."""
     with ScriptedLlamaServer(["Hello ", "there"]) as server:
@@ -173,15 +185,14 @@ def listening_sockets(port: int) -> list[str]:
 
 
 def test_real_model_server_starts_once_per_process_on_loopback_only(tmp_path: Path) -> None:
-    first = create_model(local_settings(tmp_path, 16))
-    second = create_model(local_settings(tmp_path, 8))
+    first, second = create_model(local_settings(tmp_path, 16)).inner, create_model(local_settings(tmp_path, 8)).inner
     assert isinstance(first, LocalModel) and isinstance(second, LocalModel)
     assert first.base_url == second.base_url  # one server, however many models talk to it
     assert len(local_model._servers) == 1
     url = urlparse(first.base_url)
     assert url.hostname == "127.0.0.1"
     assert listening_sockets(url.port) == ["0100007F"]  # bound to 127.0.0.1, not 0.0.0.0 or ::
-    assert (first.get_config()["params"], second.get_config()["params"]) == ({"max_tokens": 16}, {"max_tokens": 8})
+    assert (first.get_config()["params"]["max_tokens"], second.get_config()["params"]["max_tokens"]) == (16, 8)
 
 
 @pytest.fixture
@@ -222,3 +233,20 @@ def test_real_model_reply_cut_at_max_tokens_reaches_the_user_and_is_stored(tmp_p
     finally:
         agent.set_assistant(None)
         assistant.close()
+
+
+def test_the_local_model_sends_the_rolling_summary_after_the_history_so_llama_cpp_reuses_its_cache() -> None:
+    """A summary in the system prompt would make every fold re-read the whole history; at the end only it is new."""
+    system = "You are a helpful assistant.\n\nSummary of the earlier part of this conversation (turns 1-4; the " \
+             "most recent of them may also appear below as messages):\nThe user is Ana."
+    history = [{"role": "user", "content": [{"text": "turn 5"}]}, {"role": "assistant", "content": [{"text": "ok"}]},
+               {"role": "user", "content": [{"text": "What is my name?"}]}]
+    with ScriptedLlamaServer(["Ana"]) as server:
+        Agent(model=LocalModel(server.base_url, max_tokens=8), system_prompt=system, messages=history[:2],
+              callback_handler=None)("What is my name?")
+    sent = server.requests[0]["messages"]
+    assert sent[0] == {"role": "system", "content": "You are a helpful assistant."}
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    last = "".join(part["text"] for part in sent[-1]["content"])
+    assert last.startswith("Summary of the earlier part of this conversation (turns 1-4") and "above as messages" in last
+    assert "The user is Ana." in last and last.endswith("What is my name?")

@@ -66,3 +66,16 @@ def test_the_container_agent_has_the_dockerfile_where_the_toolkit_builds_it() ->
     assert f'CMD ["python", "{agent.entrypoint}"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv/", ".data/", ".git/"} <= set(ignored)
+
+
+def test_make_shows_each_install_step_and_pips_progress() -> None:
+    """A fresh `make run` installs for a minute or more: it must say what it is doing, not sit silent."""
+    import subprocess
+
+    dry = subprocess.run(["make", "--dry-run", "--always-make", "venv"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    installs = [line for line in dry if "pip install" in line]
+    assert len(installs) == 2
+    assert not [line for line in installs if "--quiet" in line or re.search(r"\s-q\b", line)]
+    steps = [line for line in dry if line.startswith("echo") and "==> [" in line]
+    assert len(steps) == 3 and all(dry.index(s) < dry.index(i) for s, i in zip(steps[1:], installs))

@@ -6,14 +6,17 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from bedrock_agentcore.runtime.context import RequestContext
 
 from core.settings import Settings
 from core.errors import ConfigError
 from memory.base import SessionStore, Summary
-from models.summarizer import Summarizer
+from models import last_user_text
+from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
 
@@ -258,3 +261,36 @@ def test_summary_batch_setting() -> None:
 def test_hooks_refuse_a_batch_larger_than_the_window(store: SessionStore) -> None:
     with pytest.raises(ValueError, match="batch=6 must be between 1 and k=5"):
         run_turn(store, ScriptedModel(echo=True), "hello", k=5, rolling=True, batch=6)
+
+
+class CuttingModel(FactKeepingModel):
+    """Every chat reply stops at the token limit (as SmolLM2's did at MAX_TOKENS=128); summaries keep facts."""
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> Any:
+        if system_prompt != SUMMARY_SYSTEM_PROMPT:
+            self.steps.insert(0, {"text": f"Cut reply to {last_user_text(messages)}", "stop_reason": "max_tokens"})
+        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+            yield event
+
+
+def test_turns_cut_at_max_tokens_still_move_the_rolling_summary(settings: Settings, store: SessionStore) -> None:
+    """A stored turn is a stored turn: a session whose every reply was cut keeps a summary of what left the window."""
+    import agent
+    from service import Assistant
+
+    model = CuttingModel()
+    assistant = Assistant(replace(settings, memory_backend=store.name, memory_k=4, summary_batch=2), store, model)
+    agent.set_assistant(assistant)
+    try:
+        for n in range(1, 17):
+            body = agent.chat_handler({"message": f"my fact{n} is v{n}"}, RequestContext(session_id="cut"))
+            assert body["truncated"] is True and body["message_count"] == n
+    finally:
+        agent.set_assistant(None)
+    summary = store.get_summary("default_user", "cut")
+    assert summary is not None and summary.through_turn >= 16 - 4
+    assert all(f"my fact{n} is v{n}" in summary.text for n in range(1, summary.through_turn + 1))
+    last_chat = chat_calls(model)[-1]
+    seen = model.system_prompts[last_chat] + " ".join(t for _, t in model.seen_texts(last_chat))
+    assert all(f"my fact{n} is v{n}" in seen for n in range(1, 16))

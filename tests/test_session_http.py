@@ -222,3 +222,23 @@ def test_a_clear_action_waits_for_the_turn_in_progress_in_that_session(assistant
     assert results["turn"]["message_count"] == 1
     assert results["clear"]["deleted"] == 1  # the clear ran after the turn was stored, and removed it
     assert blocking.store.list_events("default_user", "conv1") == []
+
+
+def test_a_summary_cut_at_its_token_cap_is_kept_and_marked_not_a_502(client: TestClient, assistant: Assistant,
+                                                                     model: ScriptedModel) -> None:
+    for n in range(1, 4):
+        invoke(client, {"message": f"note {n}"}, "conv1")
+    model.steps.append({"text": "You wrote three notes about", "stop_reason": "max_tokens"})
+    response = invoke(client, {"action": "summarize_session"}, "conv1")
+    assert response.status_code == 200, response.text
+    assert response.json()["summary"] == "You wrote three notes about…"
+    assert "continue" not in response.text and "max_tokens" not in response.text  # none of Strands' wording
+
+
+def test_a_summary_cut_before_any_text_is_an_error_without_strands_wording(client: TestClient,
+                                                                          model: ScriptedModel) -> None:
+    invoke(client, {"message": "note 1"}, "conv1")
+    model.steps.append({"text": "", "stop_reason": "max_tokens"})
+    response = invoke(client, {"action": "summarize_session"}, "conv1")
+    assert response.status_code == 502
+    assert "empty summary" in response.json()["error"] and "continue" not in response.text

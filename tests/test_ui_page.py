@@ -56,7 +56,8 @@ def test_without_dev_ui_the_server_serves_no_page(tmp_path: Path) -> None:
 def test_the_container_image_never_serves_the_page() -> None:
     dockerfile = (ROOT / ".bedrock_agentcore/session_assistant_container/Dockerfile").read_text()
     assert re.search(r"^\s+DEV_UI=off\b", dockerfile, re.MULTILINE)
-    assert re.search(r"^run: .*\n\tDEV_UI=\$\$\{DEV_UI:-on\}", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert re.search(r"^run: .*\n(\t.*\n)*\tDEV_UI=\$\$\{DEV_UI:-on\} \$\(PY\) agent\.py", (ROOT / "Makefile").read_text(),
+                     re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
