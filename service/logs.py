@@ -244,6 +244,8 @@ def describe_model(config: Any) -> tuple[str, str]:
 def log_start_up(settings: Settings, model_config: Any, host: str, port: int, max_connections: int) -> None:
     """The one start-up line: where it serves, the store, the model and its context, the request limits."""
     model_id, context = describe_model(model_config)
+    if context == "?" and settings.model_provider == "local":  # llama.cpp's slots, as the settings sized them
+        context = f"{settings.local_model_context} tokens x {settings.local_model_parallel} slots"
     logger.info(
         "serving on http://%s:%d | store=<%s> | model=<%s> | context=<%s> | max_tokens=<%d> | "
         "limits: body %d bytes, %d waiting per session, %d turn threads, %d connections",

@@ -96,3 +96,9 @@ def test_the_server_with_the_local_model_stops_cleanly_on_sigterm(tmp_path: Path
         server.stop()  # SIGTERM, then SIGKILL if still running after 10 s
     # uvicorn shuts down, then re-raises the SIGTERM it caught; -SIGKILL would mean the model server hung the exit
     assert server.process is not None and server.process.returncode == -signal.SIGTERM, server.log()[-2000:]
+
+
+def test_the_start_up_line_names_the_local_models_context(local_server: Server) -> None:
+    [line] = [line for line in local_server.log().splitlines() if "serving on " in line]
+    assert "model=<SmolLM2-135M-Instruct.Q4_1.gguf>" in line
+    assert "context=<2048 tokens x 2 slots>" in line
