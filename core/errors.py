@@ -108,6 +108,14 @@ class SessionChanged(AssistantError):
         super().__init__(message)
 
 
+class DatabaseFileChanged(Exception):
+    """The SQLite file a store opened was deleted or replaced (or can no longer be stat'ed) while serving.
+
+    Raised by ``core.sqlite`` before a write transaction writes anything. Not an ``AssistantError``: each
+    store maps it to its own 503 (``StoreUnavailable``, ``LongTermUnavailable``), which names the store.
+    """
+
+
 class AlreadyStored(Exception):
     """A turn with this idempotency key is already stored: the retry stored nothing.
 

@@ -17,7 +17,10 @@ Tables (numbered migrations in ``PRAGMA user_version`` of their own file):
 Every write is one ``BEGIN IMMEDIATE`` transaction that checks the epoch and the
 tombstone before it inserts, and ``forget`` / ``delete_session`` take the same
 lock, so a write that started before a delete can never land after it, on any
-process that shares the file.
+process that shares the file. Connections, transactions and migrations are
+``core.sqlite``'s: a write also checks that the file on disk is still the one
+opened, so records written after the file was deleted or replaced are refused
+(``LongTermUnavailable``), never acknowledged into an unlinked file.
 """
 
 from __future__ import annotations
@@ -25,16 +28,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import LongTermUnavailable
+from core.errors import DatabaseFileChanged, LongTermUnavailable
+from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, Migration, SQLiteDatabase
 from longterm.base import MessageRecord
 from longterm.index import ActorBuffers, ActorIndex, empty_index
 from longterm.text import date_words
@@ -44,7 +46,6 @@ logger = logging.getLogger(__name__)
 FTS_COLUMNS = ("text", "caption", "prev", "next", "date")
 #: rows of vectors kept in memory over all cached actors (float32: 1.5 kB each)
 CACHE_ROWS = 40_000
-MAX_IDLE_CONNECTIONS = 8
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -83,7 +84,7 @@ def _migration_1(db: sqlite3.Connection) -> None:
 
 
 #: append, never edit: a file written by an older release still opens
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Migration] = [_migration_1]
 
 
 def owner_token(actor_id: str) -> str:
@@ -101,104 +102,33 @@ class StoredRecord:
     created_at: float
 
 
-_unavailable_errors = (sqlite3.Error,)
+#: what a failing SQLite file raises: each becomes a ``LongTermUnavailable`` (503) naming the store
+_unavailable_errors = (sqlite3.Error, DatabaseFileChanged)
 
 
 class SQLiteLongTermStore:
     """Long-term records in SQLite. ``path=None``: a private in-process database (not durable)."""
 
-    def __init__(self, path: str | Path | None, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
-                 cache_rows: int = CACHE_ROWS) -> None:
+    def __init__(self, path: str | Path | None, *, synchronous: str = "NORMAL",
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, cache_rows: int = CACHE_ROWS) -> None:
         self.path = Path(path) if path is not None else None
         self.durable = path is not None
-        self._synchronous = synchronous
-        self._busy_timeout = busy_timeout_ms / 1000
-        self._idle: list[sqlite3.Connection] = []
-        self._idle_lock = threading.Lock()
-        # an in-process database lives as long as one connection to it is open: that one, used by all
-        self._only: sqlite3.Connection | None = None
-        self._only_lock = threading.RLock()
-        self._uri = f"file:ltm-{uuid.uuid4().hex}?mode=memory&cache=shared"
         self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._load_lock = threading.RLock()  # one full load at a time: concurrent searches wait for it
         self._cache_rows = cache_rows
         try:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                self._only = self._connect()
-            self._migrate()
-        except (OSError, sqlite3.Error) as e:
+            self._db = SQLiteDatabase(self.path, migrations=MIGRATIONS, synchronous=synchronous,
+                                      busy_timeout_ms=busy_timeout_ms)
+        except (OSError, *_unavailable_errors) as e:
             raise LongTermUnavailable(f"cannot open the long-term store {self.where}: {e}") from e
 
     @property
     def where(self) -> str:
         return str(self.path) if self.path is not None else "in process memory"
 
-    # -- connections -------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path is None:
-            db = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
-        else:
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-        return db
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self._only is not None:
-            with self._only_lock:
-                yield self._only
-            return
-        with self._idle_lock:
-            db = self._idle.pop() if self._idle else None
-        if db is None:
-            db = self._connect()
-        try:
-            yield db
-        finally:
-            keep = not db.in_transaction
-            if keep:
-                with self._idle_lock:
-                    keep = len(self._idle) < MAX_IDLE_CONNECTIONS
-                    if keep:
-                        self._idle.append(db)
-            if not keep:
-                db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, rolled back on any failure."""
-        with self._connection() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-
-    def _migrate(self) -> None:
-        with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                migration(db)
-                db.execute(f"PRAGMA user_version={number}")
-
     def close(self) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for db in idle:
-            db.close()
-        with self._only_lock:
-            if self._only is not None:
-                self._only.close()
-                self._only = None
+        self._db.close()
         with self._cache_lock:
             self._cache.clear()
 
@@ -209,9 +139,9 @@ class SQLiteLongTermStore:
 
     def epoch(self, actor_id: str) -> int:
         try:
-            with self._connection() as db:
+            with self._db.connection() as db:
                 row = db.execute("SELECT epoch FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("reading the epoch")(e) from e
         return row[0] if row else 0
 
@@ -224,7 +154,7 @@ class SQLiteLongTermStore:
         select = ("SELECT id, session_id, generation, turn, seq, speaker, vector, text, caption, created_at "
                   "FROM ltm_records WHERE actor_id = ?")
         try:
-            with self._connection() as db:
+            with self._db.connection() as db:
                 row = db.execute("SELECT version, deletes FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
                 if row is None:
                     return empty_index()
@@ -247,7 +177,7 @@ class SQLiteLongTermStore:
                         buffers = ActorBuffers(version, deletes, capacity=count + count // 8 + 64)
                         buffers.append(db.execute(select + " ORDER BY id", (actor_id,)), version)
                         self._keep(actor_id, buffers)
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("loading the records")(e) from e
         self._keep(actor_id, buffers)
         return buffers.snapshot()
@@ -273,11 +203,11 @@ class SQLiteLongTermStore:
         expression = f'owner : "{owner_token(actor_id)}" AND {{{columns}}} : ({match})'
         rank = ", ".join(f"{float(w):g}" for w in weights) + ", 0"
         try:
-            with self._connection() as db:
+            with self._db.connection() as db:
                 rows = db.execute(
                     f"SELECT rowid, bm25(ltm_fts, {rank}) AS s FROM ltm_fts WHERE ltm_fts MATCH ? ORDER BY s LIMIT ?",
                     (expression, limit)).fetchall()
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("the keyword search")(e) from e
         return [(rowid, -score) for rowid, score in rows]
 
@@ -287,21 +217,21 @@ class SQLiteLongTermStore:
             return {}
         marks = ",".join("?" * len(ids))
         try:
-            with self._connection() as db:
+            with self._db.connection() as db:
                 rows = db.execute(
                     f"SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
                     f"WHERE actor_id = ? AND id IN ({marks})", (actor_id, *map(int, ids))).fetchall()
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("reading records")(e) from e
         return {row[0]: StoredRecord(*row) for row in rows}
 
     def count(self, actor_id: str) -> int:
-        with self._connection() as db:
+        with self._db.connection() as db:
             return db.execute("SELECT count(*) FROM ltm_records WHERE actor_id = ?", (actor_id,)).fetchone()[0]
 
     def session_records(self, actor_id: str, session_id: str) -> list[StoredRecord]:
         """Every record of one session, in conversation order (tests and tools)."""
-        with self._connection() as db:
+        with self._db.connection() as db:
             rows = db.execute(
                 "SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
                 "WHERE actor_id = ? AND session_id = ? ORDER BY generation, turn, seq", (actor_id, session_id)).fetchall()
@@ -318,7 +248,7 @@ class SQLiteLongTermStore:
         stored = 0
         touched: set[str] = set()
         try:
-            with self._write() as db:
+            with self._db.write() as db:
                 epochs: dict[str, int] = {}
                 tombstones: dict[tuple[str, str], int] = {}
                 for record, vector in zip(records, vectors):
@@ -341,7 +271,7 @@ class SQLiteLongTermStore:
                 for actor_id in touched:
                     db.execute("INSERT INTO ltm_actors (actor_id, version) VALUES (?, 1) ON CONFLICT (actor_id) "
                                "DO UPDATE SET version = version + 1", (actor_id,))
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("writing records")(e) from e
         return stored
 
@@ -385,7 +315,7 @@ class SQLiteLongTermStore:
 
     def delete_session(self, actor_id: str, session_id: str, generation: int) -> int:
         try:
-            with self._write() as db:
+            with self._db.write() as db:
                 removed = self._delete_where(db, "actor_id = ? AND session_id = ? AND generation <= ?",
                                              (actor_id, session_id, generation))
                 db.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation) VALUES (?, ?, ?) "
@@ -393,18 +323,18 @@ class SQLiteLongTermStore:
                            "max(deleted_generation, excluded.deleted_generation)", (actor_id, session_id, generation))
                 db.execute("INSERT INTO ltm_actors (actor_id, version, deletes) VALUES (?, 1, 1) ON CONFLICT "
                            "(actor_id) DO UPDATE SET version = version + 1, deletes = deletes + 1", (actor_id,))
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("deleting a session's records")(e) from e
         return removed
 
     def forget(self, actor_id: str) -> int:
         try:
-            with self._write() as db:
+            with self._db.write() as db:
                 removed = self._delete_where(db, "actor_id = ?", (actor_id,))
                 db.execute("INSERT INTO ltm_actors (actor_id, epoch, version, deletes) VALUES (?, 1, 1, 1) "
                            "ON CONFLICT (actor_id) DO UPDATE SET epoch = epoch + 1, version = version + 1, "
                            "deletes = deletes + 1", (actor_id,))
-        except sqlite3.Error as e:
+        except _unavailable_errors as e:
             raise self._guard("forgetting the actor")(e) from e
         with self._cache_lock:
             self._cache.pop(actor_id, None)

@@ -15,27 +15,24 @@ A deleted session keeps its ``sessions`` row as a tombstone (counters reset,
 inside the same ``BEGIN IMMEDIATE`` that would have written it. Idempotency
 keys live in ``requests`` (per session, written in the turn's transaction).
 Each actor's sessions are listed through the index ``(actor_id, written_at,
-session_id)``. Every write transaction first checks that the file on disk is
-still the one the store opened (``st_dev``/``st_ino``): a database deleted or
-replaced under a running server fails writes with a 503, never acknowledges
-them into an unlinked file.
+session_id)``. Connections, transactions and migrations are ``core.sqlite``'s:
+every write transaction first checks that the file on disk is still the one the
+store opened (``st_dev``/``st_ino``), so a database deleted or replaced under a
+running server fails writes with a 503, never acknowledges them into an unlinked file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
-from core.errors import AlreadyStored, SessionChanged, StoreUnavailable
+from core.errors import AlreadyStored, DatabaseFileChanged, SessionChanged, StoreUnavailable
+from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, Migration, SQLiteDatabase
 from memory.base import (
     HistoryPage, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
     check_idempotency_key, check_messages, clip_first_message, decode_cursor, generation_retention, history_bounds,
@@ -43,10 +40,6 @@ from memory.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: how long a write waits for another connection's lock (SQLITE_BUSY_TIMEOUT_MS)
-DEFAULT_BUSY_TIMEOUT_MS = 10_000
-
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -107,14 +100,11 @@ def _migration_2(db: sqlite3.Connection) -> None:
 
 # Numbered schema migrations, applied in order and recorded in PRAGMA user_version,
 # so a database written by an older release still opens. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
 
-#: idle connections kept open for reuse; more may be open at once under load, and are closed when done
-MAX_IDLE_CONNECTIONS = 8
-
-
-#: any SQLite failure (locked, read-only, disk full, I/O) is a 503 naming the store
-_unavailable = unavailable_on("sqlite", sqlite3.Error, str)
+#: any SQLite failure (locked, read-only, disk full, I/O, the file deleted or replaced) is a 503 naming the store
+_driver_errors = (sqlite3.Error, DatabaseFileChanged)
+_unavailable = unavailable_on("sqlite", _driver_errors, str)
 
 
 class SQLiteStore(SessionStore):
@@ -128,127 +118,19 @@ class SQLiteStore(SessionStore):
         the request fails with a 503 (``SQLITE_BUSY_TIMEOUT_MS``).
         """
         self._path = Path(path)
-        self._file = str(self._path)  # os.stat on a str skips the os.fspath conversion: checked on every write
         self._ttl = ttl
-        self._synchronous = synchronous
-        self._busy_timeout = busy_timeout_ms / 1000
-        self._idle: list[sqlite3.Connection] = []
-        self._idle_lock = threading.Lock()
-        self._identity: tuple[int, int] | None = None
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = SQLiteDatabase(self._path, migrations=MIGRATIONS, synchronous=synchronous,
+                                      busy_timeout_ms=busy_timeout_ms, pragmas={"foreign_keys": "ON"})
         except OSError as e:
             raise StoreUnavailable("sqlite", f"cannot create the directory of {self._path}: {e}") from e
-        self._migrate()
-        self._identity = self._file_identity()
+        except _driver_errors as e:
+            raise StoreUnavailable("sqlite", str(e)) from e
         if ttl is not None:
             self.purge_expired()
 
-    # -- connections -------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one operation, from the idle pool (or newly opened), given back after it.
-
-        Pooled, not per thread: Strands runs each Agent invocation, and so the memory hooks, on a
-        thread of its own, so per-thread connections were opened on every request and never closed.
-        Under WAL, readers on different connections never wait for each other.
-        """
-        with self._idle_lock:
-            db = self._idle.pop() if self._idle else None
-        if db is None:
-            db = self._connect()
-        try:
-            yield db
-        finally:
-            keep = not db.in_transaction  # a failed COMMIT or ROLLBACK: never hand that connection out again
-            if keep:
-                with self._idle_lock:
-                    keep = len(self._idle) < MAX_IDLE_CONNECTIONS
-                    if keep:
-                        self._idle.append(db)
-            if not keep:
-                db.close()
-
-    def _file_identity(self) -> tuple[int, int]:
-        """(st_dev, st_ino) of the database file: what the store opened, and what it must still be writing."""
-        try:
-            st = os.stat(self._file)
-        except FileNotFoundError as e:
-            raise StoreUnavailable("sqlite", f"the database file {self._path} was deleted or replaced while the "
-                                             "server was running; restart the server") from e
-        except OSError as e:
-            raise StoreUnavailable("sqlite", f"cannot stat {self._path}: {e}") from e
-        return st.st_dev, st.st_ino
-
-    def _check_file(self) -> None:
-        """One ``stat``: a file deleted or replaced under us would take every write after it into the void.
-
-        Open connections keep writing into the unlinked inode (or the new connections into another
-        database), and a restart would lose all of it: refuse instead, loudly, until restarted.
-        """
-        if self._identity is not None and self._file_identity() != self._identity:
-            raise StoreUnavailable("sqlite", f"the database file {self._path} was deleted or replaced while the "
-                                             "server was running; restart the server")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; whatever fails (even ``COMMIT``), it is rolled back.
-
-        So a failed write (locked, disk full, I/O error) never leaves a pooled connection inside an
-        open transaction (one that cannot even roll back is closed, not pooled): the next request
-        works as soon as the cause is gone.
-        """
-        with self._connection() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._check_file()
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several queries that see one state of the database."""
-        with self._connection() as db:
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-
-    @_unavailable
-    def _migrate(self) -> None:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                migration(db)
-                db.execute(f"PRAGMA user_version={number}")
-                logger.info("db=<%s> | applied schema migration %d", self._path, number)
-            db.execute("COMMIT")
-        finally:
-            db.close()
-
     def close(self) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for db in idle:
-            db.close()
+        self._db.close()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -295,7 +177,7 @@ class SQLiteStore(SessionStore):
         check_messages(messages)
         check_idempotency_key(idempotency_key)
         now = time.time()
-        with self._write() as db:
+        with self._db.write() as db:
             row = db.execute(
                 "SELECT pk, turns, user_messages, messages, events, updated_at, generation FROM sessions "
                 "WHERE actor_id = ? AND session_id = ?",
@@ -353,7 +235,7 @@ class SQLiteStore(SessionStore):
     @_unavailable
     def delete_session(self, actor_id: str, session_id: str) -> int:
         now = time.time()
-        with self._write() as db:
+        with self._db.write() as db:
             row = db.execute(
                 "SELECT pk, events, updated_at FROM sessions WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
@@ -368,7 +250,7 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def put_summary(self, actor_id: str, session_id: str, summary: Summary, *, generation: int | None = None) -> bool:
-        with self._write() as db:
+        with self._db.write() as db:
             row = db.execute(
                 "SELECT pk, generation, updated_at, user_messages FROM sessions WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
@@ -400,7 +282,7 @@ class SQLiteStore(SessionStore):
         if self._ttl is None:
             return 0
         tombstone_cutoff = time.time() - generation_retention(self._ttl)
-        with self._write() as db:
+        with self._db.write() as db:
             rows = db.execute("SELECT pk, generation, updated_at, messages FROM sessions WHERE updated_at < ?",
                               (self._cutoff(),)).fetchall()
             purged = 0
@@ -435,10 +317,10 @@ class SQLiteStore(SessionStore):
         )
         params = {"cutoff": self._cutoff(), "k": k, "actor": actor_id, "session": session_id}
         if not touch:
-            with self._connection() as db:
+            with self._db.connection() as db:
                 rows = db.execute(query, params).fetchall()
         else:
-            with self._write() as db:
+            with self._db.write() as db:
                 db.execute(
                     "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE actor_id = :actor "
                     "AND session_id = :session AND updated_at >= :cutoff AND messages > 0",
@@ -462,7 +344,7 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def find_request(self, actor_id: str, session_id: str, key: str) -> StoredReply | None:
-        with self._snapshot() as db:
+        with self._db.snapshot() as db:
             row = db.execute("SELECT pk FROM sessions WHERE actor_id = ? AND session_id = ? AND updated_at >= ?",
                              (actor_id, session_id, self._cutoff())).fetchone()
             if row is None:
@@ -471,7 +353,7 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def list_events(self, actor_id: str, session_id: str) -> list[StoredEvent]:
-        with self._connection() as db:
+        with self._db.connection() as db:
             rows = db.execute(
                 "SELECT m.event_no, m.created_at, m.role, m.text FROM sessions s "
                 "JOIN messages m ON m.session_pk = s.pk "
@@ -490,7 +372,7 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def get_summary(self, actor_id: str, session_id: str) -> Summary | None:
-        with self._connection() as db:
+        with self._db.connection() as db:
             row = db.execute(
                 "SELECT summary_text, summary_through FROM sessions "
                 "WHERE actor_id = ? AND session_id = ? AND updated_at >= ? AND summary_text IS NOT NULL",
@@ -503,7 +385,7 @@ class SQLiteStore(SessionStore):
         """One range of the index ``(actor_id, written_at, session_id)``, read backwards: other actors cost nothing."""
         position = decode_cursor(cursor) if cursor is not None else None
         after = "" if position is None else "AND (s.written_at < :at OR (s.written_at = :at AND s.session_id < :id))"
-        with self._connection() as db:
+        with self._db.connection() as db:
             rows = db.execute(
                 "SELECT s.session_id, s.user_messages, s.written_at, (SELECT m.text FROM messages m "
                 "WHERE m.session_pk = s.pk AND m.role = 'USER' ORDER BY m.turn, m.seq LIMIT 1) "
@@ -521,7 +403,7 @@ class SQLiteStore(SessionStore):
     @_unavailable
     def get_history(self, actor_id: str, session_id: str, limit: int, before: int | None = None) -> HistoryPage:
         """Two primary-key reads in one snapshot: the session's counters, then the page's turns."""
-        with self._snapshot() as db:
+        with self._db.snapshot() as db:
             row = db.execute(
                 "SELECT pk, turns, user_messages FROM sessions WHERE actor_id = ? AND session_id = ? "
                 "AND updated_at >= ?",

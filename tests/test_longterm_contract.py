@@ -1,15 +1,24 @@
-"""The long-term memory contract (``longterm.base``), over every local store: a SQLite file and in-process."""
+"""The long-term memory contract (``longterm.base``), over every local store: a SQLite file and in-process;
+then what only a file can meet: deleted or replaced under a running store."""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import longterm.writer
+from core.errors import LongTermUnavailable
+from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
+from longterm.sqlite_store import SQLiteLongTermStore
 from tests.longterm_helpers import local_ltm, say, texts
+from tests.test_sqlite_store import remove_database
 
 FACT = "I am allergic to peanuts, please remember that"
 
@@ -182,3 +191,75 @@ def test_an_empty_store_or_query_finds_nothing(ltm: LocalLongTermMemory) -> None
     assert ltm.search("alice", "peanuts", 0) == []
     # FTS5 syntax in a query is only text
     assert ltm.search("alice", 'peanuts" OR owner:* NEAR(', 1)[0].text == FACT
+
+
+# -- the records file under a running store -------------------------------------------------------------
+
+def exchange(actor: str, session: str, turn: int) -> tuple[list[MessageRecord], np.ndarray]:
+    records = [MessageRecord(actor, session, turn, 0, "user", f"question {turn}", 1_683_550_000.0),
+               MessageRecord(actor, session, turn, 1, "assistant", f"answer {turn}", 1_683_550_000.0)]
+    return records, np.zeros((2, 384), np.float32)
+
+
+def test_a_records_file_deleted_under_a_running_store_acknowledges_no_write(tmp_path: Path) -> None:
+    path = tmp_path / "sessions-longterm.db"
+    store = SQLiteLongTermStore(path)
+    assert store.write(*exchange("alice", "s1", 1)) == 2
+    remove_database(path)
+    for turn in (2, 3):  # every write, not just the first: each would be lost at the next restart
+        with pytest.raises(LongTermUnavailable) as info:
+            store.write(*exchange("alice", "s1", turn))
+        assert info.value.status == 503
+        assert info.value.message == (f"long-term store {path}: writing records failed: the database file {path} "
+                                      "was deleted or replaced while the server was running; restart the server")
+    with pytest.raises(LongTermUnavailable, match="deleted or replaced"):
+        store.delete_session("alice", "s1", 0)
+    with pytest.raises(LongTermUnavailable, match="deleted or replaced"):
+        store.forget("alice")
+    store.close()
+    restarted = SQLiteLongTermStore(path)
+    assert restarted.session_records("alice", "s1") == []  # nothing was acknowledged into the void
+    assert restarted.write(*exchange("alice", "s1", 2)) == 2
+    restarted.close()
+
+
+def test_a_records_file_replaced_under_a_running_store_acknowledges_no_write(tmp_path: Path) -> None:
+    path, other = tmp_path / "sessions-longterm.db", tmp_path / "other.db"
+    store = SQLiteLongTermStore(path)
+    store.write(*exchange("alice", "s1", 1))
+    elsewhere = SQLiteLongTermStore(other)
+    elsewhere.write(*exchange("bob", "elsewhere", 1))
+    elsewhere.close()
+    remove_database(path)
+    os.replace(other, path)
+    with pytest.raises(LongTermUnavailable, match="deleted or replaced"):
+        store.write(*exchange("alice", "s1", 2))
+    store.close()
+    restarted = SQLiteLongTermStore(path)
+    assert restarted.session_records("alice", "s1") == []
+    assert [r.text for r in restarted.session_records("bob", "elsewhere")] == ["question 1", "answer 1"]
+    restarted.close()
+
+
+def test_the_writer_logs_what_a_deleted_file_refused_and_keeps_going(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(longterm.writer, "RETRY_DELAYS", (0.0, 0.0, 0.0))  # give a refused batch up at once
+    path = tmp_path / "sessions-longterm.db"
+    ltm = local_ltm(path)
+    try:
+        say(ltm, "alice", "s1", 1, FACT)
+        assert ltm.flush(30) and ltm.writer.stored == 2
+        remove_database(path)
+        with caplog.at_level(logging.ERROR, logger="longterm.writer"):
+            for turn in (2, 3):  # one batch each: the thread is still there for the second
+                say(ltm, "alice", "s1", turn, f"note {turn}", epoch=0)
+                assert ltm.flush(30)
+        assert (ltm.writer.stored, ltm.writer.dropped) == (2, 4)
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 2
+        for turn, line in zip((2, 3), errors):
+            assert line.startswith("long-term records not stored after 4 attempts: LongTermUnavailable: ")
+            assert "was deleted or replaced while the server was running" in line
+            assert f"actor_id=<alice> session_id=<s1> turn=<{turn}>" in line
+    finally:
+        ltm.close()

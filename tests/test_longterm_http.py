@@ -9,6 +9,7 @@ the files), restart durability, bad input, and a server without long-term memory
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterable, Iterator, Sequence
 from dataclasses import replace
@@ -23,6 +24,7 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 import agent
+import longterm.writer
 from core.settings import Settings
 from hooks.longterm import MEMORY_HEADER
 from longterm.agentcore import AgentCoreLongTermMemory
@@ -40,6 +42,7 @@ from tests.scripted_model import ScriptedModel
 from tests.session_helpers import result_text, tool_results
 from tests.test_http import invoke
 from tests.test_identity import bearer
+from tests.test_sqlite_store import remove_database
 from tests.test_streaming import sse_events
 
 FACT = "Remember this: my daughter's name is Ingrid and she plays the cello"
@@ -355,6 +358,26 @@ def test_records_survive_a_restart(tmp_path: Path, model: ScriptedModel) -> None
         finally:
             agent.set_assistant(None)
             assistant.close()
+
+
+def test_a_turn_is_answered_after_the_records_file_was_deleted_and_the_writer_keeps_going(
+        http: TestClient, ltm_assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Long-term writes are best effort: the turn is stored and answered; its records are refused, loudly."""
+    monkeypatch.setattr(longterm.writer, "RETRY_DELAYS", (0.0, 0.0, 0.0))  # give a refused batch up at once
+    ltm = ltm_assistant.ltm
+    assert isinstance(ltm, LocalLongTermMemory)
+    say(http, "alice", "s1", FACT)
+    assert ltm.flush(30) and ltm.writer.stored == 2
+    remove_database(ltm_settings(tmp_path).ltm_db)
+    with caplog.at_level(logging.ERROR, logger="longterm.writer"):
+        for turn in (2, 3):
+            assert say(http, "alice", "s1", f"I moved to Bergen, note {turn}")["message_count"] == turn
+            assert ltm.flush(30)  # the writer took the batch, gave it up, and is ready for the next
+    assert (ltm.writer.stored, ltm.writer.dropped) == (2, 4)
+    refused = [r.getMessage() for r in caplog.records if r.name == "longterm.writer" and r.levelno == logging.ERROR]
+    assert len(refused) == 2 and all("deleted or replaced while the server was running" in line for line in refused)
+    assert ltm_assistant.store.load_window("alice", "s1", 10).message_count == 3
 
 
 # -- bad input, and a server without long-term memory ---------------------------------------------

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
@@ -16,8 +17,9 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 from service import Assistant, ChatRequest
 from core.errors import SessionChanged, StoreUnavailable
 from core.settings import Settings
+from core.sqlite import MAX_IDLE_CONNECTIONS
 from memory.base import Summary
-from memory.sqlite import MAX_IDLE_CONNECTIONS, MIGRATIONS, SQLiteStore
+from memory.sqlite import MIGRATIONS, SQLiteStore
 from tests.scripted_model import ScriptedModel
 
 
@@ -157,17 +159,17 @@ def vm_steps(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, read: Callable
         return 0
 
     store.close()  # no pooled connection without the counter
-    connect = SQLiteStore._connect
+    connect = sqlite3.connect
 
-    def counting(self: SQLiteStore) -> sqlite3.Connection:
-        db = connect(self)
+    def counting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
         db.set_progress_handler(count, 1)
         return db
 
-    monkeypatch.setattr(SQLiteStore, "_connect", counting)
+    monkeypatch.setattr(sqlite3, "connect", counting)
     steps[0] = 0
     read()
-    monkeypatch.setattr(SQLiteStore, "_connect", connect)
+    monkeypatch.setattr(sqlite3, "connect", connect)
     store.close()
     return steps[0]
 
