@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import DatabaseFileChanged
+
 from longterm.base import MessageRecord
 
 logger = logging.getLogger(__name__)
@@ -140,10 +142,10 @@ class BackgroundWriter:
                 self.refused += len(batch) - stored
                 return
             except Exception as e:  # the store or the model failed: retry, then give the batch up loudly
-                if delay is None:
+                if delay is None or isinstance(e.__cause__, DatabaseFileChanged):  # only a restart mends that
                     self.dropped += len(batch)
-                    logger.error("long-term records not stored after %d attempts: %s: %s | %s", attempt + 1,
-                                 type(e).__name__, e, "; ".join(
+                    logger.error("long-term records not stored after %d attempt%s: %s: %s | %s", attempt + 1,
+                                 "" if attempt == 0 else "s", type(e).__name__, e, "; ".join(
                                      f"actor_id=<{p.record.actor_id}> session_id=<{p.record.session_id}> "
                                      f"turn=<{p.record.turn}>" for p in batch[:10]))
                     return
