@@ -8,8 +8,11 @@ rolling summary on), then:
   after the other through ``POST /invocations``. Per turn: the seconds to the full reply,
   ``history_length``, whether the reply was cut at ``MAX_TOKENS``, the prompt tokens of the chat
   call and how many of them llama.cpp reused from its cache, the reply's tokens, whether a rolling
-  summary fold ran in the turn (from the DEBUG line ``models.bounded`` logs for every model call:
-  the server runs with ``LOG_LEVEL=DEBUG``), and the server process's RSS.
+  summary fold ended while the turn ran (the server folds after the reply, on a background thread,
+  so a fold shares the 2 cores with the next turn when the user answers at once; from the DEBUG
+  line ``models.bounded`` logs for every model call: the server runs with ``LOG_LEVEL=DEBUG``), and
+  the server process's RSS. ``--pause S`` waits S seconds between a reply and the next message (a
+  person reading it); the default, 0, is the worst case for the fold.
 - **a second session while the first is mid-reply**: the long session streams another turn; once
   its first words have arrived, a new session sends its first message. The new session's
   time to its full reply, ``--trials`` times (each a new session).
@@ -113,17 +116,20 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def conversation(server: ServerProcess, turns: int) -> list[dict[str, Any]]:
+def conversation(server: ServerProcess, turns: int, pause: float = 0.0) -> list[dict[str, Any]]:
     assert server.process is not None
     rows = []
     calls = ModelCalls(server)
     for n, message in enumerate(TURNS[:turns], start=1):
+        if n > 1 and pause:
+            time.sleep(pause)
         seconds, status, body = post(server.url, {"message": message}, "trip")
         if status != 200:
             raise RuntimeError(f"turn {n}: HTTP {status} {body}\n{server.log_tail()}")
         time.sleep(0.05)  # the log line of the turn's last call is flushed
         made = calls.new()
         chat = next((c for c in made if c["purpose"] == "chat"), {})
+        # folds logged since the previous reply: made after a reply, in the background, beside this turn
         folds = [c for c in made if c["purpose"] == "summary"]
         rss, _ = rss_mib(server.process.pid)
         row = {"turn": n, "seconds": round(seconds, 3), "history_length": body["history_length"],
@@ -180,13 +186,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3, help="second-session measurements")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the server")
     parser.add_argument("--name", default="local_conversation", help="results file name (bench/results/<name>.json)")
+    parser.add_argument("--pause", type=float, default=0.0, metavar="S",
+                        help="seconds between a reply and the next message (default 0: back to back)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     env.update(AWS_EC2_METADATA_DISABLED="true", MODEL_PROVIDER="local", MEMORY_BACKEND="sqlite", LOG_LEVEL="DEBUG")
     env.update(dict(item.split("=", 1) for item in args.env))
     print(f"conversation: {args.turns} turns with the default local model; settings {args.env or 'default'}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    data: dict[str, Any] = {"settings": args.env}
+          f"{args.pause:g} s between a reply and the next message; load average {os.getloadavg()[0]:.2f}")
+    data: dict[str, Any] = {"settings": args.env, "pause_s": args.pause}
     with scratch_dir("conversation") as directory:
         server = ServerProcess("local", AGENT, {**env, "SESSION_DB": str(directory / "sessions.db")}, directory)
         server.start(timeout=180)
@@ -195,7 +203,7 @@ def main() -> None:
             time.sleep(1.0)  # let start-up settle before reading RSS
             data["rss_after_startup_mib"] = round(rss_mib(server.process.pid)[0], 1)
             data["startup_s"] = round(server.startup_s or 0, 2)
-            data["turns"] = conversation(server, args.turns)
+            data["turns"] = conversation(server, args.turns, args.pause)
             data["rss_after_conversation_mib"] = round(rss_mib(server.process.pid)[0], 1)
             data["second_session"] = second_session(server, args.trials) if args.trials else []
             rss, peak = rss_mib(server.process.pid)
@@ -215,7 +223,7 @@ def main() -> None:
                "second_session_max_s": round(max(second), 2) if second else None}
     data["summary"] = summary
     print_table("Per turn", ["turn", "seconds", "history", "prompt tokens (cached)", "reply tokens", "cut",
-                             "summary fold", "RSS MiB"],
+                             "fold beside it", "RSS MiB"],
                 [[t["turn"], fmt(t["seconds"], 2), t["history_length"],
                   f"{t['prompt_tokens']} ({t['prompt_tokens_cached']})", t["reply_tokens"],
                   "yes" if t["truncated"] else "", f"{t['fold_s']:.1f} s" if t["folded"] else "",
@@ -230,7 +238,7 @@ def main() -> None:
     print_table("Targets", ["target", "result", "measured"], [[c[0], verdict(c[1]), c[2]] for c in checks])
     print(f"\nRSS: {data['rss_after_startup_mib']:.0f} MiB after start-up, {data['rss_after_conversation_mib']:.0f} MiB "
           f"after {len(seconds)} turns, peak {data['rss_peak_mib']:.0f} MiB; {summary['cut']} replies cut at "
-          f"MAX_TOKENS, {summary['folds']} turns folded the rolling summary")
+          f"MAX_TOKENS, {summary['folds']} rolling summary folds ended during a turn (run after a reply, in the background)")
     data["machine_line"] = machine_line()
     data["targets"] = [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks]
     print(data["machine_line"])

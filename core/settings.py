@@ -223,6 +223,8 @@ class Settings:
     #: ``SUMMARY_BATCH``: turns folded into the rolling summary per summariser call (1..memory_k);
     #: None: ``default_summary_batch(memory_k)``, see ``fold_batch``
     summary_batch: int | None = None
+    #: ``SUMMARY_WORKERS``: threads that run rolling-summary folds after the replies (``hooks.folds``)
+    summary_workers: int = 2
     port: int = 8080
     #: None: the runtime's choice (0.0.0.0 in a container, else 127.0.0.1), see ``service.connections.bind_host``
     host: str | None = None
@@ -389,6 +391,7 @@ class Settings:
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, cls.log_format),
             rolling_summary=_switch(env, "ROLLING_SUMMARY", cls.rolling_summary),
             summary_batch=summary_batch,
+            summary_workers=_int(env, "SUMMARY_WORKERS", cls.summary_workers, minimum=1, maximum=64),
             port=_int(env, "PORT", cls.port, minimum=1, maximum=65535),
             host=_host(env),
             session_queue_max=_int(env, "SESSION_QUEUE_MAX", cls.session_queue_max, minimum=0, maximum=10_000),

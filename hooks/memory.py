@@ -8,8 +8,11 @@ With a summariser attached (``ROLLING_SUMMARY``, on by default) the turns that
 fell out of the k-turn window are kept as a stored running summary: it is
 given to the model in the system prompt ahead of the last k turns (so the
 history itself still starts with ``user`` and alternates). It is moved ahead
-in batches (``SUMMARY_BATCH`` turns per summariser call), only when the next
-request would otherwise have a gap between the summary and the window.
+in batches (``SUMMARY_BATCH`` turns per summariser call), only when a coming
+request would otherwise have a gap between the summary and the window. Given a
+``FoldQueue`` (the server's), the fold runs after the reply on a background
+thread and one turn early, so the next request, which may start before it
+ends, still has no gap; without one (hook-level use) it runs inline.
 
 Only the new exchange (the user's message and the final assistant text) is
 written back, as one event: replayed history is never stored twice, and tool
@@ -34,6 +37,7 @@ from memory.base import SessionStore, StoredReply, Summary, Turn
 from models.base import SUMMARY_HEADING, estimate_tokens, reply_text, text_of
 
 if TYPE_CHECKING:
+    from hooks.folds import FoldQueue
     from models.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
@@ -99,7 +103,8 @@ class MemoryHooks(HookProvider):
 
     def __init__(self, store: SessionStore, actor_id: str, session_id: str, k: int,
                  summarizer: Summarizer | None = None, batch: int | None = None,
-                 max_tokens: int | None = None, idempotency_key: str | None = None) -> None:
+                 max_tokens: int | None = None, idempotency_key: str | None = None,
+                 folds: FoldQueue | None = None) -> None:
         self.store = store
         self.actor_id = actor_id
         self.session_id = session_id
@@ -112,6 +117,8 @@ class MemoryHooks(HookProvider):
         self.batch = default_summary_batch(k) if batch is None else batch
         if not 1 <= self.batch <= k:
             raise ValueError(f"batch={self.batch} must be between 1 and k={k}")
+        #: set: folds run there, after the reply (the server's); None: inline, before ``save_turn`` returns
+        self.folds = folds
         #: turns put in front of the new message (set by ``load_history``)
         self.history_length = 0
         #: turns of the loaded window left out because they did not fit ``max_tokens``
@@ -254,7 +261,7 @@ class MemoryHooks(HookProvider):
         return known, newest_within(known[-self.k:], self.max_tokens)
 
     def update_summary(self, user_text: str, reply: str) -> None:
-        """Move the rolling summary ahead when the next request would otherwise miss turns. Best effort.
+        """Move the rolling summary ahead when a coming request would otherwise miss turns. Best effort.
 
         The next request shows the newest turns that fit both k and ``max_tokens``
         (``next_window``); the model misses something only if the summary ends before the
@@ -262,23 +269,41 @@ class MemoryHooks(HookProvider):
         or budget-cut window) and still reaches that far. When it does not, one summariser
         call folds the next ``batch`` turns (see ``Summarizer.fold``). The turn is already
         stored: if the summariser (or the store) fails, the request still succeeds, the
-        summary keeps its old ``through_turn``, the gap remains, and the next turn folds the
+        summary keeps its old ``through_turn``, the gap remains, and a later turn folds the
         missed turns too.
+
+        With a ``FoldQueue`` the call is queued and made after the reply, for the request
+        after next: its window (k-1 of the turns stored so far, or fewer under the budget) is
+        what the summary must reach, so the next request, which may begin while the fold
+        runs, finds the summary it needs already stored. (A next turn long enough to push more
+        turns out of the token budget can still meet a gap, closed by the fold after it.)
         """
         assert self.summarizer is not None
         if self.message_count is None:
             return
         known, shown = self.next_window(user_text, reply)
+        if self.folds is not None:
+            shown = min(shown, self.k - 1)  # the request after next: one turn more leaves the window
         if self.message_count <= shown:
-            return  # every turn of the session is in the next window
+            return  # every turn of the session is in the window that matters
+        if self._summary_read and self._summary is not None \
+                and self._summary.through_turn >= self.message_count - shown:
+            return  # the summary read before this turn still reaches the window: no gap
+        if self.folds is None:
+            self.fold(known, shown, self._summary if self._summary_read else None, fresh=not self._summary_read)
+        elif not self.folds.submit((self.actor_id, self.session_id), lambda: self.fold(known, shown, None, fresh=True)):
+            logger.debug("%s | rolling summary fold not queued (shutting down or full); a later turn folds",
+                         self._ids())
+
+    def fold(self, known: list[Turn], shown: int, current: Summary | None, *, fresh: bool) -> None:
+        """Fold the turns a window of the newest ``shown`` would leave out of ``current`` (re-read when ``fresh``)."""
+        assert self.summarizer is not None and self.message_count is not None
         try:
-            if self._summary_read:
-                current = self._summary
-            else:  # the window was neither full nor cut before this turn
+            if fresh:  # not read before the turn, or queued: an earlier fold of this session may have moved it
                 with timed("store_read"):
                     current = self.store.get_summary(self.actor_id, self.session_id)
             if current is not None and current.through_turn >= self.message_count - shown:
-                return  # the next request's window starts right after (or inside) the summary: no gap
+                return  # the window starts right after (or inside) the summary: no gap
             with timed("summary"):
                 summary = self.summarizer.fold(self.store, self.actor_id, self.session_id, current,
                                                self.message_count, self.k, self.batch, known, shown=shown)
@@ -288,6 +313,6 @@ class MemoryHooks(HookProvider):
                                  self._ids(), summary.through_turn)
         except Exception as e:  # best effort: the stored turn must not be lost to a summary failure
             logger.warning(
-                "%s | rolling summary not updated after turn %d (retried next turn): %s: %s",
+                "%s | rolling summary not updated after turn %d (a later turn retries): %s: %s",
                 self._ids(), self.message_count, type(e).__name__, e,
             )

@@ -39,6 +39,7 @@ from core.errors import AssistantError, BadRequest, ClientGone, InternalError, M
 from core.settings import Settings
 from core.timing import end_timings, start_timings, timed
 from hooks.longterm import LongTermHooks
+from hooks.folds import FoldQueue
 from hooks.memory import MemoryHooks
 from hooks.model_timer import ModelTimer
 from longterm import LongTermMemory, forget_action, search_action
@@ -63,6 +64,9 @@ SYSTEM_PROMPT = (
     "newest one; use them to answer consistently."
 )
 
+
+#: seconds a shutdown waits for queued rolling-summary folds; the rest are abandoned (no turn is lost)
+FOLD_DRAIN_S = 10.0
 
 #: response fields that go into the request's log line (never the reply or the summary text)
 OUTCOME_FIELDS = ("action", "message_count", "history_length", "deleted", "truncated", "replayed", "memories_used",
@@ -112,6 +116,8 @@ class Assistant:
         self.ltm = ltm
         #: the one summariser: session tools, payload actions and the rolling summary all use it
         self.summarizer = Summarizer.for_settings(model, settings)
+        #: rolling-summary folds, run after the replies on ``SUMMARY_WORKERS`` threads, drained by ``close``
+        self.folds = FoldQueue(settings.summary_workers)
         #: the ``TURN_WORKERS`` threads that run the server's turns (each started when first needed)
         self.turns = ThreadPoolExecutor(settings.turn_workers, thread_name_prefix="turn")
         #: one turn at a time per actor's session, ``SESSION_QUEUE_MAX`` waiting, the next refused (429)
@@ -131,7 +137,7 @@ class Assistant:
         """The memory hooks of one turn: the last ``MEMORY_K`` turns, the summary moved ``SUMMARY_BATCH`` at a time."""
         return MemoryHooks(self.store, request.actor_id, request.session_id, self.settings.memory_k,
                            batch=self.settings.fold_batch, max_tokens=self.settings.memory_max_tokens,
-                           idempotency_key=request.idempotency_key)
+                           idempotency_key=request.idempotency_key, folds=self.folds)
 
     def longterm_hooks(self, hooks: MemoryHooks) -> LongTermHooks | None:
         """The long-term recall of one turn (None when long-term memory is off).
@@ -585,9 +591,11 @@ class Assistant:
             logger.warning("%s; requests answer 503 until it is reachable", e.message)
 
     def close(self) -> None:
-        """Finish the running turns, drain long-term memory's writer (nothing queued is lost), close the store."""
+        """Finish the running turns and (for up to ``FOLD_DRAIN_S``) the waiting summary folds, drain long-term
+        memory's writer (nothing queued is lost), close the store."""
         try:
             self.turns.shutdown(wait=True)
+            self.folds.close(FOLD_DRAIN_S)
             if self.ltm is not None:
                 self.ltm.close()
         finally:

@@ -242,6 +242,7 @@ def assistant(settings: Settings, store: SessionStore, model: ScriptedModel) -> 
     agent.set_assistant(a)
     yield a
     agent.set_assistant(None)
+    a.folds.close(10)  # a fold still running must not outlive its test's store
 
 
 @pytest.fixture

@@ -56,11 +56,15 @@ class ScriptedModel(Model):
             (m["role"], b["text"]) for m in self.calls[call] for b in m["content"] if "text" in b
         ]
 
+    def record(self, messages: Messages, system_prompt: str | None) -> None:
+        """Remember one call (the caller holds ``_lock``)."""
+        self.calls.append([{"role": m["role"], "content": copy.deepcopy(m["content"])} for m in messages])
+        self.system_prompts.append(system_prompt)
+
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
                      **kwargs: Any) -> AsyncIterable[StreamEvent]:
         with self._lock:
-            self.calls.append([{"role": m["role"], "content": copy.deepcopy(m["content"])} for m in messages])
-            self.system_prompts.append(system_prompt)
+            self.record(messages, system_prompt)
             if self.steps:
                 step: Step = self.steps.pop(0)
             elif self.echo:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import AsyncIterable
 from typing import Any
 
@@ -13,6 +15,7 @@ from strands.types.streaming import StreamEvent
 from hooks.memory import MemoryHooks
 from memory.base import SessionStore
 from models import last_user_text
+from models.base import text_stream
 from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
 from tests.scripted_model import ScriptedModel
 from tools.session import SessionTools
@@ -61,15 +64,27 @@ def result_text(result: dict[str, Any]) -> str:
 
 
 class FactKeepingModel(ScriptedModel):
-    """Echoes chat turns; as a summariser it keeps every "my <thing> is <value>" it is given, like a good summary."""
+    """Echoes chat turns; as a summariser it keeps every "my <thing> is <value>" it is given, like a good summary.
+
+    Summary calls may run beside chat calls (the server folds after the reply, on its own thread):
+    they never touch the scripted steps, which stay the chat calls'. ``summary_gate``, when set,
+    holds every summary call until it is set (a slow summariser).
+    """
 
     def __init__(self, *steps: Any) -> None:
         super().__init__(*steps, echo=True)
+        self.summary_gate: threading.Event | None = None
 
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
                      **kwargs: Any) -> AsyncIterable[StreamEvent]:
-        if system_prompt == SUMMARY_SYSTEM_PROMPT:
-            facts = dict.fromkeys(re.findall(r"[Mm]y \w+ is \w+", last_user_text(messages)))
-            self.steps.insert(0, "Facts: " + "; ".join(facts) if facts else "Nothing of note.")
-        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+        if system_prompt != SUMMARY_SYSTEM_PROMPT:
+            async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+                yield event
+            return
+        if self.summary_gate is not None:
+            assert await asyncio.to_thread(self.summary_gate.wait, 30), "the summary gate was never opened"
+        facts = dict.fromkeys(re.findall(r"[Mm]y \w+ is \w+", last_user_text(messages)))
+        with self._lock:
+            self.record(messages, system_prompt)
+        for event in text_stream("Facts: " + "; ".join(facts) if facts else "Nothing of note."):
             yield event

@@ -91,13 +91,15 @@ def test_a_summary_fold_running_during_a_clear_on_another_replica_never_resurrec
     assert isinstance(model_a, GatedModel)
     send(a, {"message": f"My PIN is {PIN}"})
     send(a, {"message": "My bank is Nordea"})
-    model_a.gate_summary = True  # turn 3 is stored, then its fold (turns 1-1) waits in the summariser
+    assert a.folds.join(10)  # turn 2's fold (turn 1) is done
+    model_a.gate_summary = True  # turn 3 is stored and answered, then its fold (through turn 2) waits in the summariser
     thread, out = in_thread(lambda: send(a, {"message": "My city is Oslo"}))
     assert model_a.entered.wait(30)
     cleared = send(b, {"action": "clear_session"})
     assert cleared["deleted"] == 3
     model_a.release.set()
     thread.join(30)
+    assert a.folds.join(10)
     assert out["result"]["message_count"] == 3  # A's turn was stored before the clear (and the clear removed it)
     assert b.store.get_summary(ACTOR, "bank") is None and a.store.get_summary(ACTOR, "bank") is None
 

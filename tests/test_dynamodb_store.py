@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,8 @@ class Calls:
     names: list[str] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
     counts: list[int | None] = field(default_factory=list)
+    #: the operations made by the rolling summary's folds (their own threads, after the reply), not in ``names``
+    fold_names: list[str] = field(default_factory=list)
 
     def attach(self, client: Any) -> Calls:
         client.meta.events.register("provide-client-params.dynamodb.*", self._before)
@@ -73,16 +76,21 @@ class Calls:
         return self
 
     def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if threading.current_thread().name.startswith("fold-"):
+            self.fold_names.append(model.name)
+            return
         self.names.append(model.name)
         self.params.append(dict(params))
 
     def _after(self, parsed: dict[str, Any], **_: Any) -> None:
-        self.counts.append(parsed.get("Count"))
+        if not threading.current_thread().name.startswith("fold-"):
+            self.counts.append(parsed.get("Count"))
 
     def clear(self) -> None:
         self.names.clear()
         self.params.clear()
         self.counts.clear()
+        self.fold_names.clear()
 
 
 def new_store(engine: DynamoDBLocal, table: str, ttl: int | None = None) -> tuple[DynamoDBStore, Calls]:
@@ -135,21 +143,27 @@ def post(client: TestClient, message: str, session: str = "conv") -> tuple[int, 
 def test_a_plain_turn_costs_two_dynamodb_calls_also_with_a_full_window_and_after_a_restart(
         http, dynamodb_local: DynamoDBLocal, table: str) -> None:
     client, store, calls = http
+    folds = agent.get_assistant().folds
     for n in range(1, 4):  # new session, then a window filling up
         calls.clear()
         assert post(client, f"message {n}")[1]["message_count"] == n
         assert calls.names == ["Query", "TransactWriteItems"]
+        assert folds.join(10)
+    # turn 3 filled the window: after the reply, its fold read the summary and stored one (through turn 1)
+    assert calls.fold_names == ["GetItem", "UpdateItem"]
     store.put_summary("default_user", "conv", Summary("the first turns", 2))
     calls.clear()
     status, body = post(client, "message 4")  # a full window: the summary comes with it, and is current
     assert (status, body["message_count"], body["history_length"]) == (200, 4, 3)
     assert calls.names == ["Query", "TransactWriteItems"]
     assert calls.params[0]["Limit"] == 4 and calls.params[0]["ScanIndexForward"] is False
+    assert folds.join(10) and calls.fold_names == []  # the summary reaches far enough: no fold
 
     restarted, restarted_calls = new_store(dynamodb_local, table)  # nothing remembered
     agent.get_assistant().store = restarted
     assert post(client, "message 5")[1]["message_count"] == 5
     assert restarted_calls.names == ["Query", "TransactWriteItems"]
+    assert folds.join(10)
 
 
 def test_a_write_without_a_read_before_it_costs_two_calls_and_a_lost_race_one_more(

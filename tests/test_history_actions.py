@@ -19,6 +19,7 @@ from bedrock_agentcore.runtime.context import RequestContext
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
+import agent
 from agent import chat_handler
 from memory.base import SessionStore
 from service import Assistant, parse_request
@@ -60,8 +61,10 @@ def call(request: pytest.FixtureRequest, assistant: Assistant) -> Call:
 
 
 def chat(call: Call, message: str, session: str, **headers: str) -> dict[str, Any]:
+    """One turn; its rolling-summary fold (run after the reply, in the background) has ended when it returns."""
     status, body = call({"message": message}, session, **headers)
     assert status == 200, body
+    assert agent.get_assistant().folds.join(10)
     return body
 
 
@@ -153,7 +156,8 @@ def test_get_history_shows_the_rolling_summary_and_is_empty_after_a_clear(call: 
     history = ok(call, {"action": "get_history", "limit": 1}, "s1")
     assert [t["turn"] for t in history["turns"]] == [4] and history["next_before"] == 4
     summary = history["summary"]
-    assert set(summary) == {"text", "through_turn"} and summary["through_turn"] == 2
+    # folded one turn early (for the request after next, whose window is turns 4-5): through turn 3
+    assert set(summary) == {"text", "through_turn"} and summary["through_turn"] == 3
     assert summary["text"] == assistant.store.get_summary("default_user", "s1").text  # type: ignore[union-attr]
     ok(call, {"action": "clear_session"}, "s1")
     assert ok(call, {"action": "get_history"}, "s1") == {
@@ -257,8 +261,8 @@ def test_explain_reports_the_turns_and_the_summary_put_in_front_of_the_model(
     assert first["memory"] == {"window": {"turns": []}, "summary": None, "long_term": []}
     answer = ok(call, {"message": "what do you know?", "explain": True}, "s1")
     assert answer["message_count"] == 6 and answer["history_length"] == 3
-    # turns 3-5 in the window; the summary folded turns 1-2 (one per turn past MEMORY_K)
-    assert answer["memory"] == {"window": {"turns": [3, 4, 5]}, "summary": {"through_turn": 2}, "long_term": []}
+    # turns 3-5 in the window; the summary, folded one turn early (after the replies), reaches turn 3
+    assert answer["memory"] == {"window": {"turns": [3, 4, 5]}, "summary": {"through_turn": 3}, "long_term": []}
     assert "memory" not in ok(call, {"message": "and now?", "explain": False}, "s1")
 
 

@@ -8,12 +8,20 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+import agent
 from service import Assistant, parse_request
 from models.summarizer import EMPTY_SESSION_SUMMARY
 from tests.conftest import ACTOR_HEADER
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import chat_calls, result_text, summary_inputs, tool_results
-from tests.test_http import invoke
+from tests.test_http import invoke as post
+
+
+def invoke(client: TestClient, body: object, session: str | None = None, **headers: str) -> Any:
+    """POST /invocations; the turn's rolling-summary fold (made after the reply, in the background) has ended."""
+    response = post(client, body, session, **headers)
+    assert agent.get_assistant().folds.join(10)
+    return response
 
 
 def stored(assistant: Assistant, actor: str, session: str) -> list[str]:
@@ -153,9 +161,10 @@ def test_rolling_summary_reaches_the_model_over_http(client: TestClient, assista
     last = invoke(client, {"message": "where do I live?"}, "conv1").json()
     assert (last["message_count"], last["history_length"]) == (6, 2)
     system = model.system_prompts[chat_calls(model)[-1]]
-    assert "Summary of the earlier part of this conversation (turns 1-3" in system
+    # folded one turn early, after each reply: for the request after next (window: the newest 2 turns)
+    assert "Summary of the earlier part of this conversation (turns 1-4" in system
     assert "my city is Lima" in system  # the echo-like scripted summariser repeats its input
-    assert assistant.store.get_summary("default_user", "conv1").through_turn == 4
+    assert assistant.store.get_summary("default_user", "conv1").through_turn == 5
 
 
 def test_summary_batch_over_http_one_summary_call_per_batch_and_no_gap(client: TestClient, assistant: Assistant,
@@ -169,8 +178,9 @@ def test_summary_batch_over_http_one_summary_call_per_batch_and_no_gap(client: T
         if n > 5:  # turn 1 is out of the window: the summary carries it, and reaches the window
             through = int(system.split("(turns 1-")[1].split(";")[0])
             assert "my city is Lima" in system and through >= n - 5
-    assert len(summary_inputs(model)) == 3  # after turns 5, 8 and 11: (13 - 4) / 3, not 9
-    assert assistant.store.get_summary("default_user", "conv1").through_turn == 9
+    # after turns 4, 7, 10 and 13 (one turn early, for the request after next): 4 calls, not 10
+    assert len(summary_inputs(model)) == 4
+    assert assistant.store.get_summary("default_user", "conv1").through_turn == 12
 
 
 def test_rolling_summary_off_makes_no_summary_calls(client: TestClient, assistant: Assistant,
