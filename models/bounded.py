@@ -31,6 +31,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _END = object()
+_LATE = object()  # the deadline passed
 
 
 class ModelTimeout(TimeoutError):
@@ -46,6 +47,9 @@ async def within(events: AsyncIterable[T], seconds: float) -> AsyncGenerator[T, 
 
     ``events`` is consumed by a task of its own; closing this generator early (a client
     that went away) or reaching the deadline cancels that task and waits for its clean-up.
+    The deadline is one timer for the whole call, which puts ``_LATE`` in the queue: an
+    ``asyncio.wait_for`` per event would cost a task and a turn of the event loop for each
+    of a reply's hundreds of events (on a busy server, a GIL hand-off each time).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -59,20 +63,18 @@ async def within(events: AsyncIterable[T], seconds: float) -> AsyncGenerator[T, 
             queue.put_nowait(_END)  # never blocks (unbounded): also sent when cancelled
 
     producer = asyncio.create_task(produce())
+    timer = loop.call_at(deadline, queue.put_nowait, _LATE)
     try:
         while True:
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                item = await asyncio.wait_for(queue.get(), remaining)
-            except TimeoutError:
-                raise ModelTimeout(seconds) from None
+            item = await queue.get()  # no suspension while events are waiting
+            if item is _LATE or loop.time() >= deadline:
+                raise ModelTimeout(seconds)
             if item is _END:
                 await producer  # the provider's own failure, if it failed
                 return
             yield item
     finally:
+        timer.cancel()
         if not producer.done():
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
