@@ -552,7 +552,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.8, help="measured window per server, workload, round")
     parser.add_argument("--warmup", type=float, default=0.25, help="unmeasured requests before each window")
     parser.add_argument("--model-seconds", type=float, default=2.0,
-                        help="measured window with the 50 ms model (twice that with the 500 ms one)")
+                        help="measured window with the 50 ms model (1.5 times that with the 500 ms one)")
     parser.add_argument("--models", default=",".join(map(str, DELAYS_MS)),
                         help="model delays (ms) to measure besides the echo model, e.g. 50; '' for none")
     parser.add_argument("--breakdown-turns", type=int, default=300)
@@ -626,7 +626,7 @@ def main() -> None:
                        ours_config("c-sqlite-off", "(c) ours sqlite summary off", "off", delay, workloads=("distinct",))]
             if delay == DELAYS_MS[0]:
                 configs.append(files_config(delay, ("distinct",)))
-            window = args.model_seconds * (2 if delay >= 500 else 1)  # 500 ms: each client still sends ~8 turns
+            window = args.model_seconds * (1.5 if delay >= 500 else 1)  # 500 ms: still ~5 turns per client
             phases.append(Phase(delay, configs, max(args.warmup, 2 * delay / 1e3), window))
         if args.servers:
             wanted = set(args.servers.split(","))
