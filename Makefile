@@ -51,6 +51,7 @@ bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	$(PY) bench/store_overhead.py
 	OPENAI_AGENTS_PYTHON=$(BENCH_OPENAI_VENV)/bin/python $(PY) bench/alternatives.py
 	$(PY) bench/server_throughput.py
+	$(PY) bench/strands_overhead.py
 	$(PY) bench/startup.py
 	$(PY) bench/local_conversation.py
 	if test -f $(LOCOMO); then $(PY) bench/ltm_recall.py $(LOCOMO) --loo --scale; \

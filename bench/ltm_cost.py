@@ -23,12 +23,10 @@ The machine's load average is printed with the figures: other work on the 2 core
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,28 +39,13 @@ import numpy as np  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from memory.base import Summary  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
-from models import EchoModel  # noqa: E402
+from scripted_model import WaitingEcho  # noqa: E402
 
 CLIENTS = 8
 SESSIONS = 400
 STORED_TURNS = 20
 ACTOR = "default_user"
 DELAYS_MS = (0, 50, 500)
-
-
-class WaitingEcho(EchoModel):
-    """The echo model after ``delay`` seconds of waiting (no CPU): a remote model's latency."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
-                     **kwargs: Any) -> AsyncIterable[Any]:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
-            yield event
 
 
 def sessions() -> list[str]:

@@ -77,22 +77,44 @@ def main() -> None:
                         s["events_returned_per_turn"]] for s in ac.values()]), "", targets(alt), ""]
     server = load("server_throughput")
     if server:
+        echo = [r for r in server["servers"] if not r.get("model_delay_ms")]
         rows = []
-        for r in server["servers"]:
-            d, h = r["workloads"]["distinct"], r["workloads"]["hot"]
+        for r in echo:
+            w = r["workloads"]
+            d, long, h = w["distinct"], w.get("long"), w.get("hot")
             rows.append([r["label"], f"{d['requests_per_s']:.0f}", f"{d['p50_ms']:.0f} / {d['p99_ms']:.0f}",
                          f"{d['ratio_to_b']:.2f}", f"{d['ratio_to_b2']:.2f}", f"{d['server_cpu_ms_per_request']:.1f} ms",
-                         f"{h['requests_per_s']:.0f}", f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f}"])
+                         f"{long['requests_per_s']:.0f}" if long else "-",
+                         f"{h['requests_per_s']:.0f}" if h else "-",
+                         f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f}" if h else "-"])
         out += [f"**3. Server throughput, 8 clients** ({where(server)})", "",
                 table(["server", "req/s (distinct)", "p50 / p99 ms", "vs (b)", "vs (b2)", "server CPU per request",
-                       "req/s (hot)", "p50 / p99 ms (hot)"], rows), ""]
+                       "req/s (1,000 turns)", "req/s (hot)", "p50 / p99 ms (hot)"], rows), ""]
+        timed = [r for r in server["servers"] if r.get("model_delay_ms")]
+        if timed:
+            out += [table(["model", "server", "req/s", "p50 / p95 / p99 ms", "vs (b2)", "server CPU per request"],
+                          [[f"{r['model_delay_ms']} ms", r["label"], f"{d['requests_per_s']:.0f}",
+                            f"{d['p50_ms']:.0f} / {d['p95_ms']:.0f} / {d['p99_ms']:.0f}", f"{d['ratio_to_b2']:.2f}",
+                            f"{d['server_cpu_ms_per_request']:.1f} ms"]
+                           for r in timed for d in [r["workloads"]["distinct"]]]), ""]
         base = server["in_process"][0]
         out += [table(["the same turn in-process, one thread", "CPU ms (p50)", "CPU ms (mean)", "mean added to (b)",
                        "wall ms (p50)"],
                       [[r["label"], f"{r['cpu_p50_ms']:.2f}", f"{r.get('cpu_mean_ms', float('nan')):.2f}",
                         f"{r.get('cpu_mean_ms', float('nan')) - base.get('cpu_mean_ms', float('nan')):+.2f}",
-                        f"{r['p50_ms']:.2f}"] for r in server["in_process"]]),
-                "", targets(server), ""]
+                        f"{r['p50_ms']:.2f}"] for r in server["in_process"]]), ""]
+        if server.get("bounds_cpu_ms"):
+            out += [table(["what bounds (c)/(b)", "CPU ms per turn"],
+                          [[b["part"], "-" if b["cpu_ms"] is None else f"{b['cpu_ms']:.2f}"]
+                           for b in server["bounds_cpu_ms"]]), ""]
+        out += [targets(server), ""]
+    overhead = load("strands_overhead")
+    if overhead:
+        out += [f"**Strands' own cost of a 10-turn context** ({where(overhead)})", "",
+                table(["variant", "CPU ms per turn", "vs (b2)", "the 10 turns add"],
+                      [[v["label"], f"{v['cpu_ms_per_turn']:.3f}", f"{v['vs_b2_ms']:+.3f}" if v["history_turns"] else "-",
+                        "-" if v.get("context_ms") is None else f"{v['context_ms']:.3f}"]
+                       for v in overhead["variants"]]), ""]
     start = load("startup")
     if start:
         rows = [["`import agent` alone", f"{start['import_s']['median']:.2f}", "-"]]

@@ -5,7 +5,7 @@ Agent must not serve two calls at once), and nothing loaded or stored.
 
 With ``BENCH_HISTORY_TURNS=N`` (the (b2) row) every agent is handed the same N turns of history
 as plain messages, built once at start-up: what giving the model a 10-turn context costs Strands
-by itself, with no store behind it.
+by itself, with no store behind it. ``BENCH_MODEL_DELAY_MS``: the model waits that long per call.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from strands.types.content import Messages  # noqa: E402
 
 from service.assistant import SYSTEM_PROMPT  # noqa: E402
 from conversation import echo_reply, user_text  # noqa: E402
-from models import EchoModel  # noqa: E402
+from scripted_model import model_from_env  # noqa: E402
 
 app = BedrockAgentCoreApp()
-model = EchoModel()
+model = model_from_env()
 HISTORY: Messages = []
 for turn in range(1, int(os.environ.get("BENCH_HISTORY_TURNS", "0")) + 1):
     HISTORY += [{"role": "user", "content": [{"text": user_text(turn)}]},
