@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from strands import Agent
 from strands.agent import AgentResult
+from strands.models import Model
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
+
+T = TypeVar("T")
 
 
 #: UTF-8 bytes per token, calibrated on SmolLM2's tokenizer with ``bench/token_estimate.py`` (docs/models.md):
@@ -86,6 +93,38 @@ def run_agent(agent: Agent, prompt: str) -> AgentResult:
         if agent.memory_manager is None:
             return asyncio.run(agent.invoke_async(prompt))
     return agent(prompt)
+
+
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``make()`` run to completion: on a loop of this thread's own, or, inside a running loop, on another thread.
+
+    The other thread gets a copy of this thread's context variables, as ``run_agent``'s agents do.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="model-call") as pool:
+        return pool.submit(context.run, lambda: asyncio.run(make())).result()
+
+
+async def stream_text(model: Model, prompt: str, system_prompt: str) -> tuple[str, str | None]:
+    """One tool-less call of ``model`` with one user message: the reply's text and its stop reason.
+
+    The provider's own stream, read directly: no ``Agent``, so none of an agent invocation's
+    per-event work (its event loop, message copies, span events) for a call whose reply is only
+    kept as text. Provider errors propagate unchanged.
+    """
+    messages: Messages = [{"role": "user", "content": [{"text": prompt}]}]
+    parts: list[str] = []
+    stop: str | None = None
+    async for event in model.stream(messages, None, system_prompt):
+        if "contentBlockDelta" in event:
+            parts.append(event["contentBlockDelta"]["delta"].get("text", ""))
+        elif "messageStop" in event:
+            stop = event["messageStop"].get("stopReason")
+    return "".join(parts), stop
 
 
 def text_stream(text: str, stop_reason: str = "end_turn") -> list[StreamEvent]:

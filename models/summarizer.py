@@ -1,8 +1,8 @@
 """The one summariser, used by the ``summarize_session`` tool and action and by the rolling summary.
 
-Every summary is one separate, tool-less model call (a throw-away Strands
-``Agent`` with no tools and no memory hooks, so nothing of it is stored) over
-a transcript whose size is bounded however long the session is:
+Every summary is one separate, tool-less model call (the model's own stream,
+read directly: no Strands ``Agent``, no tools, no memory hooks, so nothing of
+it is stored) over a transcript whose size is bounded however long the session is:
 
 - each message is clipped to ``message_chars``;
 - the transcript keeps the newest turns that fit ``transcript_chars``; the
@@ -23,13 +23,11 @@ import time
 from collections.abc import Sequence
 
 from bedrock_agentcore.memory.constants import MessageRole
-from strands import Agent
 from strands.models import Model
-from strands.types.exceptions import MaxTokensReachedException
 
 from core.settings import Settings
 from memory.base import SessionStore, Summary, Turn, group_turns
-from models.base import BYTES_PER_TOKEN, reply_text, run_agent, text_of
+from models.base import BYTES_PER_TOKEN, run_coroutine, stream_text
 from models.bounded import summary_model
 
 logger = logging.getLogger(__name__)
@@ -98,22 +96,18 @@ class Summarizer:
     def complete(self, prompt: str) -> str:
         """One tool-less model call; the clipped summary text. Model errors propagate unchanged.
 
-        A summary cut at the model's token cap is still a summary: its text is kept, ending in
-        ``CUT_MARK``, rather than Strands' ``MaxTokensReachedException`` (whose message would reach
-        the user as an error). No Strands-level retries (``retry_strategy=None``): its default backs
-        off for up to a minute on throttling, which a best-effort rolling summary must not add to a
-        turn. The model client's own retries (botocore's, for Bedrock) still apply; a failed fold is
-        retried next turn.
+        The model's own stream, read directly (``models.base.stream_text``): no Strands ``Agent``,
+        so nothing of the call is stored and none of an agent invocation's per-event cost is paid
+        for a reply that is only kept as text (a summary streams hundreds of deltas). No Strands
+        retries either: its default backs off for up to a minute on throttling, which a
+        best-effort rolling summary must not add; the model client's own retries (botocore's, for
+        Bedrock) still apply, and a failed fold is retried by a later turn. A summary cut at the
+        model's token cap (stop reason ``max_tokens``) is still a summary: its text is kept,
+        ending in ``CUT_MARK``.
         """
-        agent = Agent(model=self.model, system_prompt=SUMMARY_SYSTEM_PROMPT, callback_handler=None,
-                      retry_strategy=None)
-        cut = False
-        try:
-            text = reply_text(run_agent(agent, prompt))
-        except MaxTokensReachedException:
-            last = agent.messages[-1] if agent.messages else None
-            text = text_of(last).strip() if last is not None and last["role"] == "assistant" else ""
-            cut = True
+        text, stop = run_coroutine(lambda: stream_text(self.model, prompt, SUMMARY_SYSTEM_PROMPT))
+        text = text.strip()
+        cut = stop == "max_tokens"
         if not text:
             raise SummaryError("the model returned an empty summary" + (" (it reached its token cap first)" if cut else ""))
         if not cut:
