@@ -3,8 +3,8 @@
 ``BedrockAgentCoreApp.run`` binds 0.0.0.0 when it believes it is in a container (``/.dockerenv``);
 the benchmarks keep every socket on loopback. ``BENCH_AGENT_ROOT`` names the checkout to run
 (default: this one). With ``BENCH_MODEL_DELAY_MS`` the echo provider's models (chat and summaries)
-wait that long per call (``bench/scripted_model.py``): the product is unchanged, only the model
-its factory returns for ``MODEL_PROVIDER=echo`` is the benchmark's.
+wait that long per call and stop at their token caps (``bench/scripted_model.py``): the product is
+unchanged, only the model its factory returns for ``MODEL_PROVIDER=echo`` is the benchmark's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if os.environ.get(DELAY_ENV):
     def waiting_provider_model(provider: str, settings: Any, max_tokens: int) -> Any:
         if provider != "echo":
             return provider_model(provider, settings, max_tokens)
-        return model_from_env(), f" | {DELAY_ENV}=<{os.environ[DELAY_ENV]}>"
+        return model_from_env(max_tokens), f" | {DELAY_ENV}=<{os.environ[DELAY_ENV]}>"
 
     models.provider_model = waiting_provider_model
 
