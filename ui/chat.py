@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -333,6 +334,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ctrl-C stops a reply or leaves, also when started by something that ignores SIGINT (a shell's
+    # background job passes that on, and Python then never raises KeyboardInterrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     client = AssistantClient(args.url, args.actor, args.session or new_session_id())
     try:
         client.ping()
