@@ -159,9 +159,13 @@ class MemoryHooks(HookProvider):
         history, self.history_length = turns_to_messages(turns[len(turns) - shown:])
         event.agent.messages[0:0] = history
         if self.summarizer is not None and (len(turns) >= self.k or self.dropped_for_budget):
-            # only a full (or budget-cut) window can have turns before it: shorter sessions never pay for this read
-            with timed("store_read"):
-                self._summary = self.store.get_summary(self.actor_id, self.session_id)
+            # only a full (or budget-cut) window can have turns before it: shorter sessions never pay for this
+            # read, and none where the store read the summary with the window (SQLite)
+            if window.summary_read:
+                self._summary = window.summary
+            else:
+                with timed("store_read"):
+                    self._summary = self.store.get_summary(self.actor_id, self.session_id)
             self._summary_read = True
             if self._summary is not None:
                 event.agent.system_prompt = with_summary(event.agent.system_prompt, self._summary)

@@ -145,6 +145,10 @@ class Window:
     generation: int
     #: the session's USER-message count: the number of the newest turn (0 for an empty session)
     message_count: int
+    #: the rolling summary, read with the window by a store that can at no cost (``summary_read`` True);
+    #: otherwise the hooks ask ``get_summary`` when they need it
+    summary: Summary | None = field(default=None, compare=False)
+    summary_read: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

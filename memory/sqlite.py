@@ -299,7 +299,8 @@ class SQLiteStore(SessionStore):
     # -- reads ---------------------------------------------------------------------------------
 
     def load_window(self, actor_id: str, session_id: str, k: int) -> Window:
-        """One query (with a TTL, one ``BEGIN IMMEDIATE`` that also restarts the session's expiry)."""
+        """One query, the rolling summary included (with a TTL, one ``BEGIN IMMEDIATE`` that also restarts the
+        session's expiry)."""
         return self._window(actor_id, session_id, k, touch=self._ttl is not None)
 
     def get_last_k_turns(self, actor_id: str, session_id: str, k: int) -> list[Turn]:
@@ -307,11 +308,12 @@ class SQLiteStore(SessionStore):
 
     @_unavailable
     def _window(self, actor_id: str, session_id: str, k: int, *, touch: bool) -> Window:
-        # One statement: the session's row first (turn -1), then the last k turns' messages by primary key.
+        # One statement: the session's row first (turn -1, with its rolling summary), then the last k turns'
+        # messages by primary key.
         query = (
-            "SELECT -1, 0, generation, updated_at >= :cutoff, user_messages FROM sessions "
-            "WHERE actor_id = :actor AND session_id = :session "
-            "UNION ALL SELECT m.turn, m.seq, m.role, m.text, NULL FROM sessions s "
+            "SELECT -1, 0, generation, updated_at >= :cutoff, user_messages, summary_text, summary_through "
+            "FROM sessions WHERE actor_id = :actor AND session_id = :session "
+            "UNION ALL SELECT m.turn, m.seq, m.role, m.text, NULL, NULL, NULL FROM sessions s "
             "JOIN messages m ON m.session_pk = s.pk AND m.turn > s.turns - :k "
             "WHERE s.actor_id = :actor AND s.session_id = :session AND s.updated_at >= :cutoff ORDER BY 1, 2"
         )
@@ -328,11 +330,12 @@ class SQLiteStore(SessionStore):
                 )
                 rows = db.execute(query, params).fetchall()
         if not rows or rows[0][0] != -1:
-            return Window([], 0, 0)
-        _, _, generation, live, count = rows[0]
+            return Window([], 0, 0, summary_read=True)
+        _, _, generation, live, count, summary_text, summary_through = rows[0]
+        summary = Summary(summary_text, summary_through) if live and summary_text is not None else None
         turns: list[Turn] = []
         current = None
-        for turn, _, role, text, _ in rows[1:]:
+        for turn, _, role, text, *_ in rows[1:]:
             message = message_from_fields(role, text)
             if message is None:
                 continue
@@ -340,7 +343,7 @@ class SQLiteStore(SessionStore):
                 turns.append([])
                 current = turn
             turns[-1].append(message)
-        return Window(turns, generation, count if live else 0)
+        return Window(turns, generation, count if live else 0, summary, summary_read=True)
 
     @_unavailable
     def find_request(self, actor_id: str, session_id: str, key: str) -> StoredReply | None:

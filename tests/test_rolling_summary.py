@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -295,3 +296,21 @@ def test_turns_cut_at_max_tokens_still_move_the_rolling_summary(settings: Settin
     last_chat = chat_calls(model)[-1]
     seen = model.system_prompts[last_chat] + " ".join(t for _, t in model.seen_texts(last_chat))
     assert all(f"my fact{n} is v{n}" in seen for n in range(1, 16))
+
+
+def test_on_sqlite_a_turn_reads_the_summary_with_its_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default store reads the rolling summary in the window's one query: no second read per turn past k."""
+    from memory.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "sessions.db")
+    reads: list[str] = []
+    real = store.get_summary
+    monkeypatch.setattr(store, "get_summary", lambda actor, session: reads.append(session) or real(actor, session))
+    model = FactKeepingModel()
+    try:
+        for n in range(1, 21):
+            run_turn(store, model, f"my fact{n} is v{n}", k=5, rolling=True)
+        assert "my fact1 is v1" in model.system_prompts[chat_calls(model)[-1]]  # the summary did reach the model
+        assert reads == []
+    finally:
+        store.close()

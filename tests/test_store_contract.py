@@ -129,6 +129,22 @@ def test_summary_round_trips_and_is_replaced(store: SessionStore) -> None:
     assert store.get_summary("bob", "s1") is None
 
 
+def test_a_window_that_carries_the_summary_carries_the_stored_one(store: SessionStore) -> None:
+    """A store may read the rolling summary with the window (SQLite does); it must then be get_summary's."""
+    for n in range(1, 4):
+        store.add_turns("alice", "s1", exchange(n))
+    stages = [lambda: None, lambda: store.put_summary("alice", "s1", Summary("first", 1)),
+              lambda: store.put_summary("alice", "s1", Summary("second", 2)),
+              lambda: store.delete_session("alice", "s1")]
+    for stage in stages:
+        stage()
+        window = store.load_window("alice", "s1", 2)
+        if window.summary_read:
+            assert window.summary == store.get_summary("alice", "s1")
+    if store.name == "sqlite":
+        assert window.summary_read  # the default store saves the turn its second read
+
+
 def test_concurrent_writers_get_distinct_gap_free_counts(store: SessionStore) -> None:
     counts: list[int] = []
     lock = threading.Lock()
