@@ -11,6 +11,7 @@ running turns finish, long-term memory's background writer drains its queue
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -137,6 +138,10 @@ def main() -> None:
         print(f"configuration error: {e}", file=sys.stderr)
         sys.exit(2)
     set_assistant(assistant, owned=True)  # closed at the lifespan's end: SIGTERM never returns from app.run
+    # What start-up built (libraries, the model, the store) lives as long as the process: moved out of the
+    # collector's sight, a full collection scans only what requests allocate instead of pausing every thread
+    # for tens of milliseconds (the p99 of a turn: docs/benchmarks.md, benchmark 3)
+    gc.freeze()
     log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
     assistant.probe_store()
