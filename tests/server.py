@@ -25,6 +25,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spare_port() -> dict[str, str]:
+    """``PORT``/``HOST`` for a start-up test: a free loopback port, so a server the user runs on 8080 is no matter."""
+    return {"PORT": str(free_port()), "HOST": "127.0.0.1"}
+
+
 class Server:
     def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None,
                  max_open_files: int | None = None) -> None:

@@ -35,7 +35,7 @@ from service import Assistant
 from tests.conftest import SESSION_HEADER, start_or_skip, unique_table
 from tests.dynamodb_local import CLIENT_ENV, DynamoDBLocal
 from tests.scripted_model import ScriptedModel
-from tests.server import ROOT, Server, free_port
+from tests.server import ROOT, Server, free_port, spare_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -566,7 +566,7 @@ def settings_for(engine: DynamoDBLocal, table: str, **env: str) -> Settings:
 def test_a_missing_table_stops_start_up_with_one_line(dynamodb_local: DynamoDBLocal, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "agent.py")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", "MEMORY_BACKEND": "dynamodb",
+        env={"PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", "MEMORY_BACKEND": "dynamodb", **spare_port(),
              "DYNAMODB_TABLE": "no-such-table", "DYNAMODB_ENDPOINT_URL": dynamodb_local.endpoint, **CLIENT_ENV},
     )
     assert result.returncode == 2

@@ -32,6 +32,7 @@ from memory.sqlite import SQLiteStore
 from models import create_model, resolve_provider
 from tests.aws_env import remove_aws_credentials
 from tests.conftest import SESSION_HEADER
+from tests.server import spare_port
 from tests.test_streaming import sse_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def test_a_model_file_that_is_not_gguf_stops_start_up_naming_local_model_path(tm
     bad.write_text("not a model")
     result = subprocess.run(
         [sys.executable, str(ROOT / "agent.py")],
-        env={"MODEL_PROVIDER": "local", "LOCAL_MODEL_PATH": str(bad), "SESSION_DB": str(tmp_path / "s.db"),
+        env={"MODEL_PROVIDER": "local", "LOCAL_MODEL_PATH": str(bad), "SESSION_DB": str(tmp_path / "s.db"), **spare_port(),
              "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )

@@ -17,6 +17,7 @@ from memory import create_store
 from memory.agentcore import AgentCoreStore
 from memory.redis_store import RedisStore, session_key
 from tests.agentcore_fake import MEMORY_ID
+from tests.server import spare_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +60,7 @@ def test_redis_backend_uses_the_url_and_prefix(redis_url: str) -> None:
 def test_a_memory_id_the_service_would_refuse_stops_start_up_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "agent.py")],
-        env={"MEMORY_ID": "mem-123456789012", "PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo"},
+        env={"MEMORY_ID": "mem-123456789012", "PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", **spare_port()},
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert result.returncode == 2
