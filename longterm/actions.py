@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import BadRequest
+from core.errors import BadRequest, int_field
 from longterm.base import LongTermMemory
 
 #: a search query longer than this is refused: it is a query, not a document
@@ -38,11 +38,11 @@ def parse_search(payload: Mapping[str, Any], default_top_k: int) -> SearchReques
         raise BadRequest("'query' must not be empty")
     if len(query) > MAX_QUERY_CHARS:
         raise BadRequest(f"'query' is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
-    top_k = payload.get("top_k", default_top_k)
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
-        raise BadRequest(f"'top_k' must be an integer between 1 and {MAX_TOP_K}")
-    if not 1 <= top_k <= MAX_TOP_K:
-        raise BadRequest(f"'top_k' must be between 1 and {MAX_TOP_K}, not {top_k}")
+    expected = f"an integer between 1 and {MAX_TOP_K}"
+    if "top_k" in payload and payload["top_k"] is None:  # absent: the default; null is not a number
+        raise BadRequest(f"'top_k' must be {expected}, got NoneType")
+    top_k = int_field(payload, "top_k", 1, MAX_TOP_K, default_top_k, expected)
+    assert top_k is not None
     return SearchRequest(query.strip(), top_k)
 
 

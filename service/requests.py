@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.errors import BadRequest
+from core.errors import BadRequest, int_field
 from core.settings import Settings
 from longterm import SearchRequest, parse_search
 from service.identity import header, resolve_actor_id, resolve_session_id
@@ -64,13 +64,8 @@ def check_text(field: str, value: str) -> None:
 
 def _page_size(payload: Mapping[str, object], sizes: tuple[int, int]) -> int:
     default, largest = sizes
-    limit = payload.get("limit")
-    if limit is None:
-        return default
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise BadRequest(f"'limit' must be an integer from 1 to {largest}, got {type(limit).__name__}")
-    if not 1 <= limit <= largest:
-        raise BadRequest(f"'limit' must be an integer from 1 to {largest}, got {str(limit)[:24]}")
+    limit = int_field(payload, "limit", 1, largest, default, f"an integer from 1 to {largest}")
+    assert limit is not None
     return limit
 
 
@@ -84,14 +79,7 @@ def _cursor(payload: Mapping[str, object]) -> str | None:
 
 
 def _before(payload: Mapping[str, object]) -> int | None:
-    before = payload.get("before")
-    if before is None:
-        return None
-    if isinstance(before, bool) or not isinstance(before, int):
-        raise BadRequest(f"'before' must be a positive integer (a turn number) or null, got {type(before).__name__}")
-    if not 1 <= before <= MAX_TURN_NUMBER:
-        raise BadRequest(f"'before' must be a positive integer (a turn number) or null, got {str(before)[:24]}")
-    return before
+    return int_field(payload, "before", 1, MAX_TURN_NUMBER, None, "a positive integer (a turn number) or null")
 
 
 def _check_key(where: str, key: object) -> str:

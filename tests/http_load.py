@@ -63,6 +63,14 @@ class Client:
         self.connection.close()
 
 
+def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``work()`` on a daemon thread; its result lands in ``out["result"]`` (join the thread first)."""
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("result", work()), daemon=True)
+    thread.start()
+    return thread, out
+
+
 def in_threads(target: Callable[..., Any], argument_lists: Iterable[Sequence[Any]]) -> list[Any]:
     """Run ``target(*args)`` for each argument list, all at once, one thread each; their results in order.
 

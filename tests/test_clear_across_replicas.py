@@ -24,6 +24,7 @@ from core.settings import Settings
 from models.summarizer import SUMMARY_SYSTEM_PROMPT
 from service import Assistant
 from tests.conftest import StoreFactory
+from tests.http_load import in_thread
 from tests.scripted_model import ScriptedModel
 from tests.session_helpers import FactKeepingModel
 
@@ -70,13 +71,6 @@ def replicas(settings: Settings, store_factory: StoreFactory) -> Iterator[tuple[
 
 def send(replica: Assistant, body: dict[str, Any], session: str = "bank") -> Any:
     return replica.handle(body, ctx(session))
-
-
-def in_thread(work: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: out.setdefault("result", work()), daemon=True)
-    thread.start()
-    return thread, out
 
 
 def everything_the_model_saw(model: ScriptedModel, since: int = 0) -> str:

@@ -11,10 +11,9 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +32,7 @@ from models import create_model, resolve_provider
 from tests.aws_env import remove_aws_credentials
 from tests.conftest import SESSION_HEADER
 from tests.server import spare_port
+from tests.stand_in import StandInServer
 from tests.test_streaming import sse_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_a_model_file_that_is_not_gguf_stops_start_up_naming_local_model_path(tm
 
 # -- LocalModel against a scripted llama.cpp-style server -----------------------------------------
 
-class ScriptedLlamaServer:
+class ScriptedLlamaServer(StandInServer):
     """``POST /v1/chat/completions`` answered with scripted SSE chunks, as llama.cpp's server sends them.
 
     With ``hold_after_first``, the server sends the first chunk and then waits (up to 10 s) for
@@ -86,7 +86,6 @@ class ScriptedLlamaServer:
     def __init__(self, chunks: list[str], hold_after_first: bool = False) -> None:
         self.chunks = chunks
         self.hold_after_first = hold_after_first
-        self.release = threading.Event()
         self.released_by_client: list[bool] = []
         self.requests: list[dict[str, Any]] = []
         outer = self
@@ -112,21 +111,7 @@ class ScriptedLlamaServer:
                 self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> ScriptedLlamaServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def test_local_model_passes_on_each_chunk_as_the_server_sends_it() -> None:

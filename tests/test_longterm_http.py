@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from service import Assistant
 from tests.agentcore_fake import MEMORY_ID
 from tests.agentcore_records_fake import FakeRecordService
 from tests.conftest import ACTOR_HEADER, agentcore_store, boto3_session
+from tests.http_load import in_thread
 from tests.longterm_helpers import embedder, local_ltm
 from tests.redis_server import delete_prefix, unique_prefix
 from tests.scripted_model import ScriptedModel
@@ -136,11 +137,18 @@ class GatedRecords(SQLiteLongTermStore):
         return super().write(records, vectors)
 
 
-def in_thread(work: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: out.setdefault("result", work()), daemon=True)
-    thread.start()
-    return thread, out
+def while_in_the_model(gated: GatedEcho, turn: Callable[[], Any], meanwhile: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``turn`` on a thread, call ``meanwhile`` while its model call is held, then let it finish.
+
+    Returns the turn's answer and what ``meanwhile`` returned.
+    """
+    gated.gate = True
+    thread, out = in_thread(turn)
+    assert gated.entered.wait(30)
+    during = meanwhile()
+    gated.release.set()
+    thread.join(30)
+    return out["result"], during
 
 
 # -- recall across sessions ---------------------------------------------------------------------
@@ -263,14 +271,10 @@ def test_a_turn_refused_with_a_409_records_nothing(tmp_path: Path) -> None:
     a, b = replica(settings, gated), replica(settings, ScriptedModel(echo=True))
     try:
         a.handle({"message": "Hello", "actor_id": "alice"}, ctx("s1"))
-        gated.gate = True
-        thread, out = in_thread(lambda: a.handle({"message": FACT, "actor_id": "alice"}, ctx("s1")))
-        assert gated.entered.wait(30)
-        cleared = b.handle({"action": "clear_session", "actor_id": "alice"}, ctx("s1"))
+        answer, cleared = while_in_the_model(gated, lambda: a.handle({"message": FACT, "actor_id": "alice"}, ctx("s1")),
+                                             lambda: b.handle({"action": "clear_session", "actor_id": "alice"}, ctx("s1")))
         assert cleared["deleted"] == 1
-        gated.release.set()
-        thread.join(30)
-        assert out["result"].status_code == 409
+        assert answer.status_code == 409
         assert recorded(a, "alice", "daughter cello Hello") == set()
     finally:
         a.close()
@@ -308,14 +312,11 @@ def test_forget_beats_a_turn_in_flight(tmp_path: Path) -> None:
     assistant = replica(ltm_settings(tmp_path), gated)
     try:
         assistant.handle({"message": "I collect stamps from Norway", "actor_id": "alice"}, ctx("s1"))
-        gated.gate = True
-        thread, out = in_thread(lambda: assistant.handle({"message": FACT, "actor_id": "alice"}, ctx("s1")))
-        assert gated.entered.wait(30)
-        forgot = assistant.handle({"action": "forget", "actor_id": "alice"}, ctx("s1"))
+        answer, forgot = while_in_the_model(
+            gated, lambda: assistant.handle({"message": FACT, "actor_id": "alice"}, ctx("s1")),
+            lambda: assistant.handle({"action": "forget", "actor_id": "alice"}, ctx("s1")))
         assert forgot["action"] == "forget"
-        gated.release.set()
-        thread.join(30)
-        assert out["result"]["message_count"] == 2  # the turn itself is answered and stored in its session
+        assert answer["message_count"] == 2  # the turn itself is answered and stored in its session
         assert recorded(assistant, "alice") == set()
         assistant.handle({"message": "I collect stamps from Iceland", "actor_id": "alice"}, ctx("s1"))
         assert recorded(assistant, "alice", "stamps Iceland") == {("s1", 3, "user"), ("s1", 3, "assistant")}

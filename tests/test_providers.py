@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from models import configure_model
 from models.local import bundled_model_path, start_server
 from service import Assistant
 from tests.conftest import SESSION_HEADER
+from tests.stand_in import StandInServer
 from tests.test_local_model import ScriptedLlamaServer
 
 
@@ -110,7 +110,7 @@ def test_openai_provider_sends_the_reply_and_summary_caps_and_is_bounded_by_the_
 
 # -- MODEL_PROVIDER=ollama against a stand-in that speaks Ollama's API ------------------------------
 
-class OllamaStandIn:
+class OllamaStandIn(StandInServer):
     """``POST /api/chat`` answered as Ollama streams it (NDJSON), echoing the last user message.
 
     A message containing "stall" gets its first chunk and then nothing until the test ends.
@@ -118,7 +118,6 @@ class OllamaStandIn:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.release = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,27 +152,12 @@ class OllamaStandIn:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> OllamaStandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def test_ollama_provider_holds_a_conversation_with_memory(serving: Any) -> None:
     with OllamaStandIn() as ollama:
-        client = serving({"MODEL_PROVIDER": "ollama", "OLLAMA_HOST": ollama.host, "OLLAMA_MODEL": "llama3.2:1b",
+        client = serving({"MODEL_PROVIDER": "ollama", "OLLAMA_HOST": ollama.base_url, "OLLAMA_MODEL": "llama3.2:1b",
                           "MAX_TOKENS": "64"})
         assert isinstance(agent.get_assistant().model.inner, OllamaModel)  # type: ignore[attr-defined]
         replies = [chat(client, text) for text in ("My name is Ana", "I am going to Oslo", "What is my name?")]
@@ -190,7 +174,7 @@ def test_ollama_provider_holds_a_conversation_with_memory(serving: Any) -> None:
 
 def test_an_ollama_reply_past_the_deadline_is_a_503_and_stores_nothing(serving: Any) -> None:
     with OllamaStandIn() as ollama:
-        client = serving({"MODEL_PROVIDER": "ollama", "OLLAMA_HOST": ollama.host, "OLLAMA_MODEL": "m",
+        client = serving({"MODEL_PROVIDER": "ollama", "OLLAMA_HOST": ollama.base_url, "OLLAMA_MODEL": "m",
                           "MODEL_TIMEOUT_S": "1"})
         chat(client, "hello")
         stalled = client.post("/invocations", json={"message": "please stall"}, headers={SESSION_HEADER: "byo"})

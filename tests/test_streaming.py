@@ -27,6 +27,7 @@ from service import Assistant
 from core.settings import Settings
 from memory.base import SessionStore
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
+from tests.http_load import in_thread
 from tests.scripted_model import ScriptedModel
 from tests.server import free_port
 from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
@@ -132,13 +133,6 @@ def ctx(session_id: str) -> RequestContext:
     return RequestContext(session_id=session_id, request_headers=None)
 
 
-def run_in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: out.setdefault("result", fn()), daemon=True)
-    thread.start()
-    return thread, out
-
-
 def test_a_client_that_leaves_mid_stream_stores_nothing_and_frees_the_session(
         gated: tuple[Assistant, GatedModel]) -> None:
     assistant, model = gated
@@ -146,7 +140,7 @@ def test_a_client_that_leaves_mid_stream_stores_nothing_and_frees_the_session(
     assert next(events) == "Hello "
     events.close()  # what the runtime does when the client disconnects
     model.gate.set()
-    thread, out = run_in_thread(lambda: assistant.handle({"message": "Again"}, ctx("conv1")))
+    thread, out = in_thread(lambda: assistant.handle({"message": "Again"}, ctx("conv1")))
     thread.join(30)
     assert not thread.is_alive(), "the session stayed locked after the client left"
     assert (out["result"]["message_count"], out["result"]["history_length"]) == (1, 0)
@@ -158,7 +152,7 @@ def test_the_stream_holds_the_session_lock_for_the_whole_turn(gated: tuple[Assis
     assistant, model = gated
     events = assistant.handle({"message": "Hello", "stream": True}, ctx("conv1"))
     assert next(events) == "Hello "
-    thread, out = run_in_thread(lambda: assistant.handle({"message": "Next"}, ctx("conv1")))
+    thread, out = in_thread(lambda: assistant.handle({"message": "Next"}, ctx("conv1")))
     other = assistant.handle({"message": "Elsewhere"}, ctx("conv2"))  # other sessions are not blocked
     assert other["message_count"] == 1
     time.sleep(0.2)  # give "Next" the chance to run too early, were the session not locked

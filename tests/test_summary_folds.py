@@ -177,11 +177,9 @@ def test_folds_of_one_session_run_one_at_a_time_and_the_newest_waiting_one_repla
 
 def test_a_full_queue_drops_a_new_session_s_fold_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     folds = FoldQueue(workers=1, max_sessions=1)
-    release = threading.Event()
-    assert folds.submit("a", lambda: release.wait(10))
-    deadline = time.monotonic() + 10
-    while folds.pending and time.monotonic() < deadline and "a" not in folds._running:  # noqa: SLF001
-        time.sleep(0.01)
+    started, release = threading.Event(), threading.Event()
+    assert folds.submit("a", lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)  # "a" runs: it no longer waits
     assert folds.submit("b", lambda: None)  # one session waits: that is the bound
     with caplog.at_level(logging.WARNING, logger="hooks.folds"):
         assert not folds.submit("c", lambda: None)
