@@ -63,7 +63,7 @@ from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 from models import EchoModel  # noqa: E402
-from tests.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
+from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
 
 K = 10
 ACTOR = "bench-actor"

@@ -180,7 +180,7 @@ def redis_url() -> Iterator[str | None]:
 
     Yields None (and says why) when neither is possible.
     """
-    from tests.redis_server import RedisServer, answers_ping
+    from tests.helpers.redis_server import RedisServer, answers_ping
 
     if answers_ping("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"

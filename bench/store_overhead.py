@@ -9,7 +9,7 @@ holds 10 ... 100,000 turns. The real store calls, nothing else, timed together.
 - dynamodb: the same on DynamoDB Local (the real engine, a Java process on loopback; NOT the AWS
   service, whose figures are network round trips), with its service calls per turn counted too.
 - agentcore: the store on its real boto3 client, answered instantly by the Stubber-backed fake
-  service of the tests (``tests/agentcore_fake.py``): the figure is service calls per turn, not time.
+  service of the tests (``tests/helpers/agentcore_fake.py``): the figure is service calls per turn, not time.
 
 Pre-fill is fast and outside the timing: big ``add_turns`` calls (one event per chunk) for
 memory / sqlite / redis, 90 turns per call for dynamodb (one transaction holds at most 99 items); for agentcore, events written straight into the fake service, one per turn,
@@ -47,8 +47,8 @@ from memory.dynamodb import DynamoDBStore, create_table  # noqa: E402
 from memory.in_memory import InMemoryStore  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
-from tests.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
-from tests.dynamodb_local import DynamoDBLocal, MissingTool  # noqa: E402
+from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
+from tests.helpers.dynamodb_local import DynamoDBLocal, MissingTool  # noqa: E402
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 K = 10

@@ -22,11 +22,11 @@ from memory.dynamodb import DynamoDBStore, create_table
 from memory.in_memory import InMemoryStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
-from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
-from tests.dynamodb_local import DynamoDBLocal, MissingTool
-from tests.redis_cluster import RedisCluster, delete_cluster_prefix
-from tests.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
-from tests.scripted_model import ScriptedModel
+from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService
+from tests.helpers.dynamodb_local import DynamoDBLocal, MissingTool
+from tests.helpers.redis_cluster import RedisCluster, delete_cluster_prefix
+from tests.helpers.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
+from tests.helpers.scripted_model import ScriptedModel
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 ACTOR_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.aws_env import remove_aws_credentials
-from tests.server import Server
+from tests.helpers.aws_env import remove_aws_credentials
+from tests.helpers.server import Server
 
 AGENTCORE = Path(sys.executable).parent / "agentcore"
 

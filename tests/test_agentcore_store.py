@@ -30,10 +30,10 @@ from core.settings import Settings
 from core.errors import AlreadyStored, ConfigError, StoreUnavailable
 from memory.agentcore import AgentCoreStore, InvalidId
 from memory.base import StoredReply, Summary
-from tests.agentcore_fake import MEMORY_ID, FakeMemoryService
+from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService
 from tests.conftest import agentcore_store, boto3_session
-from tests.scripted_model import ScriptedModel
-from tests.server import free_port
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import free_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

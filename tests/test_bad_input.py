@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from agent import chat_handler
 from service import Assistant
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER, STORE_FACTORIES, StoreFactory
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 from tests.test_identity import bearer
 
 #: sessions that hold turns before every case, and sessions a bad request must not create

@@ -24,9 +24,9 @@ from core.settings import Settings
 from models.summarizer import SUMMARY_SYSTEM_PROMPT
 from service import Assistant
 from tests.conftest import StoreFactory
-from tests.http_load import in_thread
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import FactKeepingModel
+from tests.helpers.http_load import in_thread
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import FactKeepingModel
 
 ACTOR = "default_user"
 PIN = "4721"

@@ -12,7 +12,7 @@ import pytest
 
 from core.settings import Settings
 from core.errors import ConfigError
-from tests.server import Server, free_port
+from tests.helpers.server import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

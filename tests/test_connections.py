@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_load import LogDrain
-from tests.server import SESSION_HEADER, Server
+from tests.helpers.http_load import LogDrain
+from tests.helpers.server import SESSION_HEADER, Server
 
 #: no test waits longer than this for the server to do something
 PATIENCE = 20.0

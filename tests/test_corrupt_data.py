@@ -27,8 +27,8 @@ from memory.base import SessionStore
 from memory.dynamodb import DynamoDBStore, FragmentKey, session_pk
 from memory.redis_store import RedisStore
 from tests.conftest import SESSION_HEADER
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import chat_calls
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import chat_calls
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 ACTOR, SESSION = "default_user", "conv"

@@ -33,9 +33,9 @@ from memory.dynamodb import (
 )
 from service import Assistant
 from tests.conftest import SESSION_HEADER, start_or_skip, unique_table
-from tests.dynamodb_local import CLIENT_ENV, DynamoDBLocal
-from tests.scripted_model import ScriptedModel
-from tests.server import ROOT, Server, free_port, spare_port
+from tests.helpers.dynamodb_local import CLIENT_ENV, DynamoDBLocal
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import ROOT, Server, free_port, spare_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

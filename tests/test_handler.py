@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from agent import chat_handler
 from service import Assistant
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
 
 #: the request path alone: the same code whatever the store (the contract suite covers every backend)

@@ -24,8 +24,8 @@ from agent import chat_handler
 from memory.base import SessionStore
 from service import Assistant, parse_request
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import FactKeepingModel
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import FactKeepingModel
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 Call = Callable[..., tuple[int, Any]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 
 
 def invoke(client: TestClient, body: object, session: str | None = None, **headers: str):

@@ -28,8 +28,8 @@ from core.settings import Settings
 from memory.base import SessionStore
 from service import Assistant
 from tests.conftest import SESSION_HEADER, StoreFactory
-from tests.scripted_model import ScriptedModel
-from tests.server import Server
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import Server
 
 ACTOR = "default_user"
 

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from service import Assistant
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 from tests.test_identity import bearer
 
 SECRET = "my pin is 4711"

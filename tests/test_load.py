@@ -41,12 +41,12 @@ from memory.sqlite import SQLiteStore
 from memory.dynamodb import DynamoDBStore, create_table
 from models import EchoModel
 from tests.conftest import SESSION_HEADER, STORE_FACTORIES, unique_table
-from tests.dynamodb_local import CLIENT_ENV
-from tests.redis_cluster import delete_cluster_prefix
-from tests.http_load import Load, LogDrain, echo, http_caller, in_threads
-from tests.scripted_model import ScriptedModel
-from tests.redis_server import delete_prefix, unique_prefix
-from tests.server import Server
+from tests.helpers.dynamodb_local import CLIENT_ENV
+from tests.helpers.redis_cluster import delete_cluster_prefix
+from tests.helpers.http_load import Load, LogDrain, echo, http_caller, in_threads
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.redis_server import delete_prefix, unique_prefix
+from tests.helpers.server import Server
 
 #: sized to finish in seconds on two cores; 16 concurrent writers on one session and 100 sessions
 #: in flight are what matter, not the number of turns each sends

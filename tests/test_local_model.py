@@ -29,10 +29,10 @@ from core.settings import Settings
 from models.local import LocalModel, bundled_model_path
 from memory.sqlite import SQLiteStore
 from models import create_model, resolve_provider
-from tests.aws_env import remove_aws_credentials
+from tests.helpers.aws_env import remove_aws_credentials
 from tests.conftest import SESSION_HEADER
-from tests.server import spare_port
-from tests.stand_in import StandInServer
+from tests.helpers.server import spare_port
+from tests.helpers.stand_in import StandInServer
 from tests.test_streaming import sse_events
 
 ROOT = Path(__file__).resolve().parent.parent

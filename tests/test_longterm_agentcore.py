@@ -1,6 +1,6 @@
 """Long-term memory on AgentCore: the service's records through bedrock-agentcore's AgentCoreMemoryStore.
 
-Every call goes through ``botocore.stub.Stubber`` (``tests.agentcore_records_fake``): botocore validates
+Every call goes through ``botocore.stub.Stubber`` (``tests.helpers.agentcore_records_fake``): botocore validates
 each request against the real ``bedrock-agentcore`` service model, the Stubber each answer.
 """
 
@@ -15,8 +15,8 @@ import longterm
 from core.errors import LongTermUnavailable
 from core.settings import Settings
 from longterm.agentcore import AgentCoreLongTermMemory
-from tests.agentcore_fake import MEMORY_ID
-from tests.agentcore_records_fake import FakeRecordService
+from tests.helpers.agentcore_fake import MEMORY_ID
+from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.conftest import boto3_session
 
 

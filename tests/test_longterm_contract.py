@@ -17,7 +17,7 @@ from core.errors import LongTermUnavailable
 from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
-from tests.longterm_helpers import local_ltm, say, texts
+from tests.helpers.longterm_helpers import local_ltm, say, texts
 from tests.test_sqlite_store import remove_database
 
 FACT = "I am allergic to peanuts, please remember that"

@@ -13,9 +13,9 @@ from hooks.memory import MemoryHooks
 from longterm.base import LongTermMemory, Memory
 from longterm.local import LocalLongTermMemory
 from memory.in_memory import InMemoryStore
-from tests.longterm_helpers import local_ltm, say
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import result_text, tool_results
+from tests.helpers.longterm_helpers import local_ltm, say
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import result_text, tool_results
 from tools.longterm import LongTermTools
 
 FACT = "I am allergic to peanuts"

@@ -33,14 +33,14 @@ from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
 from memory.sqlite import SQLiteStore
 from service import Assistant
-from tests.agentcore_fake import MEMORY_ID
-from tests.agentcore_records_fake import FakeRecordService
+from tests.helpers.agentcore_fake import MEMORY_ID
+from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.conftest import ACTOR_HEADER, agentcore_store, boto3_session
-from tests.http_load import in_thread
-from tests.longterm_helpers import embedder, local_ltm
-from tests.redis_server import delete_prefix, unique_prefix
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import result_text, tool_results
+from tests.helpers.http_load import in_thread
+from tests.helpers.longterm_helpers import embedder, local_ltm
+from tests.helpers.redis_server import delete_prefix, unique_prefix
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import result_text, tool_results
 from tests.test_http import invoke
 from tests.test_identity import bearer
 from tests.test_sqlite_store import remove_database

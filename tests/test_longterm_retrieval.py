@@ -13,7 +13,7 @@ from longterm.index import build_index
 from longterm.sqlite_store import SQLiteLongTermStore, owner_token
 from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
                            query_terms, stem, strip_names)
-from tests.longterm_helpers import embedder
+from tests.helpers.longterm_helpers import embedder
 
 
 # -- query processing ------------------------------------------------------------------------

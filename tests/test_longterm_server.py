@@ -1,4 +1,4 @@
-"""Long-term memory in the real server: ``python agent.py`` processes (``tests.server.Server``), default settings.
+"""Long-term memory in the real server: ``python agent.py`` processes (``tests.helpers.server.Server``), default settings.
 
 What a newcomer does after ``make run`` (a fact in one session, asked about in another), restart durability
 after a clean shutdown (SIGTERM) right after the last acknowledged turn, and two replicas sharing one
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import Server
+from tests.helpers.server import Server
 
 FACT = "Remember this: my daughter's name is Ingrid and she plays the cello"
 QUESTION = "What instrument does my daughter play?"

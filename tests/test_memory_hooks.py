@@ -8,7 +8,7 @@ from strands import Agent
 
 from hooks.memory import MemoryHooks
 from memory.base import SessionStore
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

@@ -27,7 +27,7 @@ from models import BoundedModel, ModelTimeout, text_stream
 from models.local import LocalModel, bundled_model_path, start_server
 from service import Assistant
 from tests.conftest import SESSION_HEADER
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 from tests.test_handler import ctx, error_of
 from tests.test_streaming import sse_events
 

@@ -32,8 +32,8 @@ from memory.base import SessionStore
 from memory.sqlite import SQLiteStore
 from models import text_stream
 from tests.conftest import SESSION_HEADER, boto3_session
-from tests.http_load import echo, questions_in_order
-from tests.scripted_model import ScriptedModel
+from tests.helpers.http_load import echo, questions_in_order
+from tests.helpers.scripted_model import ScriptedModel
 
 
 class StreamBreaksModel(ScriptedModel):

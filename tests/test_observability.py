@@ -23,9 +23,9 @@ from memory.base import SessionStore
 from service import Assistant
 from service.logs import RateLimitRepeats
 from tests.conftest import ACTOR_HEADER, REQUEST_PATH_BACKENDS, SESSION_HEADER, STORE_FACTORIES, store_factory_over
-from tests.http_load import LogDrain
-from tests.scripted_model import ScriptedModel
-from tests.server import ROOT, InProcessServer, Server, free_port
+from tests.helpers.http_load import LogDrain
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import ROOT, InProcessServer, Server, free_port
 from tests.test_identity import bearer
 
 #: the request path alone: the same code whatever the store (the contract suite covers every backend);

@@ -32,8 +32,8 @@ from memory import create_store
 from memory.base import SessionStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
-from tests.http_load import Client, LogDrain, echo, in_threads, questions_in_order
-from tests.server import Server
+from tests.helpers.http_load import Client, LogDrain, echo, in_threads, questions_in_order
+from tests.helpers.server import Server
 
 WRITERS = 8
 ACKNOWLEDGED_BEFORE_KILL = 40

@@ -29,7 +29,7 @@ from models import configure_model
 from models.local import bundled_model_path, start_server
 from service import Assistant
 from tests.conftest import SESSION_HEADER
-from tests.stand_in import StandInServer
+from tests.helpers.stand_in import StandInServer
 from tests.test_local_model import ScriptedLlamaServer
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import Server
+from tests.helpers.server import Server
 from tests.test_agentcore_cli import agentcore_invoke, printed_reply
 
 ROOT = Path(__file__).resolve().parent.parent

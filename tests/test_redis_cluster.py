@@ -21,9 +21,9 @@ from memory import create_store
 from memory.base import StoredReply, Summary
 from memory.redis_store import RedisStore, actor_index_key, session_key
 from tests.conftest import start_or_skip
-from tests.redis_cluster import ClusterNode, RedisCluster, delete_cluster_prefix
-from tests.redis_server import unique_prefix
-from tests.server import Server, free_port
+from tests.helpers.redis_cluster import ClusterNode, RedisCluster, delete_cluster_prefix
+from tests.helpers.redis_server import unique_prefix
+from tests.helpers.server import Server, free_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

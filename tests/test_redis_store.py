@@ -28,9 +28,9 @@ from core.errors import StoreUnavailable
 from memory.base import Summary
 from memory.redis_store import RedisStore, session_key
 from tests.conftest import SESSION_HEADER
-from tests.redis_server import RedisServer
-from tests.scripted_model import ScriptedModel
-from tests.server import ROOT, Server, free_port
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import ROOT, Server, free_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 

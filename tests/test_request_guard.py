@@ -21,9 +21,9 @@ from starlette.testclient import TestClient
 
 from service import Assistant
 from tests.conftest import ACTOR_HEADER, REQUEST_PATH_BACKENDS, SESSION_HEADER, STORE_FACTORIES, store_factory_over
-from tests.http_load import LogDrain
-from tests.scripted_model import ScriptedModel
-from tests.server import Server
+from tests.helpers.http_load import LogDrain
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import Server
 from tests.test_identity import bearer
 from tests.test_streaming import sse_events
 

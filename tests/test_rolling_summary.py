@@ -18,8 +18,8 @@ from core.errors import ConfigError
 from memory.base import SessionStore, Summary
 from models import last_user_text
 from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
 
 SUMMARY_RANGE = re.compile(r"Summary of the earlier part of this conversation \(turns 1-(\d+)")
 

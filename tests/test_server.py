@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.server import Server
+from tests.helpers.server import Server
 
 
 def test_memory_survives_a_restart_and_a_kill(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import agent
 from service import Assistant, parse_request
 from models.summarizer import EMPTY_SESSION_SUMMARY
 from tests.conftest import ACTOR_HEADER
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import chat_calls, result_text, summary_inputs, tool_results
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import chat_calls, result_text, summary_inputs, tool_results
 from tests.test_http import invoke as post
 
 

@@ -28,9 +28,9 @@ from core.settings import Settings
 from memory.base import SessionStore
 from service import Assistant
 from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
-from tests.http_load import echo
-from tests.scripted_model import ScriptedModel
-from tests.server import SESSION_HEADER, InProcessServer
+from tests.helpers.http_load import echo
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import SESSION_HEADER, InProcessServer
 
 #: the request path alone: the same code whatever the store (the contract suite covers every backend)
 store_factory = store_factory_over(REQUEST_PATH_BACKENDS)

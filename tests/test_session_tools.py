@@ -7,8 +7,8 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from memory.base import SessionStore, Summary
 from models.summarizer import EMPTY_SESSION_SUMMARY, Summarizer
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import result_text, run_turn, summary_inputs, tool_results
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import result_text, run_turn, summary_inputs, tool_results
 from tools.session import SessionTools
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT

@@ -20,7 +20,7 @@ from core.settings import Settings
 from core.sqlite import MAX_IDLE_CONNECTIONS
 from memory.base import Summary
 from memory.sqlite import MIGRATIONS, SQLiteStore
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 
 
 def open_files() -> int:

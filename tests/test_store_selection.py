@@ -16,8 +16,8 @@ from core.settings import Settings
 from memory import create_store
 from memory.agentcore import AgentCoreStore
 from memory.redis_store import RedisStore, session_key
-from tests.agentcore_fake import MEMORY_ID
-from tests.server import spare_port
+from tests.helpers.agentcore_fake import MEMORY_ID
+from tests.helpers.server import spare_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,9 +27,9 @@ from service import Assistant
 from core.settings import Settings
 from memory.base import SessionStore
 from tests.conftest import ACTOR_HEADER, SESSION_HEADER
-from tests.http_load import in_thread
-from tests.scripted_model import ScriptedModel
-from tests.server import free_port
+from tests.helpers.http_load import in_thread
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.server import free_port
 from tests.conftest import REQUEST_PATH_BACKENDS, store_factory_over
 
 #: the request path alone: the same code whatever the store (the contract suite covers every backend)

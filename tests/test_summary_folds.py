@@ -24,7 +24,7 @@ from hooks.folds import FoldQueue
 from memory.base import SessionStore
 from service import Assistant
 from tests.conftest import store_factory_over
-from tests.session_helpers import FactKeepingModel, chat_calls, summary_inputs
+from tests.helpers.session_helpers import FactKeepingModel, chat_calls, summary_inputs
 from tests.test_rolling_summary import summarised_through
 from tests.test_streaming import stream
 

@@ -18,8 +18,8 @@ from hooks.memory import turn_tokens
 from memory.base import SessionStore
 from models.base import estimate_tokens
 from service import Assistant
-from tests.scripted_model import ScriptedModel
-from tests.session_helpers import FactKeepingModel, chat_calls, run_turn
+from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.session_helpers import FactKeepingModel, chat_calls, run_turn
 from tests.test_handler import ctx
 from tests.test_rolling_summary import summarised_through
 

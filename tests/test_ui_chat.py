@@ -17,8 +17,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.busy_session import busy_capable_server, busy_session
-from tests.server import ROOT, Server, free_port
+from tests.helpers.busy_session import busy_capable_server, busy_session
+from tests.helpers.server import ROOT, Server, free_port
 
 WAIT_S = 30  # the longest one step may take on a busy machine; no assertion is about time
 SESSION = re.compile(r"session ([A-Za-z0-9][A-Za-z0-9_-]*)")

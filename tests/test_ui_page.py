@@ -18,9 +18,9 @@ import pytest
 
 from core.errors import ConfigError
 from core.settings import Settings
-from tests.browser import require_chromium, start_chromium
-from tests.busy_session import busy_capable_server, busy_session
-from tests.server import ROOT, Server, free_port
+from tests.helpers.browser import require_chromium, start_chromium
+from tests.helpers.busy_session import busy_capable_server, busy_session
+from tests.helpers.server import ROOT, Server, free_port
 
 WAIT_S = 30  # the longest a step may take on a busy machine; no assertion is about time
 

@@ -1,7 +1,7 @@
 """Load figures: the issue's full shape against the real server, with throughput and latency printed.
 
-    .venv/bin/python -m tests.load_figures                       # 16 x 50 on one session + 100 sessions x 5
-    .venv/bin/python -m tests.load_figures --backends sqlite --clients 32 --per-client 100
+    .venv/bin/python -m tests.helpers.load_figures                       # 16 x 50 on one session + 100 sessions x 5
+    .venv/bin/python -m tests.helpers.load_figures --backends sqlite --clients 32 --per-client 100
 
 Not a test (nothing here is asserted about time); the correctness checks are the suite's
 (``tests/test_load.py``), run here on the bigger shape too: counts exactly 1..N per session and,
@@ -21,9 +21,9 @@ from pathlib import Path
 from memory.base import SessionStore
 from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
-from tests.http_load import Client, Load, LogDrain, in_threads
-from tests.redis_server import answers_ping
-from tests.server import Server
+from tests.helpers.http_load import Client, Load, LogDrain, in_threads
+from tests.helpers.redis_server import answers_ping
+from tests.helpers.server import Server
 
 
 def measure(backend: str, load: Load, directory: Path) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from bedrock_agentcore.memory.constants import MessageRole
 
 from memory.base import SessionStore, StoredEvent
-from tests.server import SESSION_HEADER, Server
+from tests.helpers.server import SESSION_HEADER, Server
 
 
 def echo(question: str) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.redis_server import RedisServer
-from tests.server import Server
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.server import Server
 
 
 @contextmanager

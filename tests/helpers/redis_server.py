@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from tests.server import free_port
+from tests.helpers.server import free_port
 
 
 def answers_ping(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5) -> bool:

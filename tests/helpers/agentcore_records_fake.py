@@ -1,4 +1,4 @@
-"""AgentCore Memory's long-term records, added to the test-side fake data plane (``tests.agentcore_fake``).
+"""AgentCore Memory's long-term records, added to the test-side fake data plane (``tests.helpers.agentcore_fake``).
 
 ``FakeRecordService`` keeps memory records (what the memory's strategies would
 have extracted) and answers ``RetrieveMemoryRecords`` (namespace or namespace
@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.agentcore_fake import FakeMemoryService
+from tests.helpers.agentcore_fake import FakeMemoryService
 
 RECORD_OPERATIONS = ("RetrieveMemoryRecords", "ListMemoryRecords", "BatchDeleteMemoryRecords")
 

@@ -17,7 +17,7 @@ from memory.base import SessionStore
 from models import last_user_text
 from models.base import text_stream
 from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
-from tests.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel
 from tools.session import SessionTools
 
 

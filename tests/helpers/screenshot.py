@@ -1,4 +1,4 @@
-"""The README's picture of the chat page: ``python -m tests.screenshot [docs/images/dev-ui.png]``.
+"""The README's picture of the chat page: ``python -m tests.helpers.screenshot [docs/images/dev-ui.png]``.
 
 Starts the real server (echo model, a throw-away SQLite file, ``MEMORY_K=3`` so the window visibly
 slides), holds a short conversation in headless Chromium as a user would, and saves a screenshot.
@@ -14,8 +14,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import start_chromium
-from tests.server import ROOT, Server
+from tests.helpers.browser import start_chromium
+from tests.helpers.server import ROOT, Server
 
 OUT = ROOT / "docs/images/dev-ui.png"
 ACTOR = "ana"

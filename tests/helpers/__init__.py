@@ -1,0 +1,1 @@
+"""Test helpers: real servers started for the tests, stand-ins for AWS, scripted models, HTTP load."""
