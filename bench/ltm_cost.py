@@ -6,8 +6,8 @@ The turn is benchmark 3's (``bench/server_throughput.py``, distinct workload): t
 400 sessions of 20 stored turns with a rolling summary, 25-45-word messages, the echo reply; with
 long-term memory on, the actor holds those sessions' 16,400 records (random unit vectors: a search
 costs the same whatever they are) and every turn searches and then queues its exchange. In-process,
-no HTTP: the assistant is ``service.Assistant`` (off) and ``tests.longterm_wiring.LongTermAssistant``
-(on: the wiring ``docs/longterm.md`` specifies).
+no HTTP: the assistant is ``service.Assistant``, without long-term memory (off) and with it (on: the
+``ltm`` that ``agent.build_assistant`` hands it).
 
 1. **CPU per turn**, one thread: process CPU time (every thread: the background writer's embedding
    included, the writer drained before the clock stops) over ``--turns`` turns, off and on.
@@ -85,7 +85,6 @@ def prefill(db: Path, long_term: bool) -> None:
 def build(db: Path, long_term: bool, delay: float) -> Any:
     import longterm
     from service import Assistant
-    from tests.longterm_wiring import LongTermAssistant
 
     settings = replace(Settings.from_env({"SESSION_DB": str(db), "MEMORY_BACKEND": "sqlite"}), model_provider="echo")
     store = SQLiteStore(db)
@@ -93,7 +92,7 @@ def build(db: Path, long_term: bool, delay: float) -> Any:
         return Assistant(settings, store, WaitingEcho(delay))
     ltm = longterm.create_long_term(replace(settings, long_term_memory=True), store.name)
     assert ltm is not None
-    return LongTermAssistant(settings, store, WaitingEcho(delay), ltm=ltm)
+    return Assistant(settings, store, WaitingEcho(delay), ltm=ltm)
 
 
 def turn(assistant: Any, n: int) -> None:

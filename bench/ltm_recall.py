@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from common import fmt, machine_line, percentile, print_table, save_plot, scratch_dir, write_results
+from ltm_baseline import keyword_baseline
 
 import numpy as np  # noqa: E402
 
@@ -178,7 +179,7 @@ def evaluate(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dic
             found = ltm.search(conv.actor, q.text, 10)
             latencies.append(time.perf_counter_ns() - started)
             ours = [dia[(m.session_id, m.turn)] for m in found]
-            ids = ltm.keyword_baseline(conv.actor, q.text, 10)
+            ids = keyword_baseline(ltm, conv.actor, q.text, 10)
             by_id = ltm.store.fetch(conv.actor, ids)
             base = [dia[(by_id[i].session_id, by_id[i].turn)] for i in ids if i in by_id]
             rows.append({"category": q.category, "ours5": recall(ours, q.evidence, 5),
