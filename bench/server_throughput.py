@@ -88,8 +88,8 @@ DELAYS_MS = (50, 500)
 #: seconds of unmeasured requests a server gets first (lazy imports, first connections)
 FIRST_REQUESTS_S = 0.5
 #: ``--quick``: a smoke run of every server and phase (the 50 ms model only), seconds long; see ``use_quick_sizes``
-QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "d-redis", "e-files",
-                 "b2-history@50ms", "c-sqlite@50ms")
+#: a --quick run's servers: every app once (the others differ only in their settings: store, summary, delay)
+QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "e-files", "c-sqlite@50ms")
 QUICK = {"rounds": 1, "seconds": 0.2, "warmup": 0.05, "model_seconds": 0.3, "models": "50", "breakdown_turns": 10}
 K = 10  # MEMORY_K's default
 SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just folded ends ...
@@ -651,7 +651,7 @@ def main() -> None:
                 configs.append(files_config(delay, ("distinct",)))
             window = args.model_seconds * (1.5 if delay >= 500 else 1)  # 500 ms: still ~5 turns per client
             phases.append(Phase(delay, configs, max(args.warmup, 2 * delay / 1e3), window))
-        if args.quick:  # every kind of server once: the others differ only in their settings
+        if args.quick:
             for phase in phases:
                 phase.configs = [c for c in phase.configs if c.key in QUICK_SERVERS]
         if args.servers:

@@ -16,7 +16,7 @@ Every process gets ``AWS_EC2_METADATA_DISABLED=true`` and an explicit ``MODEL_PR
 probes for AWS credentials (which could leave the machine). ``--root`` runs another checkout's
 ``agent.py`` with these same scripts.
 
-``--quick``: a smoke run (one start-up of each, two local replies), written to ``startup_quick.*``.
+``--quick``: a smoke run (one start-up of each, one local reply), written to ``startup_quick.*``.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--local-runs", type=int, default=3)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose agent.py is started")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one start-up of each, two local replies")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one start-up of each, one local reply")
     args = parser.parse_args()
     quick = quick_run(args.quick)
     if quick:
@@ -184,13 +184,14 @@ def main() -> None:
         data["import_s"] = summary(imports)
         data["echo"] = startup_runs(root, {**env, "MODEL_PROVIDER": "echo"}, directory, args.runs, 1, "echo")
         local_env = {**env, "MODEL_PROVIDER": "local"}
-        why = local_unavailable(root, local_env, directory)
+        # only another checkout (--root) may lack the local provider: this one has it, no probe start needed
+        why = local_unavailable(root, local_env, directory) if root != ROOT else None
         if why:
             print(f"note: {why}")
             data["notes"].append(why)
             data["local"] = None
         else:
-            data["local"] = startup_runs(root, local_env, directory, args.local_runs, 2 if quick else len(MESSAGES),
+            data["local"] = startup_runs(root, local_env, directory, args.local_runs, 1 if quick else len(MESSAGES),
                                          "local")
 
     rows = [["`import agent` alone", fmt(data["import_s"]["median"], 2), "-", "-", "-"]]

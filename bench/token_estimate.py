@@ -9,7 +9,7 @@ at least one token per word (what long-term memory used before). Texts: the chat
 it (sampled live), the synthetic conversation of the other benchmarks, this repo's docs (markdown)
 and code, and a few non-English messages. Also times ``estimate_tokens`` (it runs on every turn).
 
-``--quick``: a smoke run (3 texts of each kind, 2 short replies; the real tokenizer still), written to
+``--quick``: a smoke run (3 texts of each kind, 1 short reply; the real tokenizer still), written to
 ``token_estimate_quick.json``.
 """
 
@@ -75,8 +75,8 @@ def main() -> None:
 
     samples = {
         "chat: the benchmark's user messages": TURNS,
-        "chat: SmolLM2's replies to them": replies(client, TURNS[:2] if args.quick else TURNS,
-                                                   16 if args.quick else 160),
+        "chat: SmolLM2's replies to them": replies(client, TURNS[:1] if args.quick else TURNS,
+                                                   8 if args.quick else 160),
         "synthetic conversation (bench/conversation.py)": [user_text(n) for n in range(1, 41)]
                                                            + [assistant_text(n) for n in range(1, 41)],
         "markdown (docs/*.md paragraphs)": paragraphs("docs/*.md"),
