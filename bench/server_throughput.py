@@ -776,7 +776,8 @@ def main() -> None:
         "notes": notes,
     }
     # a quick run, or one of some servers only (--servers), never replaces the full run's figures
-    name = "_".join(["server_throughput"] + ([args.servers.replace(",", "_").replace("@", "-")] if args.servers else []))
+    subset = [args.servers.replace(",", "_").replace("@", "-")] if args.servers else []
+    name = "_".join(["server_throughput"] + subset)
     write_results(name, data)
     plot(data, name)
 

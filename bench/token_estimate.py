@@ -1,13 +1,13 @@
 """How good is ``core.tokens.estimate_tokens`` (UTF-8 bytes / ``BYTES_PER_TOKEN``), the estimate behind
-``MEMORY_MAX_TOKENS`` and long-term memory's ``LONG_TERM_MAX_TOKENS``, and the rule it was chosen over?
+``MEMORY_MAX_TOKENS`` and long-term memory's ``LTM_MAX_TOKENS``, and the rule it was chosen over?
 
 Counts the same texts with the real tokenizer of the bundled SmolLM2 (the llama.cpp server's
 ``/tokenize``) and prints, per rule and kind of text, the bytes per token, the estimate / real ratio
 over the whole sample and over windows of 10 messages (what a history budget adds up), and the
 worst single text. Rules: UTF-8 bytes / 4 (``core.tokens``, the one in use), and characters / 4 with
-at least one token per word (what long-term memory used before). Texts: the chat of ``bench/local_conversation.py``, replies SmolLM2 writes to
-it (sampled live), the synthetic conversation of the other benchmarks, this repo's docs (markdown)
-and code, and a few non-English messages. Also times ``estimate_tokens`` (it runs on every turn).
+at least one token per word (what long-term memory used before). Texts: the chat of
+``bench/local_conversation.py``, replies SmolLM2 writes to it (sampled live), the synthetic conversation
+of the other benchmarks, this repo's docs (markdown) and code, and a few non-English messages. Also times ``estimate_tokens`` (it runs on every turn).
 
 ``--quick``: a smoke run (3 texts of each kind, 1 short reply; the real tokenizer still), written to
 ``token_estimate_quick.json``.

@@ -10,8 +10,8 @@ estimate / real over each kind of text (docs/models.md):
   (Chinese: one character, 3 bytes, is about one token).
 
 An under-count is what overflows a prompt, so bytes it is: characters / 4, even with its per-word floor,
-never counted more than bytes / 4 on any kind of text measured. Markdown's under-count (~20 %) is what the local model's ``LOCAL_PROMPT_RESERVE``
-keeps tokens spare for.
+never counted more than bytes / 4 on any kind of text measured. Markdown's under-count (~20 %) is what
+the local model's ``LOCAL_PROMPT_RESERVE`` keeps tokens spare for.
 """
 
 from __future__ import annotations
