@@ -28,11 +28,15 @@ loaded by ``memory.redis_scripts``):
 - ``load_window`` / ``get_last_k_turns`` read the generation, the count, the k
   newest turn offsets (``LRANGE turns -k -1``) and then only the messages from
   there to the end: the cost depends on k, never on the session's length.
-- With a TTL every write (and a turn's ``load_window``) sets ``EXPIRE`` on every
-  key of the session (sliding expiry) and records ``expires_at``; reads treat a
+- With a TTL every write (and, holding the session for the turn, a turn's
+  ``load_window``: ``memory.expiry``) sets ``EXPIRE`` on every key of the session
+  (sliding expiry, never shortened) and records ``expires_at``; reads treat a
   session past ``expires_at`` as gone even before Redis has reclaimed it, so
   expiry is exact whatever Redis' eviction timing. Without a TTL the keys persist.
-  The ``gen`` tombstone lives ``max(SESSION_TTL, 7 days)`` after the last write.
+  The ``gen`` tombstone lives ``max(SESSION_TTL, 7 days)`` after the last write;
+  with a TTL it also records when the session's life of turns ends
+  (``"<generation> <expires_at>"``), so a life that expired, even once Redis has
+  reclaimed its keys, moves the generation on when the session id comes back.
 
 The per-actor index is the only structure outside the session's slot (it has a
 hash tag of its own). On a single Redis server ``add_turns`` updates it in the
@@ -58,6 +62,7 @@ import bisect
 import functools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -77,6 +82,7 @@ from memory.base import (
     history_page, history_turn, message_from_dict, message_from_fields, message_to_dict, page_sessions, reply_of,
     request_retention, unavailable_on,
 )
+from memory.expiry import DEFAULT_TURN_GRACE
 from memory.redis_scripts import (
     ADD_TURNS, DELETE, FIND_REQUEST, GET_SUMMARY, HISTORY, INDEX_TOUCH, LIST_EVENTS, LOAD_WINDOW, PUT_SUMMARY,
     SESSION_INFO, UNLIST, SessionScript,
@@ -140,8 +146,11 @@ class RedisStore(SessionStore):
     name = "redis"
 
     def __init__(self, client: redis.Redis | RedisCluster, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
-                 owns_client: bool = False, index_in_script: bool | None = None) -> None:
+                 owns_client: bool = False, index_in_script: bool | None = None,
+                 turn_grace: float = DEFAULT_TURN_GRACE) -> None:
         """Use ``client`` (injected; it is closed by ``close`` only when ``owns_client``).
+
+        ``turn_grace``: the longest a turn takes from its ``load_window`` to its write (``memory.expiry``).
 
         ``index_in_script``: update the actor's session index inside ``add_turns``' script (one
         command) rather than with a second script after it. Default: in the script unless
@@ -151,6 +160,7 @@ class RedisStore(SessionStore):
         self._index_in_script = (not isinstance(client, RedisCluster)) if index_in_script is None else index_in_script
         self._prefix = key_prefix
         self._ttl = ttl
+        self._turn_grace = turn_grace
         self._generation_ttl = generation_retention(ttl)
         self._request_retention = request_retention(ttl)
         self._index_ttl = "" if ttl is None else str(self._generation_ttl)  # without a TTL the index persists
@@ -170,7 +180,7 @@ class RedisStore(SessionStore):
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
                  socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
-                 cluster: bool = False) -> RedisStore:
+                 cluster: bool = False, turn_grace: float = DEFAULT_TURN_GRACE) -> RedisStore:
         """A client with bounded timeouts; options in the URL's query (``?socket_timeout=0.5``) win.
 
         A connection that breaks (Redis restarted) is retried once on a fresh
@@ -186,7 +196,7 @@ class RedisStore(SessionStore):
         """
         if cluster:
             return cls(cls._cluster_client(url, socket_timeout, connect_timeout), key_prefix=key_prefix, ttl=ttl,
-                       owns_client=True)
+                       owns_client=True, turn_grace=turn_grace)
         client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -194,7 +204,7 @@ class RedisStore(SessionStore):
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,)),
             retry_on_timeout=False,
         )
-        return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True)
+        return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True, turn_grace=turn_grace)
 
     @staticmethod
     @_unavailable
@@ -233,9 +243,17 @@ class RedisStore(SessionStore):
     # -- helpers -------------------------------------------------------------------------------
 
     def _ttl_args(self, now: float) -> list[str]:
+        """A write's expiry: ``SESSION_TTL`` seconds, and the instant it ends."""
         if self._ttl is None:
             return ["", ""]
         return [str(self._ttl), repr(now + self._ttl)]
+
+    def _hold_args(self, now: float) -> list[str]:
+        """A turn's load: it holds the session ``max(SESSION_TTL, turn_grace)`` seconds (``memory.expiry``)."""
+        if self._ttl is None:
+            return ["", ""]
+        hold = math.ceil(max(self._ttl, self._turn_grace))
+        return [str(hold), repr(now + hold)]
 
     def _pipelined(self, calls: Sequence[tuple[SessionScript, list[str], list[Any]]], *,
                    raise_on_error: bool = True) -> list[Any]:
@@ -343,7 +361,7 @@ class RedisStore(SessionStore):
         now = time.time()
         generation, count, starts, raw = self._load_window(
             keys=self._all_keys(actor_id, session_id),
-            args=[repr(now), k, *self._ttl_args(now), "1" if touch else ""],
+            args=[repr(now), k, *self._hold_args(now), "1" if touch else ""],
         )
         if not starts:
             return Window([], int(generation), int(count))

@@ -17,6 +17,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.errors import StoreUnavailable
+from memory.expiry import DEFAULT_TURN_GRACE
 from memory.base import SessionStore, generation_retention, message_from_dict, request_retention
 from memory.dynamodb.items import Head, _code, _describe, _Fragment, _n, _s, _Seen, _ttl_stamp, _update
 from memory.dynamodb.keys import (
@@ -29,11 +30,17 @@ logger = logging.getLogger(__name__)
 class SessionItems(SessionStore):
     """The store's state and its item-level reads and writes; ``DynamoDBStore`` builds the contract on them."""
 
-    def __init__(self, client: Any, table: str = DEFAULT_TABLE, *, ttl: int | None = None) -> None:
-        """Use ``client`` (a boto3 DynamoDB client; ``make_client`` builds one) on ``table``."""
+    def __init__(self, client: Any, table: str = DEFAULT_TABLE, *, ttl: int | None = None,
+                 turn_grace: float = DEFAULT_TURN_GRACE) -> None:
+        """Use ``client`` (a boto3 DynamoDB client; ``make_client`` builds one) on ``table``.
+
+        ``turn_grace``: the longest a turn takes from its ``load_window`` to its write (``memory.expiry``).
+        """
         self._client = client
         self._table = table
         self._ttl = ttl
+        #: how long a turn's load holds the session (``memory.expiry``)
+        self._hold = max(ttl, turn_grace) if ttl is not None else None
         self._generation_ttl = generation_retention(ttl)
         self._request_retention = request_retention(ttl)
         self._heads: collections.OrderedDict[str, _Seen] = collections.OrderedDict()
@@ -58,14 +65,11 @@ class SessionItems(SessionStore):
             yield
 
     def _remember(self, pk: str, head: Head | None, live_at: float | None = None) -> None:
-        """The head as last read or written. A read that is not a turn's load keeps the load's ``live_at``
-        while the head is the same one (same life, no write since)."""
+        """The head as last read or written. Anything but a turn's load keeps the load's ``live_at`` while the
+        head is of the same life (same epoch): a write never cuts short the hold of a turn in progress."""
         with self._heads_lock:
-            old = self._heads.get(pk)
-            if live_at is None and old is not None and old.head is not None and head is not None and \
-                    (old.head.epoch, old.head.events) == (head.epoch, head.events):
-                live_at = old.live_at
-            self._heads[pk] = _Seen(head, live_at)
+            seen = self._seen_again(self._heads.get(pk), head)
+            self._heads[pk] = _Seen(head, live_at if live_at is not None else seen.live_at)
             self._heads.move_to_end(pk)
             while len(self._heads) > HEADS_REMEMBERED:
                 self._heads.popitem(last=False)
@@ -80,16 +84,36 @@ class SessionItems(SessionStore):
         with self._heads_lock:
             return self._heads.get(pk)
 
+    @staticmethod
+    def _seen_again(old: _Seen | None, head: Head | None) -> _Seen:
+        """``head`` read anew, with the ``live_at`` of a turn's load that ``old`` remembers in the same life."""
+        same_life = old is not None and old.head is not None and head is not None and old.head.epoch == head.epoch
+        return _Seen(head, old.live_at if same_life and old is not None else None)
+
     def _live(self, seen: _Seen, now: float) -> bool:
         """Whether a write now continues the session's life: not expired, or loaded by a turn of this process
-        less than SESSION_TTL ago (that load restarted the expiry; the write's condition proves the head is
-        still the one it loaded)."""
+        that holds it (``memory.expiry``: the load restarted the expiry for max(SESSION_TTL, turn grace); the
+        write's condition proves the head is still of the life it loaded)."""
         head = seen.head
         if head is None:
             return False
         if not head.expired(now):
             return True
-        return self._ttl is not None and seen.live_at is not None and now < seen.live_at + self._ttl
+        return self._hold is not None and seen.live_at is not None and now < seen.live_at + self._hold
+
+    def _held(self, pk: str, head: Head | None, now: float) -> bool:
+        """``_live`` for a head just read: what this process remembers of the session counts too."""
+        return self._live(self._seen_again(self._remembered(pk), head), now)
+
+    def _writer_generation(self, seen: _Seen, now: float) -> int:
+        """The generation a write now stores under: one past the stored one once a life of turns expired
+        (``memory.expiry``; a head that never held a turn, or a tombstone, keeps its generation)."""
+        head = seen.head
+        if head is None:
+            return 0
+        if self._live(seen, now) or head.turns == 0:
+            return head.generation
+        return head.generation + 1
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -140,7 +164,7 @@ class SessionItems(SessionStore):
                     if sk != META_SK:
                         return None, []  # fragments without a head: leftovers of a session gone
                     head = Head.from_item(item)
-                    if head.expired(now) or (k is not None and k <= 0):
+                    if not self._held(pk, head, now) or (k is not None and k <= 0):
                         return head, []
                     continue
                 key = FragmentKey.parse(sk)
@@ -189,7 +213,7 @@ class SessionItems(SessionStore):
         if self._ttl is not None:
             if head.items_expire_at is None or head.live_until is None or head.items_expire_at >= head.live_until:
                 return
-            target: int | None = _ttl_stamp(now + 2 * self._ttl)
+            target: int | None = _ttl_stamp(now + 2 * (self._hold or self._ttl))
         elif head.items_expire_at is not None:
             target = None  # SESSION_TTL was switched off: the fragments must not expire either
         else:

@@ -14,6 +14,7 @@ from memory.base import (
     HistoryPage, SessionInfo, SessionPage, StoredEvent, StoredReply, Summary, Turn, Window, check_idempotency_key,
     clip_first_message, decode_cursor, history_bounds, history_page, history_turn, page_sessions, reply_of,
 )
+from memory.expiry import load_expiry
 from memory.dynamodb.items import (
     Head, _code, _describe, _Fragment, _n, _not_issued, _number, _Record, _s, _ttl_stamp, _unavailable, _update,
 )
@@ -48,20 +49,24 @@ class DynamoDBStore(SessionWrites):
 
     def _load(self, actor_id: str, session_id: str, k: int, *, touch: bool) -> Window:
         """One ``Query``: the head (generation, count) and the newest k turns. ``touch``: a turn's load,
-        which restarts the session's expiry (a second call, only once less than half of the TTL is left)."""
+        which holds the session for the turn (``memory.expiry``; a second call, only once less than half of
+        the TTL is left: until then the process that loaded it, the one that writes the turn, remembers)."""
         pk = session_pk(actor_id, session_id)
         head, fragments = self._read(pk, k)
         now = time.time()
+        seen = self._seen_again(self._remembered(pk), head)
+        alive = self._live(seen, now)
         live_at = None
-        if head is not None and not head.expired(now) and touch and self._ttl is not None:
+        if alive and touch and self._ttl is not None:
+            assert head is not None
             head = self._touch(pk, actor_id, session_id, head, now)
             live_at = now
         self._remember(pk, head, live_at)
         self._window.pk, self._window.head, self._window.at = pk, head, time.monotonic()
         if head is None:
             return Window([], 0, 0)
-        if head.expired(now):
-            return Window([], head.generation, 0)
+        if not alive:  # expired: the next write starts it again under the generation it reports
+            return Window([], self._writer_generation(seen, now), 0)
         whole = [(messages, started) for messages, started in
                  self._by_turn(fragments, actor_id, session_id).values() if started is not None]
         # (a turn whose every message was damaged is left out)
@@ -69,11 +74,11 @@ class DynamoDBStore(SessionWrites):
                       head.users)
 
     def _touch(self, pk: str, actor_id: str, session_id: str, head: Head, now: float) -> Head:
-        """Restart the session's expiry for a turn in progress; skipped while more than half of it is left."""
-        assert self._ttl is not None
+        """Hold the session for a turn in progress; skipped while more than half of the TTL is left."""
+        assert self._ttl is not None and self._hold is not None
         if head.live_until is None or head.live_until - now >= self._ttl / 2:
             return head
-        live_until = now + self._ttl
+        live_until = load_expiry(now, self._ttl, self._hold)
         try:
             answer = self._client.update_item(**_update(
                 self._table, self._key(pk, META_SK), ["#lu = :lu", "#exp = :exp"], [],
@@ -91,8 +96,9 @@ class DynamoDBStore(SessionWrites):
 
     @_unavailable
     def list_events(self, actor_id: str, session_id: str) -> list[StoredEvent]:
-        head, fragments = self._read(session_pk(actor_id, session_id), None)
-        if head is None or head.expired(time.time()):
+        pk = session_pk(actor_id, session_id)
+        head, fragments = self._read(pk, None)
+        if head is None or not self._held(pk, head, time.time()):
             return []
         events: dict[int, StoredEvent] = {}
         for fragment in sorted(fragments, key=lambda f: f.key):
@@ -110,7 +116,7 @@ class DynamoDBStore(SessionWrites):
             head = window.head
         else:
             head = self._read_head(pk)
-        if head is None or head.expired(time.time()):
+        if head is None or not self._held(pk, head, time.time()):
             return None
         return head.summary
 
@@ -119,7 +125,7 @@ class DynamoDBStore(SessionWrites):
         """Two calls: ``GetItem`` of the head (its epoch and counts), then a ``Query`` of the page's turns only."""
         pk = session_pk(actor_id, session_id)
         head = self._read_head(pk)
-        if head is None or head.expired(time.time()) or head.turns == 0:
+        if head is None or not self._held(pk, head, time.time()) or head.turns == 0:
             return HistoryPage([], None)
         lead = head.turns - head.users  # 1 when the session begins with a turn without a USER message
         lo, hi = history_bounds(head.turns, lead, limit, before)
@@ -214,7 +220,7 @@ class DynamoDBStore(SessionWrites):
             return None
         head, record = Head.from_item(head_item), _Record.from_item(record_item)
         now = time.time()
-        if head.expired(now) or record.expires_at <= now or record.epoch != head.epoch:
+        if not self._held(pk, head, now) or record.expires_at <= now or record.epoch != head.epoch:
             return None
         return StoredReply(record.count, self._reply(pk, record, actor_id, session_id))
 

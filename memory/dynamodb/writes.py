@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from core.errors import AlreadyStored, BadRequest, SessionChanged, StoreUnavailable
 from memory.base import Summary, check_idempotency_key, check_messages, clip_first_message, group_turns, message_to_dict
+from memory.expiry import write_expiry
 from memory.dynamodb.items import (
     Head, _cancellation_reasons, _code, _n, _number, _reason, _Record, _s, _Seen, _ttl_stamp, _unavailable, _update,
     _Write, split_body,
@@ -49,14 +50,16 @@ class SessionWrites(SessionItems):
                              f"split {len(groups)} turns into smaller calls")
         pk = session_pk(actor_id, session_id)
         with self._session_lock(pk):
-            seen = self._remembered(pk)
-            if seen is None or (generation is not None and self._generation(seen.head) != generation):
-                seen = _Seen(self._read_head(pk))  # nothing remembered, or what is may be stale
+            remembered = self._remembered(pk)
+            seen = remembered
+            if seen is None or (generation is not None and self._writer_generation(seen, time.time()) != generation):
+                # nothing remembered, or what is may be stale (a turn's load this process remembers still counts)
+                seen = self._seen_again(remembered, self._read_head(pk))
             for attempt in range(WRITE_ATTEMPTS):
-                if generation is not None and self._generation(seen.head) != generation:
+                now = time.time()
+                if generation is not None and self._writer_generation(seen, now) != generation:
                     self._remember(pk, seen.head)
                     raise SessionChanged()
-                now = time.time()
                 write = self._plan_write(pk, actor_id, session_id, seen, now, groups, parts, idempotency_key)
                 try:
                     self._client.transact_write_items(TransactItems=write.actions)
@@ -66,7 +69,7 @@ class SessionWrites(SessionItems):
                         raise
                     code, item = _reason(reasons, 0)
                     if code == "ConditionalCheckFailed":  # another writer got there first: here is the head now
-                        seen = _Seen(Head.from_item(item) if item else None)
+                        seen = self._seen_again(seen, Head.from_item(item) if item else None)
                         continue
                     if write.record_index is not None:
                         code, item = _reason(reasons, write.record_index)
@@ -95,6 +98,11 @@ class SessionWrites(SessionItems):
     def _generation(head: Head | None) -> int:
         return head.generation if head is not None else 0
 
+    @staticmethod
+    def _expired_life(head: Head | None, now: float) -> bool:
+        """A stored life of turns past its end: its generation already counts as moved on."""
+        return head is not None and head.expired(now) and head.turns > 0
+
     def _plan_write(self, pk: str, actor_id: str, session_id: str, seen: _Seen, now: float,
                     groups: list[list[ConversationalMessage]], parts: list[list[str]], key: str | None) -> _Write:
         """The transaction that appends ``groups`` after the head as seen, and the head it leaves."""
@@ -103,16 +111,18 @@ class SessionWrites(SessionItems):
         if live:
             assert head is not None
             base = head
-        else:  # a new session, or a new life of an expired one (under the same generation)
-            base = Head(max(int(now * 1000), head.epoch + 1 if head is not None else 0), self._generation(head))
+        else:  # a new session, or a new life of an expired one (under the next generation: memory.expiry)
+            base = Head(max(int(now * 1000), head.epoch + 1 if head is not None else 0),
+                        self._writer_generation(seen, now))
         event = base.events + 1
-        item_expiry = _ttl_stamp(now + 2 * self._ttl) if self._ttl is not None else None
+        item_expiry = _ttl_stamp(now + 2 * (self._hold or self._ttl)) if self._ttl is not None else None
         puts, turn_from, turns, users = self._fragment_puts(pk, base, event, groups, parts, now, item_expiry)
         items_expire_at = base.items_expire_at
         if item_expiry is not None and (items_expire_at is None or not live):
             items_expire_at = item_expiry
         new_head = Head(base.epoch, base.generation, turns, users, event,
-                        now + self._ttl if self._ttl is not None else None, items_expire_at,
+                        write_expiry(now, self._ttl, base.live_until if live else None)
+                        if self._ttl is not None else None, items_expire_at,
                         base.summary if live else None)
         first = next((m.text for group in groups for m in group if m.role == MessageRole.USER), None)
         actions: list[dict[str, Any]] = [{"Update": self._head_update(
@@ -210,33 +220,43 @@ class SessionWrites(SessionItems):
 
     def _tombstone(self, pk: str, actor_id: str, session_id: str, now: float) -> tuple[Head | None, Head]:
         """Bump the generation, start a new epoch, drop counters, summary, expiry and listing: the head as it
-        was, and as it is now. The tombstone is reclaimed ``max(SESSION_TTL, 7 days)`` later."""
+        was, and as it is now. The tombstone is reclaimed ``max(SESSION_TTL, 7 days)`` later. A life of turns
+        that expired already moved the generation on (``memory.expiry``): the clear moves it one further."""
         epoch = int(now * 1000)
+        remembered = self._remembered(pk)
+        expired_life = remembered is not None and self._expired_life(remembered.head, now)
         for _ in range(WRITE_ATTEMPTS):
+            # the step is pinned by the condition: a head that is not as assumed comes back and is tried again
+            life = "#lu <= :now AND #turns > :zero" if expired_life else \
+                "(attribute_not_exists(#lu) OR #lu > :now OR attribute_not_exists(#turns) OR #turns = :zero)"
             try:
                 answer = self._client.update_item(**_update(
                     self._table, self._key(pk, META_SK),
-                    ["#gen = if_not_exists(#gen, :zero) + :one", "#epoch = :epoch", "#turns = :zero",
+                    ["#gen = if_not_exists(#gen, :zero) + :step", "#epoch = :epoch", "#turns = :zero",
                      "#users = :zero", "#events = :zero", "#actor = :actor", "#session = :session", "#exp = :exp"],
                     ["#ak", "#summary", "#through", "#first", "#lu", "#iexp"],
-                    "attribute_not_exists(#epoch) OR #epoch < :epoch",
+                    f"(attribute_not_exists(#epoch) OR #epoch < :epoch) AND {life}",
                     {"#gen": "generation", "#epoch": "epoch", "#turns": "turns", "#users": "users",
                      "#events": "events", "#actor": "actor_id", "#session": "session_id", "#exp": TTL_ATTRIBUTE,
                      "#ak": "actor_key", "#summary": "summary", "#through": "summary_through",
                      "#first": "first_message", "#lu": "live_until", "#iexp": "items_expire_at"},
-                    {":zero": _n(0), ":one": _n(1), ":epoch": _n(epoch), ":actor": _s(actor_id),
+                    {":zero": _n(0), ":step": _n(2 if expired_life else 1), ":epoch": _n(epoch), ":now": _n(now),
+                     ":actor": _s(actor_id),
                      ":session": _s(session_id), ":exp": _n(_ttl_stamp(now + self._generation_ttl))}),
                     ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD")
             except ClientError as e:
                 if _code(e) != "ConditionalCheckFailedException":
                     raise
-                # the stored epoch is not older (a clock behind another replica's): one past it
+                # the stored epoch is not older (a clock behind another replica's): one past it; or the life
+                # expired (or not) unlike assumed
                 current = e.response.get("Item") or self._client.get_item(
                     TableName=self._table, Key=self._key(pk, META_SK), ConsistentRead=True).get("Item")
-                epoch = (Head.from_item(current).epoch if current else epoch) + 1
+                head = Head.from_item(current) if current else None
+                epoch = max(epoch, head.epoch + 1 if head is not None else epoch)
+                expired_life = self._expired_life(head, now)
                 continue
             old = Head.from_item(answer["Attributes"]) if answer.get("Attributes") else None
-            return old, Head(epoch, self._generation(old) + 1)
+            return old, Head(epoch, self._generation(old) + (2 if expired_life else 1))
         raise StoreUnavailable("dynamodb", "the session kept changing while it was being cleared; try again")
 
     def _delete_older_items(self, pk: str, epoch: int) -> None:

@@ -3,12 +3,17 @@
 --       this go, session id, then role, json for each message.
 --       KEYS[9], if given: the actor's index (outside the session's slot: never in Redis Cluster)
 -- -> the count, {'changed'} or {'stored', count, messages}
-if expired(ARGV[1]) then drop() end
+local gen, over = life_over(ARGV[1])
+if over then  -- its life of turns expired: the session starts again under a new generation
+  drop()
+  gen = gen + 1
+  redis.call('SET', KEYS[8], gen, 'EX', ARGV[8])
+elseif expired(ARGV[1]) then drop() end
 if redis.call('HGET', KEYS[1], 'last_write') == ARGV[4] then
   -- the same write retried after a lost reply: it is already stored
   return tonumber(redis.call('HGET', KEYS[1], 'user_messages'))
 end
-if ARGV[5] ~= '' and generation() ~= tonumber(ARGV[5]) then return {'changed'} end
+if ARGV[5] ~= '' and gen ~= tonumber(ARGV[5]) then return {'changed'} end
 if ARGV[6] ~= '' then
   local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. ARGV[7], 'LIMIT', 0, {{PRUNE_PER_WRITE}})
   if #old > 0 then
@@ -40,7 +45,11 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[6], ARGV[6], ARGV[1] .. ' ' .. count .. ' ' .. first .. ' ' .. (len - first))
   redis.call('ZADD', KEYS[7], ARGV[1], ARGV[6])
 end
-refresh(ARGV[2], ARGV[3])
-if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], ARGV[8]) end
+refresh(ARGV[1], ARGV[2], ARGV[3])
+if ARGV[2] ~= '' then  -- the generation records the life of turns (its end): it outlives the data
+  redis.call('SET', KEYS[8], gen .. ' ' .. redis.call('HGET', KEYS[1], 'expires_at'), 'EX', ARGV[8])
+elseif redis.call('EXISTS', KEYS[8]) == 1 then
+  redis.call('SET', KEYS[8], gen, 'EX', ARGV[8])
+end
 if KEYS[9] then index_touch(KEYS[9], ARGV[1], ARGV[9], ARGV[10], ARGV[11]) end
 return count
