@@ -340,6 +340,22 @@ def test_a_generation_outlives_the_session_by_at_least_7_days_and_each_write_ren
 
 # -- scripts ---------------------------------------------------------------------------------------
 
+def test_the_lua_scripts_are_files_the_container_build_keeps() -> None:
+    """The scripts live in ``memory/lua/*.lua``, read at import: the build context (``COPY . .``) must hold them."""
+    from fnmatch import fnmatch
+
+    from memory.redis_scripts import ADD_TURNS, LUA_DIR
+
+    scripts = sorted(path.relative_to(ROOT).as_posix() for path in LUA_DIR.glob("*.lua"))
+    assert "memory/lua/add_turns.lua" in scripts and len(scripts) == 13
+    assert "{{" not in ADD_TURNS  # every placeholder filled
+    ignored = [line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    left_out = [s for s in scripts if any(fnmatch(s, pattern) or fnmatch(Path(s).name, pattern)
+                                          or s.startswith(pattern + "/") for pattern in ignored)]
+    assert left_out == []
+
+
 def test_a_script_flushed_from_redis_runs_again_for_pipelined_calls(redis_url: str, prefix: str,
                                                                     raw: redis.Redis) -> None:
     """A restarted Redis has no scripts: the calls NOSCRIPT failed are sent again by their text."""

@@ -12,6 +12,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from core.errors import AlreadyStored, InvalidCursor, SessionChanged
 from memory.base import HistoryTurn, SessionStore, StoredReply, Summary, Window
+from memory.expiry import DEFAULT_TURN_GRACE
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -605,6 +606,34 @@ def test_a_turn_in_progress_keeps_its_session_alive(store_factory) -> None:
         assert s.add_turns("alice", "s1", exchange(2), generation=first.generation) == 2
         assert second.message_count == 1
         assert [t.turn for t in s.get_history("alice", "s1", 10).turns] == [1, 2]
+    finally:
+        s.close()
+
+
+def test_a_turns_hold_ends_and_a_clear_after_expiry_moves_past_the_generation_it_reported(
+        store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold is bounded: a session a turn loaded and never wrote to expires max(SESSION_TTL, turn grace)
+    after the load. A clear of an expired session moves the generation past the one a load reported, so a
+    turn begun after the expiry and before the clear is refused too."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    now = [2_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    s = store_factory.make(ttl=60)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        loaded = s.load_window("alice", "s1", 5)  # a turn whose model never answers
+        now[0] += max(60, DEFAULT_TURN_GRACE) - 1
+        assert s.get_last_k_turns("alice", "s1", 5) != []  # held for the turn
+        now[0] += 2
+        assert s.get_last_k_turns("alice", "s1", 5) == [] and s.list_sessions("alice", 10).sessions == []
+        reported = s.load_window("alice", "s1", 5).generation
+        assert reported > loaded.generation
+        s.delete_session("alice", "s1")
+        with pytest.raises(SessionChanged):
+            s.add_turns("alice", "s1", exchange(2), generation=reported)
+        assert s.load_window("alice", "s1", 5).generation > reported
     finally:
         s.close()
 
