@@ -43,11 +43,13 @@ Definitions every backend honours (the contract suite in
   had expired).
 - ``put_summary`` never makes a session count or list: a session with only a
   summary has ``message_count`` 0 and is not in ``list_sessions``.
-- ``SESSION_TTL`` is measured from the session's last activity: a write, or a
-  ``load_window`` by a turn in progress (so a turn shorter than the TTL never
-  finds its session expired when it stores); other reads (``get_last_k_turns``
-  included) do not restart it. Expired sessions read as empty and are not
-  listed; a write starts them again at 1.
+- ``SESSION_TTL`` (``memory.expiry``) is measured from the session's last write;
+  a turn's ``load_window`` holds the session ``max(SESSION_TTL, turn grace)``
+  (so a turn slower than the TTL still finds what it loaded when it stores);
+  expiry only moves later, and other reads (``get_last_k_turns`` included) do
+  not extend it. Expired sessions read as empty and are not listed; the next
+  write starts them again at 1 under a new generation (a writer that loaded
+  the old life gets ``SessionChanged``). Long-term records stay.
 - ``list_sessions`` pages one actor's live sessions, newest write first, by an
   opaque cursor (``InvalidCursor`` for one this server did not issue); its cost
   does not grow with other actors' sessions. ``get_history`` pages one
