@@ -68,7 +68,7 @@ def _agentcore(settings: Settings, session: SessionBackend) -> LongTermMemory:
 
 LONG_TERM_BACKENDS: dict[str, LongTermBackend] = {entry.name: entry for entry in (
     LongTermBackend("sqlite", _local, ("SESSION_DB", "SQLITE_SYNCHRONOUS", "SQLITE_BUSY_TIMEOUT_MS"), shared=False,
-                    how="LTM_BACKEND=sqlite or LONG_TERM_MEMORY=on (records on this replica only)"),
+                    how="LTM_BACKEND=sqlite (records on this replica only)"),
     LongTermBackend("agentcore", _agentcore, ("MEMORY_ID", "LTM_NAMESPACE", "AWS_REGION"), shared=True,
                     how="LTM_BACKEND=agentcore and MEMORY_ID (the AgentCore memory's own records)"),
     LongTermBackend(OFF, None, (), shared=False),
@@ -85,8 +85,12 @@ class Choice:
     session: SessionBackend
     #: ``LTM_BACKEND=...``, ``LONG_TERM_MEMORY=...`` or ``the default for MEMORY_BACKEND=...``
     chosen_by: str
-    #: chosen by neither ``LTM_BACKEND`` nor ``LONG_TERM_MEMORY``: the session backend's default
-    by_default: bool
+    #: the variable that chose it (``LTM_BACKEND`` or ``LONG_TERM_MEMORY``); None: the session backend's default
+    variable: str | None
+
+    @property
+    def by_default(self) -> bool:
+        return self.variable is None
 
 
 def default_for(session: SessionBackend) -> str:
@@ -99,27 +103,31 @@ def default_for(session: SessionBackend) -> str:
 def choose(settings: Settings, session: SessionBackend) -> Choice:
     """The long-term backend for these settings; ``ConfigError`` naming the choices for an unknown name."""
     default = f"the default for MEMORY_BACKEND={session.name}"
-    by_default = False
     if settings.ltm_backend is not None:
-        name, chosen_by = settings.ltm_backend, f"LTM_BACKEND={settings.ltm_backend}"
+        name, variable = settings.ltm_backend, "LTM_BACKEND"
     elif settings.long_term_memory is False:
-        name, chosen_by = OFF, "LONG_TERM_MEMORY=off"
+        name, variable = OFF, "LONG_TERM_MEMORY"
     elif settings.long_term_memory and default_for(session) == OFF:
-        name, chosen_by = ON_THIS_REPLICA, "LONG_TERM_MEMORY=on"
+        name, variable = ON_THIS_REPLICA, "LONG_TERM_MEMORY"
     else:
-        name, chosen_by, by_default = default_for(session), default, True
+        name, variable = default_for(session), None
+    switch = "off" if name == OFF else "on"
+    chosen_by = default if variable is None else f"{variable}={name if variable == 'LTM_BACKEND' else switch}"
     backend = LONG_TERM_BACKENDS.get(name)
     if backend is None:
         if settings.ltm_backend is None:  # a session backend whose default this build lacks
             raise ConfigError(f"{default} is LTM_BACKEND={name}, which this build does not have; set LTM_BACKEND")
         raise ConfigError(f"LTM_BACKEND={name!r} is not one of {', '.join(LONG_TERM_BACKENDS)}")
-    return Choice(backend, session, chosen_by, by_default)
+    return Choice(backend, session, chosen_by, variable)
 
 
 def how_to_turn_on(choice: Choice) -> str:
     """What to set to turn long-term memory on, from the entries this build has (shared ones first)."""
-    if choice.chosen_by == "LONG_TERM_MEMORY=off":
+    if choice.variable == "LONG_TERM_MEMORY":  # it said off: on is the way back (its default, or SQLite here)
         return "LONG_TERM_MEMORY=on (or an LTM_BACKEND)"
-    ways = sorted((b for b in LONG_TERM_BACKENDS.values() if b.factory is not None and b.how),
-                  key=lambda b: not b.shared)
-    return ", or ".join(b.how for b in ways)
+    ways = [b.how for b in sorted(LONG_TERM_BACKENDS.values(), key=lambda b: not b.shared)
+            if b.factory is not None and b.how]
+    if choice.variable is None:  # LONG_TERM_MEMORY=on would not contradict anything set
+        off = default_for(choice.session) == OFF
+        ways.append(f"LONG_TERM_MEMORY=on (as LTM_BACKEND={ON_THIS_REPLICA})" if off else "LONG_TERM_MEMORY=on")
+    return ", or ".join(ways)
