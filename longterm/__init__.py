@@ -55,9 +55,9 @@ def create_long_term(settings: Settings, session_store_name: str) -> LongTermMem
         logger.warning("long-term memory: %s with MEMORY_BACKEND=%s keeps records on THIS replica (%s): other "
                        "replicas neither see them nor delete them on forget", choice.chosen_by, session.name,
                        ltm.describe())
-    logger.info("long-term memory: on | backend=<%s> | ltm_backend=<%s> (%s) | %s | top_k=%d min_score=%.2f "
-                "max_tokens=%d", session.name, backend.name, choice.chosen_by, ltm.describe(), settings.ltm_top_k,
-                settings.ltm_min_score, settings.ltm_max_tokens)
+    logger.info("long-term memory: on | backend=<%s> | %s | top_k=%d min_score=%.2f max_tokens=%d | "
+                "ltm_backend=<%s> (%s)", session.name, ltm.describe(), settings.ltm_top_k, settings.ltm_min_score,
+                settings.ltm_max_tokens, backend.name, choice.chosen_by)
     return ltm
 
 
