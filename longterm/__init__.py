@@ -3,6 +3,7 @@
 The request path needs only this package's front door:
 
     ltm = create_long_term(settings, store.name)         # at start-up; None when off (one log line says why)
+    check_settings(settings)                             # first at start-up: the backends' names, one line
     off_reason(settings)                                 # why it is off and how to turn it on (a 400 says it)
     ltm.epoch(actor_id)                                  # when a request starts (LongTermHooks reads it)
     ltm.search(actor_id, query, top_k, exclude)          # before the model call (LongTermHooks does it)
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 __all__ = ["LONG_TERM_BACKENDS", "LongTermBackend", "LongTermMemory", "Memory", "MessageRecord", "SearchRequest",
-           "create_long_term", "forget_action", "off_reason", "parse_search", "search_action"]
+           "check_settings", "create_long_term", "forget_action", "off_reason", "parse_search", "search_action"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ def create_long_term(settings: Settings, session_store_name: str) -> LongTermMem
                 "ltm_backend=<%s> (%s)", session.name, ltm.describe(), settings.ltm_top_k, settings.ltm_min_score,
                 settings.ltm_max_tokens, backend.name, choice.chosen_by)
     return ltm
+
+
+def check_settings(settings: Settings) -> None:
+    """Start-up, before anything is built: ``MEMORY_BACKEND`` and ``LTM_BACKEND`` name entries (else one
+    ``ConfigError`` line listing the choices), so a typo does not wait for the store and the model."""
+    choose(settings, session_backend(settings))
 
 
 def off_reason(settings: Settings) -> str:

@@ -204,3 +204,16 @@ def test_off_reason_says_what_turned_it_off(tmp_path: Path) -> None:
     assert off.startswith("LONG_TERM_MEMORY=off; start the server with LONG_TERM_MEMORY=on")
     built_without = longterm.off_reason(_settings(tmp_path))  # sqlite: its settings would have turned it on
     assert built_without.startswith("this assistant was built without it; ")
+
+
+def test_an_unknown_ltm_backend_stops_the_server_with_one_line_before_anything_is_built(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "agent.py")],
+        env={"LTM_BACKEND": "mongo", "SESSION_DB": str(tmp_path / "s.db"), "PATH": "/usr/bin:/bin",
+             "MODEL_PROVIDER": "echo", **spare_port()},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # no store line, no model line: neither was built
+    assert line.startswith("configuration error: LTM_BACKEND='mongo' is not one of sqlite, ")
+    assert not (tmp_path / "s.db").exists()
