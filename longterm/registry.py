@@ -104,15 +104,13 @@ def choose(settings: Settings, session: SessionBackend) -> Choice:
     """The long-term backend for these settings; ``ConfigError`` naming the choices for an unknown name."""
     default = f"the default for MEMORY_BACKEND={session.name}"
     if settings.ltm_backend is not None:
-        name, variable = settings.ltm_backend, "LTM_BACKEND"
+        name, variable, chosen_by = settings.ltm_backend, "LTM_BACKEND", f"LTM_BACKEND={settings.ltm_backend}"
     elif settings.long_term_memory is False:
-        name, variable = OFF, "LONG_TERM_MEMORY"
+        name, variable, chosen_by = OFF, "LONG_TERM_MEMORY", "LONG_TERM_MEMORY=off"
     elif settings.long_term_memory and default_for(session) == OFF:
-        name, variable = ON_THIS_REPLICA, "LONG_TERM_MEMORY"
-    else:
-        name, variable = default_for(session), None
-    switch = "off" if name == OFF else "on"
-    chosen_by = default if variable is None else f"{variable}={name if variable == 'LTM_BACKEND' else switch}"
+        name, variable, chosen_by = ON_THIS_REPLICA, "LONG_TERM_MEMORY", "LONG_TERM_MEMORY=on"
+    else:  # LONG_TERM_MEMORY unset, or on where the default is on anyway
+        name, variable, chosen_by = default_for(session), None, default
     backend = LONG_TERM_BACKENDS.get(name)
     if backend is None:
         if settings.ltm_backend is None:  # a session backend whose default this build lacks
