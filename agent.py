@@ -43,6 +43,7 @@ _owned = False
 def build_assistant(settings: Settings | None = None) -> Assistant:
     """The store, long-term memory (per ``LONG_TERM_MEMORY`` and the backend; it logs one line) and the model."""
     settings = settings or Settings.from_env()
+    longterm.check_settings(settings)  # MEMORY_BACKEND and LTM_BACKEND name backends: one line, nothing built yet
     store = create_store(settings)
     ltm = None
     try:
