@@ -216,7 +216,7 @@ class RequestGuard:
         refused = await self.access().refusal(scope) if self.access is not None else None
         if refused is None:
             return True
-        logger.warning("refused %s %s with %d: %s", scope.get("method", "WEBSOCKET"), safe_id(scope["path"]),
+        logger.warning("refused %s %r with %d: %s", scope.get("method", "WEBSOCKET"), scope["path"][:200],
                        refused.status, refused.message)
         if scope["type"] == "websocket":  # closed before it is accepted: the client sees a 403
             await send({"type": "websocket.close", "code": 1008})
