@@ -165,7 +165,7 @@ def connection_budget(settings: Settings) -> int:
 
 
 def bind_host(settings: Settings) -> str:
-    """``HOST``; else 127.0.0.1 with the chat page on; else the runtime's choice: 0.0.0.0 in a container, else 127.0.0.1.
+    """``HOST``; else 127.0.0.1 with the chat page on; else the runtime's: 0.0.0.0 in a container, else 127.0.0.1.
 
     The page (``DEV_UI=on``, ``make run``) is for the browser of whoever started the server, so it stays on
     loopback even where the host looks like a container (``/.dockerenv``); the runtime's container, with the

@@ -1,4 +1,4 @@
-"""``AUTH_*`` checked at start-up, the key refetch's pacing, an issuer that stops answering, the start-up line on trust."""
+"""``AUTH_*`` checked at start-up, the key refetch's pacing, an issuer that stops answering, the line on trust."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def test_auth_settings_are_read_as_lists() -> None:
 @pytest.mark.parametrize(("env", "message"), [
     ({"AUTH_DISCOVERY_URL": "ftp://idp.example/x", "AUTH_ALLOWED_CLIENTS": "web"},
      "AUTH_DISCOVERY_URL='ftp://idp.example/x' must start with http:// or https://"),
-    ({"AUTH_DISCOVERY_URL": "https:///x", "AUTH_ALLOWED_CLIENTS": "web"}, "AUTH_DISCOVERY_URL='https:///x' names no host"),
+    ({"AUTH_DISCOVERY_URL": "https:///x", "AUTH_ALLOWED_CLIENTS": "web"},
+     "AUTH_DISCOVERY_URL='https:///x' names no host"),
     ({"AUTH_DISCOVERY_URL": "https://idp.example/x", "AUTH_ALLOWED_AUDIENCES": ","},
      "AUTH_ALLOWED_AUDIENCES=',' has an empty name"),
     ({"AUTH_DISCOVERY_URL": "https://idp.example/x", "AUTH_ALLOWED_CLIENTS": "web,,app"},
