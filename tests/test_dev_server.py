@@ -187,3 +187,12 @@ def test_one_actor_one_answer_header_and_body_that_differ_are_a_400(server: Serv
     status, body = post(server, {"message": "hi", "actor_id": "bob"}, Host=own(server),
                         **{SESSION_HEADER: "two-actors", "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id": "bob"})
     assert (status, body["actor_id"]) == (200, "bob")
+
+
+def test_the_real_agentcore_invoke_dev_is_served(server: Server, tmp_path: Path) -> None:
+    from tests.test_agentcore_cli import AGENTCORE, agentcore_invoke, printed_reply
+
+    if not AGENTCORE.exists():
+        pytest.skip("the starter toolkit's agentcore CLI is not installed in this environment")
+    reply = printed_reply(agentcore_invoke({"message": "Hello"}, "cli-dev", server.port, tmp_path))
+    assert (reply["response"], reply["session_id"]) == ("You said 'Hello'", "cli-dev")
