@@ -53,7 +53,7 @@ def split_host(value: str) -> tuple[str, int | None]:
         name, port = name + "]", rest[1:] if rest.startswith(":") else ""
     else:
         name, _, port = value.partition(":")
-    return name, int(port) if port.isdigit() else None if port else 80
+    return name, int(port) if port.isascii() and port.isdigit() else None if port else 80
 
 
 def is_loopback(host: str) -> bool:
@@ -91,6 +91,9 @@ class AccessPolicy:
                 await asyncio.to_thread(self.verifier.subject, values[0] if values else None)
             except AssistantError as e:
                 return e
+            except Exception:  # a bug must not let the request through, nor answer with a traceback
+                logger.exception("checking a bearer token failed")
+                return AssistantError("the bearer token could not be checked (a bug: the server log has the details)")
         return None
 
     def allowed_hosts(self, scope: Scope) -> set[str]:

@@ -154,7 +154,7 @@ class TokenVerifier:
         except jwt.PyJWTError as e:
             raise Unauthorized(f"the bearer token is not a readable JWT: {e}") from e
         algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise Unauthorized(f"the bearer token is signed with {str(algorithm)[:20]!r}; this server accepts only "
                                f"{', '.join(ALGORITHMS)}")
         kid = header.get("kid")

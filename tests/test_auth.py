@@ -115,6 +115,7 @@ FORGED: dict[str, Callable[[Keys], str]] = {
     "no expiry": lambda k: k.issuer.token(k.rsa, exp=None),
     "alg none": lambda k: unsigned_token({"alg": "none", "typ": "JWT", "kid": k.rsa.kid}, k.issuer.claims()),
     "alg none, no kid": lambda k: unsigned_token({"alg": "none"}, k.issuer.claims()),
+    "alg as a list": lambda k: unsigned_token({"alg": ["RS256"], "kid": k.rsa.kid}, k.issuer.claims(), b"x" * 256),
     "HS256 keyed with the public key": hs256_with_the_public_key,
     "unknown kid": lambda k: k.issuer.token(new_key("never-published")),
     "tampered payload": tampered,

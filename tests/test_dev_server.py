@@ -103,7 +103,8 @@ def test_the_runtime_container_keeps_0_0_0_0_with_the_page_off_and_no_host_check
 # -- Host: the server's own names only (DNS rebinding) --------------------------------------------
 
 @pytest.mark.parametrize("host", ["attacker.example:{port}", "attacker.example", "127.0.0.1.nip.io:{port}",
-                                  "localhost:1", "127.0.0.1", "localhost.attacker.example:{port}"])
+                                  "localhost:1", "127.0.0.1", "localhost.attacker.example:{port}",
+                                  "127.0.0.1:\xb2", "[::1", "127.0.0.1:{port}:{port}"])
 def test_a_host_that_is_not_the_servers_own_is_refused(server: Server, host: str) -> None:
     status, headers, raw = call(server, "GET", "/", Host=host.format(port=server.port))
     assert status == 403 and headers["content-type"] == "application/json"
