@@ -255,6 +255,13 @@ class Settings:
     #: ``DEV_UI``: serve the development chat page (``GET /``, ``ui/static``) beside the runtime's routes;
     #: off unless set, so a deployed runtime serves only ``/invocations`` and ``/ping``
     dev_ui: bool = False
+    #: ``AUTH_DISCOVERY_URL``: an OIDC issuer's discovery document; set, every request but ``/ping`` needs a bearer
+    #: token that issuer signed (``service.auth``), as the runtime's ``customJWTAuthorizer`` checks it; None: not here
+    auth_discovery_url: str | None = None
+    #: ``AUTH_ALLOWED_AUDIENCES``: the token's ``aud`` must be one of these (empty: ``aud`` not checked)
+    auth_allowed_audiences: tuple[str, ...] = ()
+    #: ``AUTH_ALLOWED_CLIENTS``: the token's ``client_id`` (or ``azp``) must be one of these (empty: not checked)
+    auth_allowed_clients: tuple[str, ...] = ()
 
     @property
     def body_limit(self) -> int:
@@ -424,4 +431,32 @@ class Settings:
             ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
             ltm_namespace=_ltm_namespace(env),
             dev_ui=bool(_switch(env, "DEV_UI")),  # off unless set
+            **_auth(env),
         )
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of names; set, it must name at least one and no empty one."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ()
+    names = tuple(part.strip() for part in raw.split(","))
+    if not all(names):
+        raise ConfigError(f"{name}={raw!r} has an empty name; list names separated by commas")
+    return names
+
+
+def _auth(env: Mapping[str, str]) -> dict[str, object]:
+    """``AUTH_*``: what the runtime's ``customJWTAuthorizer`` is configured with, for a self-hosted server."""
+    url = _url(env, "AUTH_DISCOVERY_URL", None)
+    if url is not None and not urlsplit(url).hostname:
+        raise ConfigError(f"AUTH_DISCOVERY_URL={url!r} names no host")
+    audiences = _names(env, "AUTH_ALLOWED_AUDIENCES")
+    clients = _names(env, "AUTH_ALLOWED_CLIENTS")
+    if url is None and (audiences or clients):
+        raise ConfigError("AUTH_ALLOWED_AUDIENCES / AUTH_ALLOWED_CLIENTS are set but AUTH_DISCOVERY_URL is not: "
+                          "set it to the issuer's discovery URL (.../.well-known/openid-configuration)")
+    if url is not None and not (audiences or clients):
+        raise ConfigError("AUTH_DISCOVERY_URL needs AUTH_ALLOWED_AUDIENCES or AUTH_ALLOWED_CLIENTS: without either, "
+                          "a token the issuer signed for any other application would be accepted")
+    return {"auth_discovery_url": url, "auth_allowed_audiences": audiences, "auth_allowed_clients": clients}

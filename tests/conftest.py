@@ -44,7 +44,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                  "DYNAMODB_TABLE", "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE", "MAX_TOKENS",
                  "SUMMARY_MAX_TOKENS", "MODEL_TIMEOUT_S", "MEMORY_MAX_TOKENS", "LOCAL_MODEL_PARALLEL",
                  "LOCAL_MODEL_CONTEXT", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY", "OLLAMA_HOST",
-                 "OLLAMA_MODEL"):
+                 "OLLAMA_MODEL", "AUTH_DISCOVERY_URL", "AUTH_ALLOWED_AUDIENCES", "AUTH_ALLOWED_CLIENTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
