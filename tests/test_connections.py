@@ -181,3 +181,18 @@ def test_running_out_of_descriptors_no_longer_stops_service_or_floods_the_log(tm
     log = log_path.read_text(errors="replace")
     assert log.count("Too many open files") <= 2
     assert len(log) < 50_000, f"{len(log)} bytes of log"
+
+
+@pytest.mark.parametrize("header", [b"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id: conv\x00evil",
+                                    b"X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id: al\x00ice"],
+                         ids=["session", "actor"])
+def test_a_header_with_a_nul_byte_over_a_real_socket_is_a_400_and_stores_nothing(server: Server, header: bytes) -> None:
+    body = b'{"message": "hello"}'
+    request = (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + header +
+               b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request)
+        answer = closed_by_server(sock)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 400 "), answer
+    status, listed = server.invoke({"action": "list_sessions"}, None)
+    assert (status, listed["sessions"]) == (200, [])
