@@ -19,14 +19,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, LongTermUnavailable
-from longterm.actions import SearchRequest, forget_action, parse_search, search_action
+from longterm.actions import forget_action, search_action
 from longterm.base import LongTermMemory, Memory, MessageRecord
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
-__all__ = ["LongTermMemory", "Memory", "MessageRecord", "SearchRequest", "create_long_term", "forget_action",
-           "parse_search", "search_action"]
+__all__ = ["LongTermMemory", "Memory", "MessageRecord", "create_long_term", "forget_action", "off_reason",
+           "search_action"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,17 @@ def create_long_term(settings: Settings, session_store_name: str) -> LongTermMem
     logger.info("long-term memory: on | backend=<%s> | %s | top_k=%d min_score=%.2f max_tokens=%d", backend,
                 ltm.describe(), settings.ltm_top_k, settings.ltm_min_score, settings.ltm_max_tokens)
     return ltm
+
+
+def off_reason(settings: Settings) -> str:  # replaced by the registry at merge
+    """Why long-term memory is off on this server, with how to turn it on (the 400 of a long-term action says it)."""
+    if settings.long_term_memory is False:
+        why = "LONG_TERM_MEMORY=off"
+    elif settings.memory_backend not in ("memory", "sqlite", "agentcore"):
+        why = f"the default for MEMORY_BACKEND={settings.memory_backend}, whose sessions every replica shares"
+    else:
+        why = "this assistant was built without it"
+    return f"{why}; start the server with LONG_TERM_MEMORY=on to turn it on (see docs/longterm.md)"
 
 
 def _local(settings: Settings, *, in_process: bool) -> LongTermMemory:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError, StoreUnavailable
+from core.errors import AssistantError, ConfigError, StoreUnavailable
 from memory.base import (
     HistoryPage, HistoryTurn, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
 )
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HistoryPage", "HistoryTurn", "SessionInfo", "SessionPage", "SessionStore", "StoredEvent", "StoredReply",
-    "Summary", "Turn", "Window", "create_store",
+    "Summary", "Turn", "Window", "create_store", "probe_store",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,3 +63,13 @@ def create_store(settings: Settings) -> SessionStore:
             raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
         return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
     raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore, dynamodb")
+
+
+def probe_store(store: SessionStore) -> None:  # replaced by the registry at merge
+    """Warn at start-up when a networked store (Redis) does not answer, not only 503 on the first request."""
+    if store.name != "redis":
+        return  # SQLite was opened already; AgentCore Memory is a call to AWS, made per request
+    try:
+        store.get_last_k_turns("start-up-check", "start-up-check", 1)
+    except AssistantError as e:
+        logger.warning("%s; requests answer 503 until it is reachable", e.message)
