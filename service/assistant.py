@@ -95,7 +95,7 @@ class Assistant:
         #: rolling-summary folds, run after the replies on ``SUMMARY_WORKERS`` threads, drained by ``close``
         self.folds = FoldQueue(settings.summary_workers)
         #: the one turn pipeline every transport runs
-        self.pipeline = TurnPipeline(settings, store, model, ltm, self.summarizer, self.folds)
+        self.pipeline = TurnPipeline(self)
         #: the ``TURN_WORKERS`` threads that run the server's turns (each started when first needed, with its loop)
         self.turns = ThreadPoolExecutor(settings.turn_workers, thread_name_prefix="turn", initializer=keep_loop)
         #: one turn at a time per actor's session, ``SESSION_QUEUE_MAX`` waiting, the next refused (429)

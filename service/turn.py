@@ -73,19 +73,45 @@ class EventSink(Protocol):
     def put(self, item: Any) -> None: ...
 
 
-class TurnPipeline:
-    """The one turn of this process: its store, model, long-term memory and rolling summary. Thread-safe."""
+class Parts(Protocol):
+    """What a turn is made with: the process's settings, store, model, long-term memory, summariser, fold queue.
 
-    def __init__(self, settings: Settings, store: SessionStore, model: Model, ltm: LongTermMemory | None,
-                 summarizer: Summarizer, folds: FoldQueue) -> None:
-        self.settings = settings
-        self.store = store
-        self.model = model
-        self.ltm = ltm
-        self.summarizer = summarizer
-        #: the rolling summary's folds (None: ``ROLLING_SUMMARY=off``)
-        self.rolling = RollingSummary(store, summarizer, settings.memory_k, settings.fold_batch,
-                                      settings.memory_max_tokens, folds) if settings.rolling_summary else None
+    Read per turn (``Assistant`` is one), so settings changed on a running assistant apply to its next turn.
+    """
+
+    settings: Settings
+    store: SessionStore
+    model: Model
+    ltm: LongTermMemory | None
+    summarizer: Summarizer
+    folds: FoldQueue
+
+
+class TurnPipeline:
+    """The one turn of this process, made with its ``parts``. Thread-safe: a turn's state is its ``TurnState``."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+
+    @property
+    def settings(self) -> Settings:
+        return self.parts.settings
+
+    @property
+    def store(self) -> SessionStore:
+        return self.parts.store
+
+    @property
+    def ltm(self) -> LongTermMemory | None:
+        return self.parts.ltm
+
+    def rolling(self) -> RollingSummary | None:
+        """The rolling summary's folds under the current settings (None: ``ROLLING_SUMMARY=off``)."""
+        s = self.settings
+        if not s.rolling_summary:
+            return None
+        return RollingSummary(self.store, self.parts.summarizer, s.memory_k, s.fold_batch, s.memory_max_tokens,
+                              self.parts.folds)
 
     def new_state(self, request: ChatRequest) -> TurnState:
         return TurnState(request.actor_id, request.session_id, request.message or "",
@@ -107,8 +133,9 @@ class TurnPipeline:
         self.remember(state)  # 6.
         body = None if deltas is not None and state.cancel.is_set() else \
             self.turn_body(request, state, None if deltas is not None else reply)  # 7.
-        if self.rolling is not None:
-            self.rolling.after_turn(state)  # 8. queued: runs after the reply
+        rolling = self.rolling()
+        if rolling is not None:
+            rolling.after_turn(state)  # 8. queued: runs after the reply
         return body
 
     def stored_reply(self, request: ChatRequest) -> StoredReply | None:
@@ -128,7 +155,7 @@ class TurnPipeline:
         """
         s = self.settings
         hooks = MemoryHooks(self.store, state, s.memory_k, max_tokens=s.memory_max_tokens, rolling=s.rolling_summary)
-        tools = SessionTools(self.store, state, self.summarizer, self.ltm).tools
+        tools = SessionTools(self.store, state, self.parts.summarizer, self.ltm).tools
         providers: list[Any] = [hooks]
         if self.ltm is not None:
             providers.append(LongTermHooks(self.ltm, state, top_k=s.ltm_top_k, min_score=s.ltm_min_score,
@@ -138,7 +165,7 @@ class TurnPipeline:
         # retry_strategy=None: Strands' default backs a throttled call off for ~2 minutes (4+8+...+64 s) while
         # the request and its session lock wait; fail fast with a 503 instead (the model client's own retries,
         # botocore's for Bedrock, still apply) and let the caller retry
-        agent = Agent(model=self.model, system_prompt=SYSTEM_PROMPT, tools=tools, hooks=providers,
+        agent = Agent(model=self.parts.model, system_prompt=SYSTEM_PROMPT, tools=tools, hooks=providers,
                       callback_handler=None, retry_strategy=None)
         return agent, hooks
 
