@@ -11,6 +11,7 @@ it. Any other thread (a direct caller's) gets a loop for the call, as before.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -32,4 +33,5 @@ def run_here(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     runner: asyncio.Runner | None = getattr(_local, "runner", None)
     if runner is None:
         return run_coroutine(make)
-    return runner.run(make())
+    # the caller's context (the request id, its phase timings), not the one the runner captured when it was made
+    return runner.run(make(), context=contextvars.copy_context())
