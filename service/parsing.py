@@ -19,23 +19,6 @@ from longterm.actions import MAX_QUERY_CHARS, MAX_TOP_K
 MAX_TURN_NUMBER = 2**53 - 1
 
 
-def kind(value: object) -> str:
-    """The JSON name of a value's type, for an error message (never the value itself)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def check_text(field: str, value: str) -> None:
     """Refuse text that cannot be stored or sent as UTF-8: a lone surrogate (``"\\ud800"``) parses from JSON fine."""
     try:
@@ -43,25 +26,6 @@ def check_text(field: str, value: str) -> None:
     except UnicodeEncodeError as e:
         raise BadRequest(f"'{field}' holds a lone surrogate ({value[e.start]!r} at character {e.start}), which is "
                          "not text; send valid Unicode") from e
-
-
-def text_field(payload: Mapping[str, object], name: str, *, required: str | None = None,
-               max_chars: int | None = None) -> str | None:
-    """The payload's string ``name`` (None when absent or null), valid Unicode and at most ``max_chars`` long.
-
-    ``required``: the message when it is absent (then None is never returned).
-    """
-    value = payload.get(name)
-    if value is None:
-        if required is not None:
-            raise BadRequest(required)
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be a string, not {kind(value)}")
-    check_text(name, value)
-    if max_chars is not None and len(value) > max_chars:
-        raise BadRequest(f"'{name}' is {len(value)} characters long; the limit is {max_chars}")
-    return value
 
 
 def int_field(payload: Mapping[str, object], name: str, lowest: int, highest: int, default: int | None,
