@@ -119,7 +119,8 @@ class Summarizer:
         model's token cap (stop reason ``max_tokens``) is still a summary: its text is kept,
         ending in ``CUT_MARK``.
         """
-        text, stop = run_coroutine(lambda: stream_text(self.model, prompt, SUMMARY_SYSTEM_PROMPT))
+        # past summary_chars the text is clipped: it is not read (a model that echoes its prompt streams it all)
+        text, stop = run_coroutine(lambda: stream_text(self.model, prompt, SUMMARY_SYSTEM_PROMPT, self.summary_chars))
         text = text.strip()
         cut = stop == "max_tokens"
         if not text:
