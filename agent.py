@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 import longterm
 from core.errors import ConfigError
 from core.settings import Settings
-from memory import create_store
+from memory import create_store, probe_store
 from models import configure_model
 from service import Assistant
 from service.access import AccessPolicy, access_policy, log_access
@@ -63,7 +63,7 @@ def get_assistant() -> Assistant:
     global _assistant, _owned
     if _assistant is None:
         _assistant, _owned = build_assistant(), True
-        _assistant.probe_store()
+        probe_store(_assistant.store)
     return _assistant
 
 
@@ -155,7 +155,7 @@ def main() -> None:
     log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
     log_access(access, server["host"])
-    assistant.probe_store()
+    probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))
     try:

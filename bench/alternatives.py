@@ -62,6 +62,7 @@ from strands.session.file_session_manager import FileSessionManager  # noqa: E40
 
 from service.assistant import SYSTEM_PROMPT  # noqa: E402
 from hooks.memory import MemoryHooks  # noqa: E402
+from memory.turn import TurnState  # noqa: E402
 from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
@@ -88,17 +89,17 @@ METER = Meter()
 class TimedHooks(MemoryHooks):
     """Our memory hooks, timed: everything they do for a turn."""
 
-    def load_history(self, event: Any) -> None:
+    def load_window(self, event: Any) -> None:
         started = time.perf_counter_ns()
         try:
-            super().load_history(event)
+            super().load_window(event)
         finally:
             METER.add(started)
 
-    def save_turn(self, event: Any) -> None:
+    def store_turn(self, event: Any) -> None:
         started = time.perf_counter_ns()
         try:
-            super().save_turn(event)
+            super().store_turn(event)
         finally:
             METER.add(started)
 
@@ -179,7 +180,7 @@ def ours(directory: Path, synchronous: str, turns: int, stored: int) -> dict[str
     try:
         def build() -> Agent:
             return Agent(model=MODEL, system_prompt=SYSTEM_PROMPT, callback_handler=None,
-                         hooks=[TimedHooks(store, ACTOR, "conv1", K)])
+                         hooks=[TimedHooks(store, TurnState(ACTOR, "conv1"), K)])
         result = replay(f"ours-sqlite-{synchronous.lower()}", build, turns, stored)
     finally:
         store.close()
@@ -296,7 +297,7 @@ def agentcore_ours(stored: int, measured: int) -> dict[str, Any]:
         })
     try:
         result = _count_turns(service, lambda: Agent(model=MODEL, system_prompt=SYSTEM_PROMPT, callback_handler=None,
-                                                     hooks=[MemoryHooks(store, ACTOR, "conv1", K)]),
+                                                     hooks=[MemoryHooks(store, TurnState(ACTOR, "conv1"), K)]),
                               stored + 1, measured)
     finally:
         store.close()

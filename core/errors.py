@@ -6,8 +6,6 @@ into a JSON body; nothing below it logs and re-raises the same failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 
 class AssistantError(Exception):
     """Base class: an error with an HTTP status and a message safe to show the caller."""
@@ -30,22 +28,6 @@ class BadRequest(AssistantError):
     """The caller sent something we refuse (HTTP 400)."""
 
     status = 400
-
-
-def int_field(payload: Mapping[str, object], name: str, lowest: int, highest: int, default: int | None,
-              expected: str) -> int | None:
-    """The payload's integer ``name`` (``default`` when absent or null), else ``BadRequest`` saying ``expected``.
-
-    A bool is not an integer here, though Python counts it as one.
-    """
-    value = payload.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"'{name}' must be {expected}, got {type(value).__name__}")
-    if not lowest <= value <= highest:
-        raise BadRequest(f"'{name}' must be {expected}, got {str(value)[:24]}")
-    return value
 
 
 class Unauthorized(AssistantError):

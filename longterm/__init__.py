@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from longterm.actions import SearchRequest, forget_action, parse_search, search_action
+from longterm.actions import forget_action, search_action
 from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.registry import LONG_TERM_BACKENDS, LongTermBackend, choose, how_to_turn_on
 from memory.registry import backend_named, session_backend
@@ -29,8 +29,8 @@ from memory.registry import backend_named, session_backend
 if TYPE_CHECKING:
     from core.settings import Settings
 
-__all__ = ["LONG_TERM_BACKENDS", "LongTermBackend", "LongTermMemory", "Memory", "MessageRecord", "SearchRequest",
-           "check_settings", "create_long_term", "forget_action", "off_reason", "parse_search", "search_action"]
+__all__ = ["LONG_TERM_BACKENDS", "LongTermBackend", "LongTermMemory", "Memory", "MessageRecord",
+           "check_settings", "create_long_term", "forget_action", "off_reason", "search_action"]
 
 logger = logging.getLogger(__name__)
 

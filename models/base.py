@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -95,21 +96,30 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(context.run, lambda: asyncio.run(make())).result()
 
 
-async def stream_text(model: Model, prompt: str, system_prompt: str) -> tuple[str, str | None]:
+async def stream_text(model: Model, prompt: str, system_prompt: str,
+                      max_chars: int | None = None) -> tuple[str, str | None]:
     """One tool-less call of ``model`` with one user message: the reply's text and its stop reason.
 
     The provider's own stream, read directly: no ``Agent``, so none of an agent invocation's
     per-event work (its event loop, message copies, span events) for a call whose reply is only
-    kept as text. Provider errors propagate unchanged.
+    kept as text. Provider errors propagate unchanged. ``max_chars``: stop reading (and close the
+    stream) once the stripped text is longer than that, a caller that keeps no more than
+    ``max_chars`` of it; the stop reason is then None.
     """
     messages: Messages = [{"role": "user", "content": [{"text": prompt}]}]
     parts: list[str] = []
+    read = 0
     stop: str | None = None
-    async for event in model.stream(messages, None, system_prompt):
-        if "contentBlockDelta" in event:
-            parts.append(event["contentBlockDelta"]["delta"].get("text", ""))
-        elif "messageStop" in event:
-            stop = event["messageStop"].get("stopReason")
+    async with contextlib.aclosing(model.stream(messages, None, system_prompt)) as events:
+        async for event in events:
+            if "contentBlockDelta" in event:
+                text = event["contentBlockDelta"]["delta"].get("text", "")
+                parts.append(text)
+                read += len(text)
+                if max_chars is not None and read > max_chars and len("".join(parts).strip()) > max_chars:
+                    return "".join(parts), None  # what follows would be clipped off anyway
+            elif "messageStop" in event:
+                stop = event["messageStop"].get("stopReason")
     return "".join(parts), stop
 
 
