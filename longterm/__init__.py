@@ -8,7 +8,7 @@ The request path needs only this package's front door:
     ltm.record_exchange(actor_id, session_id, turn, user, reply, created_at, generation, epoch)  # after the store
     ltm.delete_session(actor_id, session_id, generation) # with clear_session
     ltm.forget(actor_id)                                 # the "forget" action
-    ltm.close()                                          # at shutdown: drains the background writer
+    ltm.close()                                          # at shutdown: adds vectors for at most LTM_DRAIN_S
 
 See ``docs/longterm.md`` for the design and the figures.
 """
@@ -86,4 +86,4 @@ def _local(settings: Settings, *, in_process: bool) -> LongTermMemory:
                                     busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     except LongTermUnavailable as e:
         raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
-    return LocalLongTermMemory(store, embedder)
+    return LocalLongTermMemory(store, embedder, drain_s=settings.ltm_drain_s)
