@@ -193,8 +193,8 @@ class LocalLongTermMemory(LongTermMemory):
 
     def list_records(self, actor_id: str, limit: int = 50, cursor: str | None = None) -> MemoryPage:
         page = self.store.list_records(actor_id, limit, decode_position(cursor))
-        return MemoryPage([Memory(r.text, r.session_id, r.turn, 1.0, r.created_at, r.token, r.role) for r in page.records],
-                          None if page.next_below is None else encode_position(page.next_below))
+        records = [Memory(r.text, r.session_id, r.turn, 1.0, r.created_at, r.token, r.role) for r in page.records]
+        return MemoryPage(records, None if page.next_below is None else encode_position(page.next_below))
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.writer.flush(timeout)
