@@ -38,7 +38,8 @@ import numpy as np
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from core.errors import InvalidCursor
 from longterm.embedding import Embedder
-from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
+from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, max_normalise,
+                              smooth_neighbours, top_k)
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
@@ -115,7 +116,7 @@ class LocalLongTermMemory(LongTermMemory):
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
         cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
-        fused = fuse(bm25, lowest_where_missing(cosine, index.has_vector), w.dense)
+        fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
 
@@ -192,6 +193,8 @@ class LocalLongTermMemory(LongTermMemory):
         return self.store.delete_record(actor_id, record_id)
 
     def list_records(self, actor_id: str, limit: int = 50, cursor: str | None = None) -> MemoryPage:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, not {limit!r}")
         page = self.store.list_records(actor_id, limit, decode_position(cursor))
         records = [Memory(r.text, r.session_id, r.turn, 1.0, r.created_at, r.token, r.role) for r in page.records]
         return MemoryPage(records, None if page.next_below is None else encode_position(page.next_below))
@@ -233,13 +236,16 @@ def _close_at_exit(ltm: weakref.ref[LocalLongTermMemory]) -> None:
         alive.close()
 
 
-def lowest_where_missing(cosine: np.ndarray, has_vector: np.ndarray | None) -> np.ndarray:
-    """Cosines for the fusion: a record without its vector yet counts as the least similar of the actor's
-    (min-max puts it at 0), so only its keywords rank it; its own cosine stays 0 for the calibration."""
+def fuse_where_missing(bm25: np.ndarray, cosine: np.ndarray, has_vector: np.ndarray | None,
+                       dense: float) -> np.ndarray:
+    """The fused score, for records still without their vector too: those are ranked by their keywords
+    alone, at full weight (a fresh record that matches every keyword must not tie with an unrelated record
+    that is merely the closest by meaning); their cosine (0) takes no part in the others' normalisation."""
     if has_vector is None or not cosine.size:
-        return cosine
+        return fuse(bm25, cosine, dense)
     present = cosine[has_vector]
-    return np.where(has_vector, cosine, present.min() if present.size else 0.0)
+    fused = fuse(bm25, np.where(has_vector, cosine, present.min() if present.size else 0.0), dense)
+    return np.where(has_vector, fused, max_normalise(bm25))
 
 
 def encode_position(actor_seq: int) -> str:
