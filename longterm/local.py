@@ -37,7 +37,7 @@ import numpy as np
 
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from core.errors import InvalidCursor
-from longterm.embedding import Embedder
+from longterm.embedding import URGENT, Embedder
 from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, max_normalise,
                               smooth_neighbours, top_k)
 from longterm.index import ActorIndex
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: query vectors remembered for reuse as the user message's record vector
 QUERY_VECTORS = 512
+#: the background writer's texts on the embedding thread: ahead of the queries (see ``__init__``)
+WRITER_PRIORITY = URGENT - 1
 #: seconds ``close()`` spends embedding records still without vectors (``LTM_DRAIN_S``)
 DRAIN_S = 3.0
 
@@ -75,8 +77,12 @@ class LocalLongTermMemory(LongTermMemory):
         self.refused = 0
         self._closed = False
         self._close_lock = threading.Lock()
-        self.writer = BackgroundWriter(embedder.embed, store.unembedded, store.add_vectors,
-                                       lambda r: embedded_text(r.speaker, r.text))
+        # the writer's next text goes before the queries waiting: it sends one text at a time, so a query still
+        # waits for at most one of them, and the writer gets every other slot of the embedding thread when
+        # both are busy. Behind the queries it starved under 8 clients (vectors 3-19 s after the reply) while
+        # each turn added one more text to embed
+        self.writer = BackgroundWriter(lambda texts: embedder.embed(texts, WRITER_PRIORITY), store.unembedded,
+                                       store.add_vectors, lambda r: embedded_text(r.speaker, r.text))
         # the last resort of a clean shutdown: an interpreter that exits without close() still embeds (bounded)
         atexit.register(_close_at_exit, weakref.ref(self))
 

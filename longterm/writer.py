@@ -36,8 +36,9 @@ from longterm.sqlite_store import Unembedded
 
 logger = logging.getLogger(__name__)
 
-#: records embedded per transaction (one text takes ≈ 5 ms: a batch is ≈ 0.1 s, the granularity of a bounded drain)
-MAX_BATCH = 16
+#: records embedded per transaction: small, because under load each text waits for the queries ahead of it
+#: (a batch of 16 held its first vector back ≈ 0.8 s); also the granularity of a bounded drain
+MAX_BATCH = 4
 RETRY_DELAYS = (0.05, 0.5, 2.0)
 
 

@@ -1,0 +1,258 @@
+"""Long-term memory's write path under load: how soon a reply's records can be found, and shutdown.
+
+A served app (``python agent.py``: echo model, SQLite, loopback) takes 8 clients of mixed load for a bounded
+time: 4 actors; each client loops over turns (70%), searches (25%: ``search_memory`` for its own last turn's
+marker word) and forgets (5%: its actor's records). Every turn's message carries a unique marker word (the
+echo reply repeats it). A watcher reads the records file (read-only, every 5 ms) and notes when each
+exchange's two records are first in the file (keyword-searchable: the FTS row is written in the same
+transaction) and when both have their vectors (searchable by meaning). Printed: p50/p99 of the time from
+the reply to each, against the goals (≤ 100 ms, ≤ 2 s); how often the client's own ``search_memory`` right
+after a reply missed its records (it should never); then SIGTERM: the time to exit and the one line the
+server logs about records left without vectors.
+
+    .venv/bin/python bench/ltm_durability.py            # 30 s of load (figures in docs/benchmarks.md)
+    .venv/bin/python bench/ltm_durability.py --quick    # a few seconds: does it run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common import (LOAD_AT_START, ROOT, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table,
+                    scratch_dir, verdict, write_results)
+
+CLIENTS = 8
+ACTORS = 4
+KEYWORD_GOAL_MS = 100.0
+VECTOR_GOAL_MS = 2000.0
+WORDS = ("garden", "bicycle", "cello", "Lisbon", "recipe", "passport", "dentist", "birthday", "train", "novel")
+
+
+@dataclass
+class Exchange:
+    marker: str
+    actor: str
+    replied: float  # monotonic time the reply arrived
+    text_seen: float | None = None
+    vectors_seen: float | None = None
+    forgotten: bool = False
+
+
+@dataclass
+class Tally:
+    exchanges: dict[str, Exchange] = field(default_factory=dict)
+    turns: int = 0
+    searches: int = 0
+    forgets: int = 0
+    errors: int = 0
+    #: a search right after the reply that did not find the turn's marker (keyword-searchable at once?)
+    immediate_misses: int = 0
+    immediate_checks: int = 0
+    #: per actor: forgets finished, and forgets running (a check that overlaps one does not count)
+    forgotten: dict[str, int] = field(default_factory=dict)
+    forgetting: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def forget_state(self, actor: str) -> tuple[int, int]:
+        with self.lock:
+            return self.forgotten.get(actor, 0), self.forgetting.get(actor, 0)
+
+
+def post(url: str, body: dict[str, Any], session: str | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    if session:
+        request.add_header(SESSION_HEADER, session)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def client(url: str, index: int, until: float, tally: Tally) -> None:
+    rng = random.Random(index)
+    actor = f"actor-{index % ACTORS}"
+    last_marker: str | None = None
+    n = 0
+    while time.monotonic() < until:
+        roll = rng.random()
+        try:
+            if roll < 0.70 or last_marker is None:
+                before = tally.forget_state(actor)
+                n += 1
+                marker = f"zq{index}x{n}k"
+                words = " ".join(rng.sample(WORDS, 4))
+                post(url, {"message": f"note {marker}: today was about {words}", "actor_id": actor},
+                     f"{actor}-c{index}-s{n // 10}")
+                replied = time.monotonic()
+                overlapped = before != (tally.forget_state(actor)[0], 0) or before[1] > 0
+                with tally.lock:  # a turn that overlapped a forget of its actor is refused by it: not measured
+                    tally.exchanges[marker] = Exchange(marker, actor, replied, forgotten=overlapped)
+                    tally.turns += 1
+                last_marker = marker
+                if n % 4 == 0:  # right after the reply: is it found by its keyword already?
+                    found = post(url, {"action": "search_memory", "query": marker, "actor_id": actor, "top_k": 10})
+                    hit = any(marker in m["text"] for m in found["memories"])
+                    if not overlapped and before == (tally.forget_state(actor)[0], 0):  # no forget overlapped
+                        with tally.lock:
+                            tally.immediate_checks += 1
+                            tally.immediate_misses += not hit
+            elif roll < 0.95:
+                post(url, {"action": "search_memory", "query": f"{last_marker} {rng.choice(WORDS)}",
+                           "actor_id": actor, "top_k": 5})
+                with tally.lock:
+                    tally.searches += 1
+            else:
+                with tally.lock:
+                    tally.forgetting[actor] = tally.forgetting.get(actor, 0) + 1
+                try:
+                    post(url, {"action": "forget", "actor_id": actor})
+                finally:
+                    with tally.lock:
+                        tally.forgetting[actor] -= 1
+                        tally.forgotten[actor] = tally.forgotten.get(actor, 0) + 1
+                with tally.lock:
+                    tally.forgets += 1
+                    for exchange in tally.exchanges.values():
+                        if exchange.actor == actor and exchange.vectors_seen is None:
+                            exchange.forgotten = True  # deleted before measured: left out
+        except (urllib.error.URLError, OSError, ValueError):
+            with tally.lock:
+                tally.errors += 1
+
+
+def watch(path: Path, tally: Tally, stop: threading.Event) -> None:
+    """Note when each exchange's records reach the file, and when both have vectors (polled every 5 ms)."""
+    while not path.exists() and not stop.is_set():
+        time.sleep(0.01)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    last_id = 0
+    rows: dict[str, list[int]] = {}  # marker -> its records' ids
+    waiting: set[int] = set()
+    text_at: dict[int, float] = {}  # record id -> when the watcher first saw it in the file
+    vector_at: dict[int, float] = {}  # record id -> when the watcher first saw its vector
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                for rowid, text, size in db.execute(
+                        "SELECT id, text, length(vector) FROM ltm_records WHERE id > ? ORDER BY id", (last_id,)):
+                    last_id = rowid
+                    marker = next((w.strip("':,.") for w in text.split() if w.startswith(("zq", "'zq"))), None)
+                    if marker is None:
+                        continue
+                    marker = marker.lstrip("'")
+                    rows.setdefault(marker, []).append(rowid)
+                    text_at[rowid] = now
+                    if size:
+                        vector_at[rowid] = now
+                    else:
+                        waiting.add(rowid)
+                if waiting:
+                    ids = list(waiting)
+                    marks = ",".join("?" * len(ids))
+                    embedded = {r for (r,) in db.execute(
+                        f"SELECT id FROM ltm_records WHERE id IN ({marks}) AND length(vector) > 0", ids)}
+                    waiting -= embedded
+                    vector_at.update((r, now) for r in embedded)
+            except sqlite3.OperationalError:  # busy: the next poll
+                time.sleep(0.005)
+                continue
+            with tally.lock:
+                for marker, ids in rows.items():
+                    exchange = tally.exchanges.get(marker)
+                    if exchange is None or len(ids) < 2:
+                        continue
+                    if exchange.text_seen is None:
+                        exchange.text_seen = max(text_at[i] for i in ids)
+                    if exchange.vectors_seen is None and all(i in vector_at for i in ids):
+                        exchange.vectors_seen = max(vector_at[i] for i in ids)
+            time.sleep(0.005)
+    finally:
+        db.close()
+
+
+def run(seconds: float, drain_s: float) -> dict[str, Any]:
+    with scratch_dir("ltm-durability") as directory:
+        env = {"MODEL_PROVIDER": "echo", "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(directory / "sessions.db"),
+               "LTM_DRAIN_S": f"{drain_s:g}", "HOST": "127.0.0.1"}
+        server = ServerProcess("ltm-durability", ROOT / "agent.py", env, directory).start(timeout=120)
+        tally = Tally()
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch, args=(directory / "sessions-longterm.db", tally, stop), daemon=True)
+        watcher.start()
+        until = time.monotonic() + seconds
+        clients = [threading.Thread(target=client, args=(server.url, i, until, tally)) for i in range(CLIENTS)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        # the last turns' vectors: wait a little (a backlog left here is what SIGTERM meets)
+        settle = time.monotonic() + 2.0
+        while time.monotonic() < settle:
+            with tally.lock:
+                open_ = [e for e in tally.exchanges.values() if e.vectors_seen is None and not e.forgotten]
+            if not open_:
+                break
+            time.sleep(0.05)
+        backlog = sqlite3.connect(f"file:{directory / 'sessions-longterm.db'}?mode=ro", uri=True).execute(
+            "SELECT count(*) FROM ltm_records WHERE length(vector) = 0").fetchone()[0]
+        assert server.process is not None
+        signalled = time.monotonic()
+        server.process.terminate()
+        server.process.wait(60)
+        exit_s = time.monotonic() - signalled
+        stop.set()
+        watcher.join(5)
+        closed = [line for line in server.log_tail(20_000).splitlines() if "long-term memory: closed" in line]
+    measured = [e for e in tally.exchanges.values() if not e.forgotten]
+    keyword_ms = [max(0.0, (e.text_seen - e.replied) * 1e3) for e in measured if e.text_seen is not None]
+    vector_ms = [max(0.0, (e.vectors_seen - e.replied) * 1e3) for e in measured if e.vectors_seen is not None]
+    return {
+        "seconds": seconds, "clients": CLIENTS, "actors": ACTORS, "turns": tally.turns, "searches": tally.searches,
+        "forgets": tally.forgets, "errors": tally.errors, "measured_exchanges": len(measured),
+        "never_vectored": len(measured) - len(vector_ms),
+        "keyword_ms": {"p50": percentile(keyword_ms, 50), "p99": percentile(keyword_ms, 99), "n": len(keyword_ms)},
+        "vector_ms": {"p50": percentile(vector_ms, 50), "p99": percentile(vector_ms, 99), "n": len(vector_ms)},
+        "immediate_search": {"checks": tally.immediate_checks, "misses": tally.immediate_misses},
+        "backlog_at_sigterm": backlog, "exit_s": round(exit_s, 2), "drain_s": drain_s,
+        "close_line": closed[-1].split("long-term memory: ", 1)[-1] if closed else None,
+        "load_at_start": LOAD_AT_START,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds of load")
+    parser.add_argument("--drain", type=float, default=3.0, help="LTM_DRAIN_S of the served app")
+    parser.add_argument("--quick", action="store_true", help="3 s of load (results in ltm_durability_quick.json)")
+    args = parser.parse_args()
+    seconds = 3.0 if args.quick else args.seconds
+    print(f"ltm_durability: {CLIENTS} clients, {ACTORS} actors, {seconds:g} s | {machine_line()}", flush=True)
+    result = run(seconds, args.drain)
+    keyword, vector = result["keyword_ms"], result["vector_ms"]
+    print_table("reply -> its records searchable (ms)", ["", "p50", "p99", "n", "goal (p99)", ""], [
+        ["by keyword (text in the file)", fmt(keyword["p50"]), fmt(keyword["p99"]), keyword["n"],
+         f"<= {KEYWORD_GOAL_MS:g}", verdict(keyword["p99"] <= KEYWORD_GOAL_MS)],
+        ["by meaning (both vectors in)", fmt(vector["p50"]), fmt(vector["p99"]), vector["n"],
+         f"<= {VECTOR_GOAL_MS:g}", verdict(vector["p99"] <= VECTOR_GOAL_MS)],
+    ])
+    print(f"load: {result['turns']} turns, {result['searches']} searches, {result['forgets']} forgets, "
+          f"{result['errors']} errors; search_memory right after a reply missed it {result['immediate_search']['misses']}"
+          f" of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
+          "when the load ended")
+    print(f"SIGTERM with {result['backlog_at_sigterm']} records without vectors: exit in {result['exit_s']} s "
+          f"(LTM_DRAIN_S={result['drain_s']:g}); {result['close_line']}")
+    write_results("ltm_durability_quick" if args.quick else "ltm_durability", result)
+
+
+if __name__ == "__main__":
+    main()
