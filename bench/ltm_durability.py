@@ -143,6 +143,8 @@ def watch(path: Path, tally: Tally, stop: threading.Event) -> None:
         while not stop.is_set():
             now = time.monotonic()
             try:
+                # SQLite reuses the ids of deleted newest rows (a forget): read from the current top again
+                last_id = min(last_id, db.execute("SELECT coalesce(max(id), 0) FROM ltm_records").fetchone()[0])
                 for rowid, text, size in db.execute(
                         "SELECT id, text, length(vector) FROM ltm_records WHERE id > ? ORDER BY id", (last_id,)):
                     last_id = rowid
@@ -150,6 +152,8 @@ def watch(path: Path, tally: Tally, stop: threading.Event) -> None:
                     if marker is None:
                         continue
                     marker = marker.lstrip("'")
+                    if rowid in text_at:  # a reused id: the row it named was deleted
+                        vector_at.pop(rowid, None)
                     rows.setdefault(marker, []).append(rowid)
                     text_at[rowid] = now
                     if size:
@@ -220,6 +224,7 @@ def run(seconds: float, drain_s: float) -> dict[str, Any]:
         "seconds": seconds, "clients": CLIENTS, "actors": ACTORS, "turns": tally.turns, "searches": tally.searches,
         "forgets": tally.forgets, "errors": tally.errors, "measured_exchanges": len(measured),
         "never_vectored": len(measured) - len(vector_ms),
+        "never_in_the_file": [e.marker for e in measured if e.text_seen is None],
         "keyword_ms": {"p50": percentile(keyword_ms, 50), "p99": percentile(keyword_ms, 99), "n": len(keyword_ms)},
         "vector_ms": {"p50": percentile(vector_ms, 50), "p99": percentile(vector_ms, 99), "n": len(vector_ms)},
         "immediate_search": {"checks": tally.immediate_checks, "misses": tally.immediate_misses},
@@ -248,7 +253,7 @@ def main() -> None:
     print(f"load: {result['turns']} turns, {result['searches']} searches, {result['forgets']} forgets, "
           f"{result['errors']} errors; search_memory right after a reply missed it {result['immediate_search']['misses']}"
           f" of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
-          "when the load ended")
+          f"when the load ended; never seen in the file: {result['never_in_the_file'] or 'none'}")
     print(f"SIGTERM with {result['backlog_at_sigterm']} records without vectors: exit in {result['exit_s']} s "
           f"(LTM_DRAIN_S={result['drain_s']:g}); {result['close_line']}")
     write_results("ltm_durability_quick" if args.quick else "ltm_durability", result)

@@ -87,6 +87,8 @@ class Unembedded:
     turn: int
     speaker: str
     text: str
+    #: the public id: what the vector is stored by (an internal id can be reused once its row is deleted)
+    token: str
 
 
 @dataclass(frozen=True)
@@ -253,16 +255,17 @@ class SQLiteLongTermStore:
         rows = rows[:limit]
         return StoredPage([StoredRecord(*row[:-1]) for row in rows], rows[-1][-1] if more else None)
 
-    def unembedded(self, limit: int, skip: Collection[int] = ()) -> list[Unembedded]:
+    def unembedded(self, limit: int, skip: Collection[str] = ()) -> list[Unembedded]:
         """Records of every actor still without a vector, oldest first (but ``skip``: given up on)."""
         try:
             with self._db.connection() as db:
                 rows = db.execute(
-                    "SELECT id, actor_id, session_id, turn, speaker, text FROM ltm_records WHERE length(vector) = 0 "
+                    "SELECT id, actor_id, session_id, turn, speaker, text, token FROM ltm_records "
+                    "WHERE length(vector) = 0 "
                     "ORDER BY id LIMIT ?", (limit + len(skip),)).fetchall()
         except _unavailable_errors as e:
             raise self._guard("reading records without vectors")(e) from e
-        return [Unembedded(*row) for row in rows if row[0] not in skip][:limit]
+        return [Unembedded(*row) for row in rows if row[6] not in skip][:limit]
 
     def count_unembedded(self) -> int:
         """How many records of the file still wait for a vector (every actor)."""
@@ -353,25 +356,26 @@ class SQLiteLongTermStore:
             db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
         return token
 
-    def add_vectors(self, vectors: Sequence[tuple[int, np.ndarray]]) -> int:
-        """Give records their embedding; how many took it. Only a record still there without one takes it:
-        a record deleted meanwhile stays deleted (nothing is inserted), one embedded meanwhile keeps its vector."""
+    def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
+        """Give records (by public id) their embedding; how many took it. Only a record still there without one
+        takes it: a record deleted meanwhile stays deleted (nothing is inserted, and a new record that reuses its
+        internal id is not given its vector), one embedded meanwhile keeps its vector."""
         stored = 0
         try:
             with self._db.write() as db:
                 counters: dict[str, int] = {}
-                for rowid, vector in vectors:
-                    row = db.execute("SELECT actor_id FROM ltm_records WHERE id = ? AND length(vector) = 0",
-                                     (int(rowid),)).fetchone()
+                for token, vector in vectors:
+                    row = db.execute("SELECT id, actor_id FROM ltm_records WHERE token = ? AND length(vector) = 0",
+                                     (token,)).fetchone()
                     if row is None:
                         continue
-                    actor_id = row[0]
+                    rowid, actor_id = row
                     if actor_id not in counters:
                         counters[actor_id] = db.execute("SELECT embedded FROM ltm_actors WHERE actor_id = ?",
                                                         (actor_id,)).fetchone()[0]
                     counters[actor_id] += 1
                     db.execute("UPDATE ltm_records SET vector = ?, vector_seq = ? WHERE id = ?",
-                               (np.asarray(vector, "<f4").tobytes(), counters[actor_id], int(rowid)))
+                               (np.asarray(vector, "<f4").tobytes(), counters[actor_id], rowid))
                     stored += 1
                 for actor_id, embedded in counters.items():
                     db.execute("UPDATE ltm_actors SET version = version + 1, embedded = ? WHERE actor_id = ?",

@@ -43,11 +43,11 @@ RETRY_DELAYS = (0.05, 0.5, 2.0)
 
 
 class BackgroundWriter:
-    """One thread: ``pending(limit, skip)`` -> records without vectors, ``embed(texts)``, ``store(id/vector pairs)``."""
+    """One thread: ``pending(limit, skip)`` -> records without vectors, ``embed(texts)``, ``store((id, vector))``."""
 
     def __init__(self, embed: Callable[[list[str]], np.ndarray],
-                 pending: Callable[[int, Collection[int]], list[Unembedded]],
-                 store: Callable[[Sequence[tuple[int, np.ndarray]]], int],
+                 pending: Callable[[int, Collection[str]], list[Unembedded]],
+                 store: Callable[[Sequence[tuple[str, np.ndarray]]], int],
                  text_of: Callable[[Unembedded], str], *, name: str = "longterm-writer") -> None:
         self._embed = embed
         self._pending = pending
@@ -59,7 +59,7 @@ class BackgroundWriter:
         self._stopping = threading.Event()
         self._deadline = float("inf")
         #: records given up on in this process (every retry failed): left for the next start
-        self._given_up: set[int] = set()
+        self._given_up: set[str] = set()
         #: vectors stored, and records given up on (for the benchmark and the tests)
         self.embedded = 0
         self.dropped = 0
@@ -134,12 +134,12 @@ class BackgroundWriter:
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
                 vectors = self._embed([self._text_of(record) for record in batch])
-                self.embedded += self._store([(record.id, vectors[i]) for i, record in enumerate(batch)])
+                self.embedded += self._store([(record.token, vectors[i]) for i, record in enumerate(batch)])
                 return
             except Exception as e:  # the store or the model failed: retry, then give the batch up loudly
                 if delay is None or self._out_of_time() or isinstance(e.__cause__, DatabaseFileChanged):
                     self.dropped += len(batch)
-                    self._given_up.update(record.id for record in batch)
+                    self._given_up.update(record.token for record in batch)
                     logger.error("long-term vectors not stored after %d attempt%s (the records keep their text; "
                                  "the next start embeds them): %s: %s | %s", attempt + 1, "" if attempt == 0 else "s",
                                  type(e).__name__, e, "; ".join(

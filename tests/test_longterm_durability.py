@@ -38,7 +38,7 @@ class HeldVectors(SQLiteLongTermStore):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def add_vectors(self, vectors: Sequence[tuple[int, np.ndarray]]) -> int:
+    def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
         if not self.release.is_set():
             self.entered.set()
             assert self.release.wait(30)
@@ -128,6 +128,22 @@ def test_a_deleted_record_stays_deleted_when_its_vector_arrives(held: tuple[Held
     assert store.count("alice") == 0 and store.count_unembedded() == 0
     assert ltm.search("alice", "Ingrid cello", 5) == []
     assert ltm.list_records("alice").records == []
+
+
+def test_a_vector_computed_for_a_deleted_record_never_lands_on_a_newer_one(tmp_path: Path) -> None:
+    """SQLite reuses the internal id of a deleted newest row: vectors are stored by the public id."""
+    store = SQLiteLongTermStore(tmp_path / "longterm.db")
+    try:
+        store.write(records("alice", "s1", 1, CELLO)[:1])
+        (taken,) = store.unembedded(10)  # the writer read it and is embedding it...
+        assert store.delete_record("alice", taken.token)  # ...when it is deleted
+        store.write(records("alice", "s2", 1, "I collect stamps from Norway")[:1])
+        (newer,) = store.unembedded(10)
+        assert newer.id == taken.id and newer.token != taken.token  # the internal id came back
+        assert store.add_vectors([(taken.token, np.ones(384, np.float32) / np.sqrt(384))]) == 0
+        assert store.unembedded(10) == [newer]
+    finally:
+        store.close()
 
 
 # -- a session id reused after expiry --------------------------------------------------------------

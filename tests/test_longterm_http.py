@@ -127,7 +127,7 @@ class GatedRecords(SQLiteLongTermStore):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def add_vectors(self, vectors: Sequence[tuple[int, np.ndarray]]) -> int:
+    def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
         if not self.release.is_set():
             self.entered.set()
             assert self.release.wait(30)
