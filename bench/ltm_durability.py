@@ -52,12 +52,16 @@ class Exchange:
 class Tally:
     exchanges: dict[str, Exchange] = field(default_factory=dict)
     turns: int = 0
+    #: seconds from sending a turn to its reply
+    turn_s: list[float] = field(default_factory=list)
     searches: int = 0
     forgets: int = 0
     errors: int = 0
     #: a search right after the reply that did not find the turn's marker (keyword-searchable at once?)
     immediate_misses: int = 0
     immediate_checks: int = 0
+    #: (marker, records the search returned, the actor's records listed by then) of each miss
+    missed: list[tuple[str, int]] = field(default_factory=list)
     #: per actor: forgets finished, and forgets running (a check that overlaps one does not count)
     forgotten: dict[str, int] = field(default_factory=dict)
     forgetting: dict[str, int] = field(default_factory=dict)
@@ -90,6 +94,7 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
                 n += 1
                 marker = f"zq{index}x{n}k"
                 words = " ".join(rng.sample(WORDS, 4))
+                sent = time.monotonic()
                 post(url, {"message": f"note {marker}: today was about {words}", "actor_id": actor},
                      f"{actor}-c{index}-s{n // 10}")
                 replied = time.monotonic()
@@ -97,6 +102,7 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
                 with tally.lock:  # a turn that overlapped a forget of its actor is refused by it: not measured
                     tally.exchanges[marker] = Exchange(marker, actor, replied, forgotten=overlapped)
                     tally.turns += 1
+                    tally.turn_s.append(replied - sent)
                 last_marker = marker
                 if n % 4 == 0:  # right after the reply: is it found by its keyword already?
                     found = post(url, {"action": "search_memory", "query": marker, "actor_id": actor, "top_k": 10})
@@ -105,6 +111,8 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
                         with tally.lock:
                             tally.immediate_checks += 1
                             tally.immediate_misses += not hit
+                            if not hit:
+                                tally.missed.append((marker, len(found["memories"])))
             elif roll < 0.95:
                 post(url, {"action": "search_memory", "query": f"{last_marker} {rng.choice(WORDS)}",
                            "actor_id": actor, "top_k": 5})
@@ -222,12 +230,15 @@ def run(seconds: float, drain_s: float) -> dict[str, Any]:
     vector_ms = [max(0.0, (e.vectors_seen - e.replied) * 1e3) for e in measured if e.vectors_seen is not None]
     return {
         "seconds": seconds, "clients": CLIENTS, "actors": ACTORS, "turns": tally.turns, "searches": tally.searches,
-        "forgets": tally.forgets, "errors": tally.errors, "measured_exchanges": len(measured),
+        "forgets": tally.forgets, "errors": tally.errors,
+        "turn_ms": {"p50": percentile([t * 1e3 for t in tally.turn_s], 50),
+                    "p99": percentile([t * 1e3 for t in tally.turn_s], 99)}, "measured_exchanges": len(measured),
         "never_vectored": len(measured) - len(vector_ms),
         "never_in_the_file": [e.marker for e in measured if e.text_seen is None],
         "keyword_ms": {"p50": percentile(keyword_ms, 50), "p99": percentile(keyword_ms, 99), "n": len(keyword_ms)},
         "vector_ms": {"p50": percentile(vector_ms, 50), "p99": percentile(vector_ms, 99), "n": len(vector_ms)},
-        "immediate_search": {"checks": tally.immediate_checks, "misses": tally.immediate_misses},
+        "immediate_search": {"checks": tally.immediate_checks, "misses": tally.immediate_misses,
+                             "missed": tally.missed},
         "backlog_at_sigterm": backlog, "exit_s": round(exit_s, 2), "drain_s": drain_s,
         "close_line": closed[-1].split("long-term memory: ", 1)[-1] if closed else None,
         "load_at_start": LOAD_AT_START,
@@ -250,7 +261,8 @@ def main() -> None:
         ["by meaning (both vectors in)", fmt(vector["p50"]), fmt(vector["p99"]), vector["n"],
          f"<= {VECTOR_GOAL_MS:g}", verdict(vector["p99"] <= VECTOR_GOAL_MS)],
     ])
-    print(f"load: {result['turns']} turns, {result['searches']} searches, {result['forgets']} forgets, "
+    print(f"load: {result['turns']} turns (reply p50 {fmt(result['turn_ms']['p50'], 1)} ms, p99 "
+          f"{fmt(result['turn_ms']['p99'], 1)} ms), {result['searches']} searches, {result['forgets']} forgets, "
           f"{result['errors']} errors; search_memory right after a reply missed it {result['immediate_search']['misses']}"
           f" of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
           f"when the load ended; never seen in the file: {result['never_in_the_file'] or 'none'}")
