@@ -18,8 +18,8 @@ reply) in one transaction on the request path: their text is durable and
 keyword-searchable before the reply is acknowledged. The query vector of the
 user's message, computed by the search before the model call, is stored with
 it; the background writer embeds the reply and adds its vector. A record
-without a vector yet is found by its keywords (its cosine counts as the lowest
-of the actor's). A restart embeds what an earlier process left without vectors;
+without a vector yet is ranked by its keywords alone. A restart embeds what an
+earlier process left without vectors;
 ``close()`` embeds for at most ``LTM_DRAIN_S`` seconds and leaves the rest.
 """
 
@@ -35,8 +35,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from core.errors import InvalidCursor
+from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from longterm.embedding import URGENT, Embedder
 from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, max_normalise,
                               smooth_neighbours, top_k)
