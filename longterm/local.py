@@ -19,8 +19,8 @@ keyword-searchable before the reply is acknowledged. The query vector of the
 user's message, computed by the search before the model call, is stored with
 it; the background writer embeds the reply and adds its vector. A record
 without a vector yet is ranked by its keywords alone. A restart embeds what an
-earlier process left without vectors;
-``close()`` embeds for at most ``LTM_DRAIN_S`` seconds and leaves the rest.
+earlier process left without vectors; ``close()`` embeds for at most
+``LTM_DRAIN_S`` seconds and leaves the rest.
 """
 
 from __future__ import annotations
