@@ -224,7 +224,9 @@ def run(seconds: float, drain_s: float) -> dict[str, Any]:
         exit_s = time.monotonic() - signalled
         stop.set()
         watcher.join(5)
-        closed = [line for line in server.log_tail(20_000).splitlines() if "long-term memory: closed" in line]
+        log = server.log_tail(10_000_000).splitlines()
+        closed = [line for line in log if "long-term memory: closed" in line]
+        unrecorded = [line for line in log if "not recorded in long-term memory" in line]
     measured = [e for e in tally.exchanges.values() if not e.forgotten]
     keyword_ms = [max(0.0, (e.text_seen - e.replied) * 1e3) for e in measured if e.text_seen is not None]
     vector_ms = [max(0.0, (e.vectors_seen - e.replied) * 1e3) for e in measured if e.vectors_seen is not None]
@@ -240,6 +242,7 @@ def run(seconds: float, drain_s: float) -> dict[str, Any]:
         "immediate_search": {"checks": tally.immediate_checks, "misses": tally.immediate_misses,
                              "missed": tally.missed},
         "backlog_at_sigterm": backlog, "exit_s": round(exit_s, 2), "drain_s": drain_s,
+        "unrecorded_turns": unrecorded[:20], "unrecorded_count": len(unrecorded),
         "close_line": closed[-1].split("long-term memory: ", 1)[-1] if closed else None,
         "load_at_start": LOAD_AT_START,
     }
@@ -265,7 +268,8 @@ def main() -> None:
           f"{fmt(result['turn_ms']['p99'], 1)} ms), {result['searches']} searches, {result['forgets']} forgets, "
           f"{result['errors']} errors; search_memory right after a reply missed it {result['immediate_search']['misses']}"
           f" of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
-          f"when the load ended; never seen in the file: {result['never_in_the_file'] or 'none'}")
+          f"when the load ended; never seen in the file: {result['never_in_the_file'] or 'none'}; turns the server "
+          f"could not record: {result['unrecorded_count']}")
     print(f"SIGTERM with {result['backlog_at_sigterm']} records without vectors: exit in {result['exit_s']} s "
           f"(LTM_DRAIN_S={result['drain_s']:g}); {result['close_line']}")
     write_results("ltm_durability_quick" if args.quick else "ltm_durability", result)
