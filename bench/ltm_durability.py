@@ -98,7 +98,7 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
                 post(url, {"message": f"note {marker}: today was about {words}", "actor_id": actor},
                      f"{actor}-c{index}-s{n // 10}")
                 replied = time.monotonic()
-                overlapped = before != (tally.forget_state(actor)[0], 0) or before[1] > 0
+                overlapped = before[1] > 0 or tally.forget_state(actor) != before  # one ran, or is running
                 with tally.lock:  # a turn that overlapped a forget of its actor is refused by it: not measured
                     tally.exchanges[marker] = Exchange(marker, actor, replied, forgotten=overlapped)
                     tally.turns += 1
@@ -107,7 +107,7 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
                 if n % 4 == 0:  # right after the reply: is it found by its keyword already?
                     found = post(url, {"action": "search_memory", "query": marker, "actor_id": actor, "top_k": 10})
                     hit = any(marker in m["text"] for m in found["memories"])
-                    if not overlapped and before == (tally.forget_state(actor)[0], 0):  # no forget overlapped
+                    if not overlapped and tally.forget_state(actor) == before:  # no forget overlapped
                         with tally.lock:
                             tally.immediate_checks += 1
                             tally.immediate_misses += not hit
@@ -138,55 +138,55 @@ def client(url: str, index: int, until: float, tally: Tally) -> None:
 
 
 def watch(path: Path, tally: Tally, stop: threading.Event) -> None:
-    """Note when each exchange's records reach the file, and when both have vectors (polled every 5 ms)."""
+    """Note when each exchange's records reach the file, and when both have vectors (polled every 5 ms).
+
+    Records are followed by actor and per-actor number (``actor_seq``) and known by their public id: SQLite
+    reuses the internal id of a deleted newest row, which a forget makes often."""
     while not path.exists() and not stop.is_set():
         time.sleep(0.01)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    last_id = 0
-    rows: dict[str, list[int]] = {}  # marker -> its records' ids
-    waiting: set[int] = set()
-    text_at: dict[int, float] = {}  # record id -> when the watcher first saw it in the file
-    vector_at: dict[int, float] = {}  # record id -> when the watcher first saw its vector
+    last_seq = {f"actor-{a}": 0 for a in range(ACTORS)}
+    rows: dict[str, list[str]] = {}  # marker -> its records' public ids
+    waiting: set[str] = set()
+    text_at: dict[str, float] = {}  # public id -> when the watcher first saw the record in the file
+    vector_at: dict[str, float] = {}  # public id -> when the watcher first saw its vector
     try:
         while not stop.is_set():
             now = time.monotonic()
             try:
-                # SQLite reuses the ids of deleted newest rows (a forget): read from the current top again
-                last_id = min(last_id, db.execute("SELECT coalesce(max(id), 0) FROM ltm_records").fetchone()[0])
-                for rowid, text, size in db.execute(
-                        "SELECT id, text, length(vector) FROM ltm_records WHERE id > ? ORDER BY id", (last_id,)):
-                    last_id = rowid
-                    marker = next((w.strip("':,.") for w in text.split() if w.startswith(("zq", "'zq"))), None)
-                    if marker is None:
-                        continue
-                    marker = marker.lstrip("'")
-                    if rowid in text_at:  # a reused id: the row it named was deleted
-                        vector_at.pop(rowid, None)
-                    rows.setdefault(marker, []).append(rowid)
-                    text_at[rowid] = now
-                    if size:
-                        vector_at[rowid] = now
-                    else:
-                        waiting.add(rowid)
+                for actor, seen in last_seq.items():
+                    for seq, token, text, size in db.execute(
+                            "SELECT actor_seq, token, text, length(vector) FROM ltm_records WHERE actor_id = ? "
+                            "AND actor_seq > ? ORDER BY actor_seq", (actor, seen)):
+                        last_seq[actor] = seq
+                        marker = next((w.strip("':,.") for w in text.split() if w.startswith(("zq", "'zq"))), None)
+                        if marker is None:
+                            continue
+                        rows.setdefault(marker.lstrip("'"), []).append(token)
+                        text_at[token] = now
+                        if size:
+                            vector_at[token] = now
+                        else:
+                            waiting.add(token)
                 if waiting:
-                    ids = list(waiting)
-                    marks = ",".join("?" * len(ids))
-                    embedded = {r for (r,) in db.execute(
-                        f"SELECT id FROM ltm_records WHERE id IN ({marks}) AND length(vector) > 0", ids)}
+                    tokens = list(waiting)
+                    marks = ",".join("?" * len(tokens))
+                    embedded = {t for (t,) in db.execute(
+                        f"SELECT token FROM ltm_records WHERE token IN ({marks}) AND length(vector) > 0", tokens)}
                     waiting -= embedded
-                    vector_at.update((r, now) for r in embedded)
-            except sqlite3.OperationalError:  # busy: the next poll
+                    vector_at.update((t, now) for t in embedded)
+            except sqlite3.OperationalError:  # busy, or the schema not there yet: the next poll
                 time.sleep(0.005)
                 continue
             with tally.lock:
-                for marker, ids in rows.items():
+                for marker, tokens in rows.items():
                     exchange = tally.exchanges.get(marker)
-                    if exchange is None or len(ids) < 2:
+                    if exchange is None or len(tokens) < 2:
                         continue
                     if exchange.text_seen is None:
-                        exchange.text_seen = max(text_at[i] for i in ids)
-                    if exchange.vectors_seen is None and all(i in vector_at for i in ids):
-                        exchange.vectors_seen = max(vector_at[i] for i in ids)
+                        exchange.text_seen = max(text_at[t] for t in tokens)
+                    if exchange.vectors_seen is None and all(t in vector_at for t in tokens):
+                        exchange.vectors_seen = max(vector_at[t] for t in tokens)
             time.sleep(0.005)
     finally:
         db.close()
