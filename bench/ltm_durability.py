@@ -266,8 +266,8 @@ def main() -> None:
     ])
     print(f"load: {result['turns']} turns (reply p50 {fmt(result['turn_ms']['p50'], 1)} ms, p99 "
           f"{fmt(result['turn_ms']['p99'], 1)} ms), {result['searches']} searches, {result['forgets']} forgets, "
-          f"{result['errors']} errors; search_memory right after a reply missed it {result['immediate_search']['misses']}"
-          f" of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
+          f"{result['errors']} errors; search_memory right after a reply missed it "
+          f"{result['immediate_search']['misses']} of {result['immediate_search']['checks']} times; {result['never_vectored']} exchanges without vectors "
           f"when the load ended; never seen in the file: {result['never_in_the_file'] or 'none'}; turns the server "
           f"could not record: {result['unrecorded_count']}")
     print(f"SIGTERM with {result['backlog_at_sigterm']} records without vectors: exit in {result['exit_s']} s "
