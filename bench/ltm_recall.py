@@ -163,7 +163,7 @@ def write_all(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> di
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"records": len(records), "wall_ms_per_record": 1e3 * wall / len(records),
             "cpu_ms_per_record": 1e3 * cpu / len(records),
-            "enqueue_us_p50": percentile(queue_ns, 50) / 1e3, "stored": ltm.writer.stored}
+            "enqueue_us_p50": percentile(queue_ns, 50) / 1e3, "stored": ltm.stored}
 
 
 # -- searching -----------------------------------------------------------------------------------

@@ -284,6 +284,9 @@ class Settings:
     ltm_max_tokens: int = 600
     #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records
     ltm_namespace: str = DEFAULT_LTM_NAMESPACE
+    #: ``LTM_DRAIN_S``: at shutdown, seconds spent adding vectors to records still without one (their text is
+    #: stored already; the rest is embedded at the next start). Well under a runtime's 10 s SIGTERM grace
+    ltm_drain_s: float = 3.0
 
     @property
     def ltm_db(self) -> Path:
@@ -430,6 +433,7 @@ class Settings:
             ltm_min_score=_float(env, "LTM_MIN_SCORE", cls.ltm_min_score, minimum=0.0, maximum=1.0),
             ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
             ltm_namespace=_ltm_namespace(env),
+            ltm_drain_s=_float(env, "LTM_DRAIN_S", cls.ltm_drain_s, minimum=0.0, maximum=60.0),
             dev_ui=bool(_switch(env, "DEV_UI")),  # off unless set
             **_auth(env),
         )

@@ -10,7 +10,7 @@ The request path needs only this package's front door:
     ltm.record_exchange(actor_id, session_id, turn, user, reply, created_at, generation, epoch)  # after the store
     ltm.delete_session(actor_id, session_id, generation) # with clear_session
     ltm.forget(actor_id)                                 # the "forget" action
-    ltm.close()                                          # at shutdown: drains the background writer
+    ltm.close()                                          # at shutdown: adds vectors for at most LTM_DRAIN_S
 
 Where records live is ``LTM_BACKEND`` (``longterm.registry``: one entry per backend; unset, the session
 backend's entry decides). See ``docs/longterm.md`` for the design and the figures.

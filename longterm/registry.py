@@ -55,7 +55,7 @@ def _local(settings: Settings, session: SessionBackend) -> LongTermMemory:
                                     busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     except LongTermUnavailable as e:
         raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
-    return LocalLongTermMemory(store, embedder)
+    return LocalLongTermMemory(store, embedder, drain_s=settings.ltm_drain_s)
 
 
 def _agentcore(settings: Settings, session: SessionBackend) -> LongTermMemory:
