@@ -31,7 +31,7 @@ from strands.types.content import Messages
 from core.errors import AlreadyStored
 from core.timing import timed
 from memory.base import SessionStore, StoredReply, Summary, Turn
-from memory.turn import TurnState, has_exchange
+from memory.turn import TurnState
 from models.base import SUMMARY_HEADING, estimate_tokens, reply_text, text_of
 
 logger = logging.getLogger(__name__)

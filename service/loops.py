@@ -33,5 +33,21 @@ def run_here(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     runner: asyncio.Runner | None = getattr(_local, "runner", None)
     if runner is None:
         return run_coroutine(make)
-    # the caller's context (the request id, its phase timings), not the one the runner captured when it was made
-    return runner.run(make(), context=contextvars.copy_context())
+    try:
+        # the caller's context (the request id, its phase timings), not the one the runner captured when it was made
+        return runner.run(make(), context=contextvars.copy_context())
+    finally:
+        _cancel_leftovers(runner.get_loop())
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does when its coroutine ends: cancel the tasks it left behind, so none outlives its turn.
+
+    (A turn leaves none today: Strands and ``BoundedModel`` close what they open, cancelled streams included.)
+    """
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not leftovers:
+        return
+    for task in leftovers:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))

@@ -17,7 +17,7 @@ from service.actions import ACTIONS, Action, action_named, long_term_off
 from service.identity import header, resolve_actor_id, resolve_session_id
 from service.parsing import bool_field, check_text
 
-__all__ = ["ACTIONS", "ChatRequest", "check_text", "idempotency_key", "parse_request"]
+__all__ = ["ACTIONS", "ChatRequest", "idempotency_key", "parse_request"]
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 #: an idempotency key: what UUIDs, ULIDs and base64 (plain or url-safe) keys are made of, 1-255 characters

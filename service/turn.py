@@ -123,19 +123,25 @@ class TurnPipeline:
         None: a streamed turn whose client left (``state.cancel``) before its reply was out.
         Raises an ``AssistantError`` (the turn's 4xx/5xx); nothing is stored when it does.
         """
-        stored = self.stored_reply(request)  # 1. a retry of a stored turn: its answer again
+        # 1. replay check: a retry of a stored turn gets that turn's answer again; no model call, nothing stored
+        stored = self.stored_reply(request)
         if stored is not None:
             if deltas is not None:
                 deltas.put(stored.reply)
             return self.replayed(request, stored)
-        agent, hooks = self.build_agent(state)  # 2.-5. window, recall, model, store: the agent's hooks
+        # 2.-5. load window (+ summary), recall long-term, model, store turn: the agent and its hooks, in this order
+        agent, hooks = self.build_agent(state)
         reply = run_here(lambda: self.call_model(agent, hooks, deltas))
-        self.remember(state)  # 6.
-        body = None if deltas is not None and state.cancel.is_set() else \
-            self.turn_body(request, state, None if deltas is not None else reply)  # 7.
+        # 6. long-term record of the exchange this turn stored
+        self.remember(state)
+        # 7. reply body (none for a streamed turn whose client left)
+        streamed = deltas is not None
+        gone = streamed and state.cancel.is_set()
+        body = None if gone else self.turn_body(request, state, None if streamed else reply)
+        # 8. fold the rolling summary: queued, it runs after the reply is out
         rolling = self.rolling()
         if rolling is not None:
-            rolling.after_turn(state)  # 8. queued: runs after the reply
+            rolling.after_turn(state)
         return body
 
     def stored_reply(self, request: ChatRequest) -> StoredReply | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+from strands.types.streaming import StreamEvent
 
 from memory.base import SessionStore, Summary
 from memory.turn import TurnState
@@ -157,6 +161,37 @@ def test_a_summary_is_clipped_however_much_the_model_writes(store: SessionStore)
     seed(store, "alice", "s1", "hello")
     summarizer = Summarizer(ScriptedModel("z" * 10_000), summary_chars=300)
     assert len(summarize(store, summarizer)) <= 300
+
+
+class EndlessModel(ScriptedModel):
+    """Writes word after word until its stream is closed; counts what it sent and whether it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.closed = False
+
+    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
+                     **kwargs: Any) -> AsyncIterator[StreamEvent]:
+        try:
+            yield {"messageStart": {"role": "assistant"}}
+            yield {"contentBlockStart": {"start": {}}}
+            while self.sent < 100_000:
+                self.sent += 1
+                yield {"contentBlockDelta": {"delta": {"text": "word "}}}
+            yield {"contentBlockStop": {}}
+            yield {"messageStop": {"stopReason": "end_turn"}}
+        finally:
+            self.closed = True
+
+
+def test_a_summary_stops_reading_the_model_once_the_rest_would_be_clipped(store: SessionStore) -> None:
+    """A model that writes on and on is cut off past the clip: its stream is closed, not read to the end."""
+    seed(store, "alice", "s1", "hello")
+    model = EndlessModel()
+    summary = summarize(store, Summarizer(model, summary_chars=300))
+    assert len(summary) <= 300 and summary.startswith("word word") and summary.endswith("…")
+    assert model.sent <= 62 and model.closed  # 300 characters are 60 words: what is kept, and a word past it
 
 
 @pytest.mark.parametrize("reply", ["", "   "])
