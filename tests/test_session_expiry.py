@@ -80,10 +80,9 @@ def test_a_session_id_used_again_after_expiry_is_recorded_in_long_term_memory_ag
         tmp_path: Path, assistants: Callable[..., Assistant]) -> None:
     """The adversarial run: alice/x says something, the session expires (history and listing empty), alice/x
     says something new: it is turn 1 again, and its long-term record is stored and recalled, beside the
-    expired conversation's record, which stays (expiry is not a delete)."""
-    # turn_grace=1: a turn's load holds the session 1 s, so the test need not wait out the default grace
-    a = assistants(SQLiteStore(tmp_path / "sessions.db", ttl=1, turn_grace=1), ScriptedModel(echo=True),
-                   with_long_term=True)
+    expired conversation's record, which stays (expiry is not a delete). The turn's write ended its hold, so
+    the session expires SESSION_TTL after it (not the turn grace)."""
+    a = assistants(SQLiteStore(tmp_path / "sessions.db", ttl=1), ScriptedModel(echo=True), with_long_term=True)
     assert a.handle({"message": "my locker code is 9911", "actor_id": "alice"}, ctx("x"))["message_count"] == 1
     wait_until(lambda: a.handle({"action": "get_history", "actor_id": "alice"}, ctx("x"))["turns"] == [])
     assert a.handle({"action": "list_sessions", "actor_id": "alice"}, ctx("x"))["sessions"] == []
