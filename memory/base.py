@@ -45,9 +45,9 @@ Definitions every backend honours (the contract suite in
   summary has ``message_count`` 0 and is not in ``list_sessions``.
 - ``SESSION_TTL`` (``memory.expiry``) is measured from the session's last write;
   a turn's ``load_window`` holds the session ``max(SESSION_TTL, turn grace)``
-  (so a turn slower than the TTL still finds what it loaded when it stores);
-  expiry only moves later, and other reads (``get_last_k_turns`` included) do
-  not extend it. Expired sessions read as empty and are not listed; the next
+  (so a turn slower than the TTL still finds what it loaded when it stores)
+  until its write, which never cuts short another turn's hold; other reads
+  (``get_last_k_turns`` included) do not extend it. Expired sessions read as empty and are not listed; the next
   write starts them again at 1 under a new generation (a writer that loaded
   the old life gets ``SessionChanged``). Long-term records stay.
 - ``list_sessions`` pages one actor's live sessions, newest write first, by an

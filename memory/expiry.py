@@ -5,7 +5,10 @@
   ``turn_grace`` is the longest a turn may take between its load and its write (the model's deadline and
   storing). So a turn slower than the TTL still finds the history it loaded when it stores, and its
   write then counts ``SESSION_TTL`` from the turn's end. Other reads do not extend the expiry.
-- **Expiry only moves later**: a write never shortens the hold of a turn still in progress.
+- **A turn's write ends its own hold**: the session counts the turns holding it (``holds``, reset once the
+  newest hold, ``hold_until``, has passed: a turn that failed without writing holds no longer than that). A
+  write while other turns hold it never shortens their hold; the last one's write leaves the session
+  ``SESSION_TTL`` from that write, so a finished conversation expires on time.
 - **An expired session starts a new generation.** It reads as empty (count 0, not listed); the next
   ``load_window`` reports the next generation and the next write starts the session again at 1 under
   it. The generation outlives the session's data (``generation_retention``), so a session id used again
@@ -18,9 +21,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 #: seconds a turn may take from its ``load_window`` to its ``add_turns`` when the store is given no
 #: ``turn_grace``: the largest default ``MODEL_TIMEOUT_S`` (120 s) and time to store
 DEFAULT_TURN_GRACE = 150.0
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """A live session's expiry: when it ends, how many turns hold it, until when the newest of them does."""
+
+    expires_at: float
+    holds: int = 0
+    hold_until: float | None = None
+
+    def loaded(self, now: float, ttl: float, turn_grace: float) -> Expiry:
+        """A turn loaded the session at ``now``: it holds it ``max(ttl, turn_grace)``."""
+        holds = self.holds if self.hold_until is not None and self.hold_until >= now else 0
+        hold_until = now + max(ttl, turn_grace)
+        return Expiry(max(self.expires_at, hold_until), holds + 1, hold_until)
+
+    def written(self, now: float, ttl: float) -> Expiry:
+        """A turn stored at ``now``: its hold ends; the session lives ``ttl`` more, or as long as others hold it."""
+        holds = self.holds if self.hold_until is not None and self.hold_until >= now else 0
+        if holds <= 1:
+            return Expiry(now + ttl)
+        return Expiry(max(self.expires_at, now + ttl), holds - 1, self.hold_until)
 
 
 def write_expiry(now: float, ttl: float, current: float | None = None) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from core.errors import AlreadyStored, SessionChanged
-from memory.expiry import DEFAULT_TURN_GRACE, load_expiry, write_expiry
+from memory.expiry import DEFAULT_TURN_GRACE, Expiry
 from memory.base import (
     HistoryPage, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window, after_cursor,
     check_idempotency_key, check_messages, clip_first_message, count_user_messages, decode_cursor, group_turns,
@@ -41,7 +41,8 @@ class _Session:
     messages: list[ConversationalMessage] = field(default_factory=list)
     summary: Summary | None = None
     requests: dict[str, _Request] = field(default_factory=dict)
-    expires_at: float = float("inf")  # on the monotonic clock (``memory.expiry``); inf without a TTL
+    #: on the monotonic clock (``memory.expiry``); never ends without a TTL
+    expiry: Expiry = field(default_factory=lambda: Expiry(float("inf")))
     written_at: float = 0.0  # last add_turns (epoch seconds): the listing order
 
 
@@ -59,7 +60,7 @@ class InMemoryStore(SessionStore):
         self._ids = itertools.count(1)
 
     def _expired(self, session: _Session) -> bool:
-        return self._ttl is not None and time.monotonic() > session.expires_at
+        return self._ttl is not None and time.monotonic() > session.expiry.expires_at
 
     def _drop(self, key: tuple[str, str]) -> _Session | None:
         session = self._sessions.pop(key, None)
@@ -83,7 +84,7 @@ class InMemoryStore(SessionStore):
         if session is None:
             session = self._sessions[key] = _Session()
             if self._ttl is not None:
-                session.expires_at = write_expiry(time.monotonic(), self._ttl)
+                session.expiry = Expiry(time.monotonic() + self._ttl)
             self._by_actor[key[0]].add(key[1])
         return session
 
@@ -123,7 +124,7 @@ class InMemoryStore(SessionStore):
             session.events.append(StoredEvent(str(next(self._ids)), list(messages), now))
             session.user_messages += count_user_messages(messages)
             if self._ttl is not None:
-                session.expires_at = write_expiry(time.monotonic(), self._ttl, session.expires_at)
+                session.expiry = session.expiry.written(time.monotonic(), self._ttl)
             session.written_at = now
             if idempotency_key is not None:
                 cutoff = self._request_cutoff()
@@ -172,7 +173,7 @@ class InMemoryStore(SessionStore):
             if session is None:
                 return Window([], generation, 0)
             if touch and self._ttl is not None:  # hold the session for the turn in progress
-                session.expires_at = load_expiry(time.monotonic(), self._ttl, self._turn_grace, session.expires_at)
+                session.expiry = session.expiry.loaded(time.monotonic(), self._ttl, self._turn_grace)
             if k <= 0 or not session.turn_starts:
                 return Window([], generation, session.user_messages)
             start = session.turn_starts[max(0, len(session.turn_starts) - k)]

@@ -101,9 +101,15 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX requests_stored_at ON requests (session_pk, stored_at)")
 
 
+def _migration_3(db: sqlite3.Connection) -> None:
+    """The turns holding a session (``memory.expiry``): how many, and until when the newest of them does."""
+    db.execute("ALTER TABLE sessions ADD COLUMN holds INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE sessions ADD COLUMN hold_until REAL")
+
+
 # Numbered schema migrations, applied in order and recorded in PRAGMA user_version,
 # so a database written by an older release still opens. Append, never edit.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 
 #: any SQLite failure (locked, read-only, disk full, I/O, the file deleted or replaced) is a 503 naming the store
 _driver_errors = (sqlite3.Error, DatabaseFileChanged)
@@ -155,7 +161,7 @@ class SQLiteStore(SessionStore):
         db.execute("DELETE FROM requests WHERE session_pk = ?", (pk,))
         db.execute(
             "UPDATE sessions SET turns = 0, user_messages = 0, messages = 0, events = 0, written_at = NULL, "
-            "summary_text = NULL, summary_through = NULL WHERE pk = ?",
+            "summary_text = NULL, summary_through = NULL, holds = 0, hold_until = NULL WHERE pk = ?",
             (pk,),
         )
 
@@ -189,8 +195,8 @@ class SQLiteStore(SessionStore):
         now = time.time()
         with self._db.write() as db:
             row = db.execute(
-                "SELECT pk, turns, user_messages, messages, events, updated_at, generation FROM sessions "
-                "WHERE actor_id = ? AND session_id = ?",
+                "SELECT pk, turns, user_messages, messages, events, updated_at, generation, holds, hold_until "
+                "FROM sessions WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
             ).fetchone()
             if row is not None and row[5] < self._cutoff():
@@ -198,7 +204,7 @@ class SQLiteStore(SessionStore):
                 self._reset(db, row[0])
                 bump = self._expired_life(row[5], row[3])
                 db.execute("UPDATE sessions SET generation = generation + ? WHERE pk = ?", (bump, row[0]))
-                row = (row[0], 0, 0, 0, 0, now, row[6] + bump)
+                row = (row[0], 0, 0, 0, 0, now, row[6] + bump, 0, None)
             if generation is not None and (row[6] if row else 0) != generation:
                 raise SessionChanged()
             since = now - request_retention(self._ttl)
@@ -231,10 +237,13 @@ class SQLiteStore(SessionStore):
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            # this turn's hold ends (memory.expiry): the TTL counts from now, unless other turns still hold it
+            holds = row[7] if row is not None and row[8] is not None and row[8] >= now else 0
             db.execute(
                 "UPDATE sessions SET turns = ?, user_messages = ?, messages = ?, events = ?, "
-                "updated_at = max(updated_at, ?), written_at = ? WHERE pk = ?",
-                (turns, user_messages, seq, events, now, now, pk),
+                "updated_at = CASE WHEN ? > 1 THEN max(updated_at, ?) ELSE ? END, holds = max(? - 1, 0), "
+                "hold_until = CASE WHEN ? > 1 THEN hold_until END, written_at = ? WHERE pk = ?",
+                (turns, user_messages, seq, events, holds, now, now, holds, holds, now, pk),
             )
             if idempotency_key is not None:
                 db.execute("DELETE FROM requests WHERE session_pk = ? AND stored_at < ?", (pk, since))
@@ -341,12 +350,14 @@ class SQLiteStore(SessionStore):
                 rows = db.execute(query, params).fetchall()
         else:
             with self._db.write() as db:
-                assert self._ttl is not None  # hold the session for the turn: TTL counted from this instant
-                hold = time.time() + max(self._ttl, self._turn_grace) - self._ttl
+                assert self._ttl is not None  # hold the session for the turn (memory.expiry)
+                now = time.time()
+                hold_until = now + max(self._ttl, self._turn_grace)
                 db.execute(
-                    "UPDATE sessions SET updated_at = max(updated_at, :hold) WHERE actor_id = :actor "
-                    "AND session_id = :session AND updated_at >= :cutoff AND messages > 0",
-                    {**params, "hold": hold},
+                    "UPDATE sessions SET updated_at = max(updated_at, :hold_until - :ttl), "
+                    "holds = CASE WHEN hold_until >= :now THEN holds ELSE 0 END + 1, hold_until = :hold_until "
+                    "WHERE actor_id = :actor AND session_id = :session AND updated_at >= :cutoff AND messages > 0",
+                    {**params, "now": now, "ttl": self._ttl, "hold_until": hold_until},
                 )
                 rows = db.execute(query, params).fetchall()
         if not rows or rows[0][0] != -1:

@@ -486,7 +486,8 @@ def test_history_of_an_empty_or_cleared_session_is_empty(store: SessionStore) ->
 # -- expiry ----------------------------------------------------------------------------------------
 # The rule (memory/expiry.py), for every backend with SESSION_TTL (a new one included): a write keeps the
 # session SESSION_TTL from the write; a turn's load_window holds it max(SESSION_TTL, turn grace) from the load,
-# so the turn finds what it loaded when it stores; expiry only moves later; an expired session reads as
+# so the turn finds what it loaded when it stores; a write ends its turn's hold but never cuts short another
+# turn's (the session counts the turns holding it); an expired session reads as
 # empty and starts again at 1 under a NEW generation (the generation outlives the data), so a writer that
 # loaded the old life is refused and no (generation, turn) pair of the old life is repeated. Expiry is not
 # a delete: long-term records of an expired session stay.
@@ -634,6 +635,29 @@ def test_a_turns_hold_ends_and_a_clear_after_expiry_moves_past_the_generation_it
         with pytest.raises(SessionChanged):
             s.add_turns("alice", "s1", exchange(2), generation=reported)
         assert s.load_window("alice", "s1", 5).generation > reported
+    finally:
+        s.close()
+
+
+def test_a_finished_turn_ends_its_hold_so_the_session_expires_the_ttl_after_its_last_write(
+        store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn's load holds the session for the turn; its write ends that hold. A finished conversation then
+    expires SESSION_TTL after its last write, even with a turn grace far longer than the TTL."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    now = [3_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    s = store_factory.make(ttl=60)
+    try:
+        for n in (1, 2):
+            window = s.load_window("alice", "s1", 5)
+            now[0] += 5  # the model answers
+            assert s.add_turns("alice", "s1", exchange(n), generation=window.generation) == n
+        now[0] += 59
+        assert len(s.get_last_k_turns("alice", "s1", 5)) == 2
+        now[0] += 2
+        assert s.get_last_k_turns("alice", "s1", 5) == [] and s.list_sessions("alice", 10).sessions == []
     finally:
         s.close()
 

@@ -64,10 +64,12 @@ class Head:
 
 @dataclass(frozen=True)
 class _Seen:
-    """A head this process read or wrote; ``live_at``: when a turn's ``load_window`` found it alive."""
+    """A head this process read or wrote; ``live_at``: when the newest turn's ``load_window`` found it alive;
+    ``holds``: the turns of this process that loaded it and have not written yet (``memory.expiry``)."""
 
     head: Head | None
     live_at: float | None = None
+    holds: int = 0
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,13 @@ class SessionItems(SessionStore):
         with self._locks[hash(pk) % len(self._locks)]:
             yield
 
-    def _remember(self, pk: str, head: Head | None, live_at: float | None = None) -> None:
-        """The head as last read or written. Anything but a turn's load keeps the load's ``live_at`` while the
-        head is of the same life (same epoch): a write never cuts short the hold of a turn in progress."""
+    def _remember(self, pk: str, head: Head | None, seen: _Seen | None = None) -> None:
+        """The head as last read or written, with ``seen``'s holds if given, else with the holds remembered in
+        the same life (same epoch): a read never ends the hold of a turn in progress."""
         with self._heads_lock:
-            seen = self._seen_again(self._heads.get(pk), head)
-            self._heads[pk] = _Seen(head, live_at if live_at is not None else seen.live_at)
+            if seen is None:
+                seen = self._seen_again(self._heads.get(pk), head)
+            self._heads[pk] = _Seen(head, seen.live_at, seen.holds)
             self._heads.move_to_end(pk)
             while len(self._heads) > HEADS_REMEMBERED:
                 self._heads.popitem(last=False)
@@ -86,9 +87,15 @@ class SessionItems(SessionStore):
 
     @staticmethod
     def _seen_again(old: _Seen | None, head: Head | None) -> _Seen:
-        """``head`` read anew, with the ``live_at`` of a turn's load that ``old`` remembers in the same life."""
-        same_life = old is not None and old.head is not None and head is not None and old.head.epoch == head.epoch
-        return _Seen(head, old.live_at if same_life and old is not None else None)
+        """``head`` read anew, with the holds of turns' loads that ``old`` remembers in the same life."""
+        if old is None or old.head is None or head is None or old.head.epoch != head.epoch:
+            return _Seen(head)
+        return _Seen(head, old.live_at, old.holds)
+
+    def _holds(self, seen: _Seen, now: float) -> int:
+        """The turns of this process holding the session now (none once the newest hold has passed)."""
+        held = self._hold is not None and seen.live_at is not None and now < seen.live_at + self._hold
+        return seen.holds if held else 0
 
     def _live(self, seen: _Seen, now: float) -> bool:
         """Whether a write now continues the session's life: not expired, or loaded by a turn of this process

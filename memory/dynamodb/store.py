@@ -16,7 +16,7 @@ from memory.base import (
 )
 from memory.expiry import load_expiry
 from memory.dynamodb.items import (
-    Head, _code, _describe, _Fragment, _n, _not_issued, _number, _Record, _s, _ttl_stamp, _unavailable, _update,
+    Head, _Seen, _code, _describe, _Fragment, _n, _not_issued, _number, _Record, _s, _ttl_stamp, _unavailable, _update,
 )
 from memory.dynamodb.keys import (
     _LAST_EVENT, _LAST_PART, ACTOR_INDEX, META_SK, TTL_ATTRIBUTE, UNLIST_PER_CALL, WINDOW_SUMMARY_SECONDS,
@@ -56,12 +56,12 @@ class DynamoDBStore(SessionWrites):
         now = time.time()
         seen = self._seen_again(self._remembered(pk), head)
         alive = self._live(seen, now)
-        live_at = None
         if alive and touch and self._ttl is not None:
             assert head is not None
             head = self._touch(pk, actor_id, session_id, head, now)
-            live_at = now
-        self._remember(pk, head, live_at)
+            self._remember(pk, head, _Seen(head, now, self._holds(seen, now) + 1))
+        else:
+            self._remember(pk, head)
         self._window.pk, self._window.head, self._window.at = pk, head, time.monotonic()
         if head is None:
             return Window([], 0, 0)

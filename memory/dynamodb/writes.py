@@ -74,7 +74,7 @@ class SessionWrites(SessionItems):
                     if write.record_index is not None:
                         code, item = _reason(reasons, write.record_index)
                         if code == "ConditionalCheckFailed":  # the key is recorded in this life
-                            self._remember(pk, seen.head, seen.live_at)
+                            self._remember(pk, seen.head, seen)
                             record = _Record.from_item(item or self._client.get_item(
                                 TableName=self._table, Key=self._key(pk, request_sk(idempotency_key or "")),
                                 ConsistentRead=True).get("Item", {}))
@@ -83,7 +83,8 @@ class SessionWrites(SessionItems):
                         time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
                         continue
                     raise
-                self._remember(pk, write.head)
+                others = max(0, self._holds(seen, now) - 1)  # this turn's hold ends (memory.expiry)
+                self._remember(pk, write.head, _Seen(write.head, seen.live_at if others else None, others))
                 if getattr(self._window, "pk", None) == pk:
                     self._window.pk = None
                 logger.debug("actor_id=<%s> | session_id=<%s> | stored %d messages, count %d",
@@ -121,7 +122,7 @@ class SessionWrites(SessionItems):
         if item_expiry is not None and (items_expire_at is None or not live):
             items_expire_at = item_expiry
         new_head = Head(base.epoch, base.generation, turns, users, event,
-                        write_expiry(now, self._ttl, base.live_until if live else None)
+                        write_expiry(now, self._ttl, base.live_until if live and self._holds(seen, now) > 1 else None)
                         if self._ttl is not None else None, items_expire_at,
                         base.summary if live else None)
         first = next((m.text for group in groups for m in group if m.role == MessageRole.USER), None)

@@ -45,7 +45,14 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[6], ARGV[6], ARGV[1] .. ' ' .. count .. ' ' .. first .. ' ' .. (len - first))
   redis.call('ZADD', KEYS[7], ARGV[1], ARGV[6])
 end
-refresh(ARGV[1], ARGV[2], ARGV[3])
+-- this turn's hold ends (memory/expiry.py): the TTL counts from now, unless other turns still hold it
+local held = holds(ARGV[1])
+if held > 1 then
+  redis.call('HSET', KEYS[1], 'holds', held - 1)
+else
+  redis.call('HDEL', KEYS[1], 'holds', 'hold_until')
+end
+refresh(ARGV[1], ARGV[2], ARGV[3], held <= 1)
 if ARGV[2] ~= '' then  -- the generation records the life of turns (its end): it outlives the data
   redis.call('SET', KEYS[8], gen .. ' ' .. redis.call('HGET', KEYS[1], 'expires_at'), 'EX', ARGV[8])
 elseif redis.call('EXISTS', KEYS[8]) == 1 then

@@ -25,10 +25,16 @@ local function generation(now)  -- what a writer must hold: one past the stored 
   if over then return g + 1 end
   return g
 end
-local function refresh(now, ttl, expires_at)  -- every key of the session lives until expires_at, never less
+local function holds(now)  -- how many turns hold the session (none once the newest hold has passed)
+  local h = redis.call('HMGET', KEYS[1], 'holds', 'hold_until')
+  if h[2] and tonumber(h[2]) >= tonumber(now) then return tonumber(h[1] or '0') end
+  return 0
+end
+-- every key of the session lives until expires_at; never less unless exact (a write ending the last hold)
+local function refresh(now, ttl, expires_at, exact)
   if ttl ~= '' then
     local current = redis.call('HGET', KEYS[1], 'expires_at')
-    if current and tonumber(current) > tonumber(expires_at) then  -- a turn in progress holds it longer
+    if not exact and current and tonumber(current) > tonumber(expires_at) then  -- a turn holds it longer
       expires_at = current
       ttl = math.ceil(tonumber(current) - tonumber(now))
     end

@@ -4,7 +4,10 @@ local gen = generation(ARGV[1])
 local meta = redis.call('HMGET', KEYS[1], 'expires_at', 'user_messages')
 if meta[1] and tonumber(meta[1]) <= tonumber(ARGV[1]) then return {gen, 0, {}, {}} end
 local count = tonumber(meta[2] or '0')
-if ARGV[5] == '1' and ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then refresh(ARGV[1], ARGV[3], ARGV[4]) end
+if ARGV[5] == '1' and ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'holds', holds(ARGV[1]) + 1, 'hold_until', ARGV[4])
+  refresh(ARGV[1], ARGV[3], ARGV[4])
+end
 local k = tonumber(ARGV[2])
 if k <= 0 then return {gen, count, {}, {}} end
 local starts = redis.call('LRANGE', KEYS[3], -k, -1)
