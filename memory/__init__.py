@@ -62,4 +62,8 @@ def create_store(settings: Settings) -> SessionStore:
         if not settings.memory_id:
             raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
         return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
-    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore, dynamodb")
+    if backend == "postgres":  # (becomes a registry entry)
+        from memory.postgres import create_postgres_store
+
+        return create_postgres_store(settings)
+    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore, dynamodb, postgres")

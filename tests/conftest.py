@@ -24,6 +24,7 @@ from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService
 from tests.helpers.dynamodb_local import DynamoDBLocal, MissingTool
+from tests.helpers.postgres import PostgresEngine
 from tests.helpers.redis_cluster import RedisCluster, delete_cluster_prefix
 from tests.helpers.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
 from tests.helpers.scripted_model import ScriptedModel
@@ -128,6 +129,16 @@ def _agentcore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreF
     )
 
 
+def _postgres_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A real PostgreSQL 16 (pgserver, one per test run); every test gets a schema of its own, dropped afterwards."""
+    from memory.postgres.store import PostgresStore
+
+    engine: PostgresEngine = request.getfixturevalue("postgres_engine")
+    url = engine.new_schema()
+    return StoreFactory("postgres", lambda ttl=None: PostgresStore(url, ttl=ttl),
+                        cleanup=lambda: engine.drop_schema(url))
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
     "memory": _memory_factory,
     "sqlite": _sqlite_factory,
@@ -135,6 +146,7 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]
     "agentcore": _agentcore_factory,
     "dynamodb": _dynamodb_factory,
     "redis-cluster": _redis_cluster_factory,
+    "postgres": _postgres_factory,
 }
 
 
@@ -153,6 +165,16 @@ def start_or_skip(engine, what: str):  # -> the started engine
 def dynamodb_local() -> Iterator[DynamoDBLocal]:
     """DynamoDB Local on a free loopback port, in memory, for the whole run; stopped by pid."""
     engine = start_or_skip(DynamoDBLocal(), "DynamoDB Local")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[PostgresEngine]:
+    """PostgreSQL 16 with pgvector (the pgserver wheel) in a temporary directory, for the whole run."""
+    engine = start_or_skip(PostgresEngine(), "PostgreSQL (pgserver)")
     try:
         yield engine
     finally:

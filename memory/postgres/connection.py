@@ -1,0 +1,122 @@
+"""The database connection: ``DATABASE_URL`` checked and described without its password, the pool, the errors.
+
+Every store on Postgres (sessions, long-term records) shares this: one ``psycopg_pool.ConnectionPool`` per
+store object, autocommit connections (each statement is its own transaction, so a turn's write is one
+round trip: a function call), and one mapping of driver failures to the 503 that names the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.errors import ConfigError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: failures that mean "the database cannot serve this now" (down, restarting, connection cut, pool exhausted,
+#: a read-only replica after a failover), as opposed to a bug in a statement
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, psycopg.errors.ReadOnlySqlTransaction,
+)
+
+
+def parse_database_url(url: str | None) -> dict[str, str]:
+    """The URL's libpq parameters; ``ConfigError`` naming ``DATABASE_URL`` (never its password) when unusable."""
+    if not url:
+        raise ConfigError("MEMORY_BACKEND=postgres needs DATABASE_URL (a libpq URL, e.g. "
+                          "postgresql://user@host:5432/dbname; the password from the URL or PGPASSWORD)")
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:
+        raise ConfigError(f"DATABASE_URL={redact(url)!r} is not a libpq URL or connection string: "
+                          f"{_first_line(e)}") from None
+    if not url.startswith(("postgresql://", "postgres://")) and "=" not in url:
+        raise ConfigError(f"DATABASE_URL={redact(url)!r} must start with postgresql:// (or be key=value pairs)")
+    return {k: str(v) for k, v in params.items()}
+
+
+def redact(url: str) -> str:
+    """A form of the URL safe to log: host, port, database and user, never a password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<not a libpq URL>"
+    return describe_params({k: str(v) for k, v in params.items()})
+
+
+def describe_params(params: dict[str, str]) -> str:
+    """``user@host:port/dbname`` from libpq parameters (the password left out; defaults shown as libpq's)."""
+    user = params.get("user", "")
+    host = params.get("host", "") or "localhost"
+    port = params.get("port", "")
+    where = f"{host}:{port}" if port else host
+    schema = _search_path(params.get("options", ""))
+    return f"{user + '@' if user else ''}{where}/{params.get('dbname', '')}" + (f" schema {schema}" if schema else "")
+
+
+def _search_path(options: str) -> str:
+    for part in options.replace("-c ", "-c").split():
+        if part.startswith("-csearch_path="):
+            return part.split("=", 1)[1]
+    return ""
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def describe_error(error: Exception) -> str:
+    """A 503's detail: the driver's first line (libpq's messages hold no password)."""
+    if isinstance(error, PoolTimeout):
+        return f"no database connection free within the pool timeout ({_first_line(error)})"
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def make_pool(url: str, *, size: int, timeout: float, name: str) -> ConnectionPool:
+    """A pool of autocommit connections; opened without waiting, so a database that is down at start-up
+    costs a 503 per request until it answers, not a server that will not start."""
+    return ConnectionPool(
+        url, min_size=1, max_size=size, timeout=timeout, name=name, open=True,
+        # connect_timeout: a database host that does not answer fails the attempt instead of hanging it;
+        # reconnect_timeout: the pool keeps trying (with backoff) through an outage of this long
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+        reconnect_timeout=24 * 3600,
+    )
+
+
+def run(pool: ConnectionPool, store: str, work: Callable[[psycopg.Connection], R], *, retry: bool) -> R:
+    """``work`` on a pooled connection; a database failure becomes ``StoreUnavailable(store)`` (a 503).
+
+    ``retry``: ``work`` may run twice (reads): after a server restart the pool's idle connections are dead,
+    and the first use of one must not cost the request. Writes never retry: whether a cut statement
+    committed is unknown, and the client's idempotency key makes its own retry safe.
+    """
+    try:
+        return _once(pool, work)
+    except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+        if isinstance(e, PoolTimeout):
+            raise StoreUnavailable(store, describe_error(e)) from e
+        pool.check()  # drop the other dead idle connections now, not one failed request at a time
+        if not retry:
+            raise StoreUnavailable(store, describe_error(e)) from e
+        logger.info("store=<%s> | a pooled connection failed (%s): retrying the read once", store, describe_error(e))
+    try:
+        return _once(pool, work)
+    except UNAVAILABLE_ERRORS as e:
+        raise StoreUnavailable(store, describe_error(e)) from e
+
+
+def _once(pool: ConnectionPool, work: Callable[[psycopg.Connection], R]) -> R:
+    try:
+        with pool.connection() as conn:
+            return work(conn)
+    except psycopg.errors.ReadOnlySqlTransaction as e:  # a failover left us on a reader: as if it were down
+        raise psycopg.OperationalError(str(e)) from e
