@@ -8,6 +8,7 @@ round trip: a function call), and one mapping of driver failures to the 503 that
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,19 +29,38 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+#: libpq's sslmode values (a wrong one would fail every connection, so start-up refuses it)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def parse_database_url(url: str | None) -> dict[str, str]:
     """The URL's libpq parameters; ``ConfigError`` naming ``DATABASE_URL`` (never its password) when unusable."""
     if not url:
         raise ConfigError("MEMORY_BACKEND=postgres needs DATABASE_URL (a libpq URL, e.g. "
                           "postgresql://user@host:5432/dbname; the password from the URL or PGPASSWORD)")
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as e:
-        raise ConfigError(f"DATABASE_URL={redact(url)!r} is not a libpq URL or connection string: "
-                          f"{_first_line(e)}") from None
+    shown = without_password(url)
     if not url.startswith(("postgresql://", "postgres://")) and "=" not in url:
-        raise ConfigError(f"DATABASE_URL={redact(url)!r} must start with postgresql:// (or be key=value pairs)")
-    return {k: str(v) for k, v in params.items()}
+        raise ConfigError(f"DATABASE_URL={shown!r} must start with postgresql:// (or be libpq key=value pairs)")
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except psycopg.ProgrammingError as e:  # libpq's words may quote the URL: the password is taken out
+        raise ConfigError(f"DATABASE_URL={shown!r} is not a libpq URL: "
+                          f"{without_password(_first_line(e))}") from None
+    ports = params.get("port", "")
+    if ports and not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in ports.split(",")):
+        raise ConfigError(f"DATABASE_URL={shown!r}: port {ports!r} is not a port number")
+    if params.get("sslmode", "prefer") not in SSL_MODES:
+        raise ConfigError(f"DATABASE_URL={shown!r}: sslmode={params['sslmode']!r} is not one of {', '.join(SSL_MODES)}")
+    return params
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def without_password(text: str) -> str:
+    """``text`` (a URL, a conninfo string or a message quoting one) with any password replaced by ***."""
+    return _KEY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def redact(url: str) -> str:
@@ -48,7 +68,7 @@ def redact(url: str) -> str:
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        return "<not a libpq URL>"
+        return without_password(url)
     return describe_params({k: str(v) for k, v in params.items()})
 
 
@@ -80,11 +100,12 @@ def describe_error(error: Exception) -> str:
     return f"{type(error).__name__}: {_first_line(error)}"
 
 
-def make_pool(url: str, *, size: int, timeout: float, name: str) -> ConnectionPool:
+def make_pool(url: str, *, size: int, timeout: float, name: str,
+              configure: Callable[[psycopg.Connection], None] | None = None) -> ConnectionPool:
     """A pool of autocommit connections; opened without waiting, so a database that is down at start-up
     costs a 503 per request until it answers, not a server that will not start."""
     return ConnectionPool(
-        url, min_size=1, max_size=size, timeout=timeout, name=name, open=True,
+        url, min_size=1, max_size=size, timeout=timeout, name=name, open=True, configure=configure,
         # connect_timeout: a database host that does not answer fails the attempt instead of hanging it;
         # reconnect_timeout: the pool keeps trying (with backoff) through an outage of this long
         kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},

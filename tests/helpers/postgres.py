@@ -92,3 +92,28 @@ class PostgresEngine:
             self._server = None
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class RoundTrips:
+    """Counts round trips to the server, on the wire: libpq's protocol trace of every connection a pool
+    opens (``configure=RoundTrips().trace``); one exchange ends with one ReadyForQuery from the server."""
+
+    def __init__(self) -> None:
+        self._files: list = []
+
+    def trace(self, conn) -> None:  # psycopg.Connection
+        import psycopg
+
+        trace_file = tempfile.TemporaryFile()
+        self._files.append(trace_file)
+        conn.pgconn.trace(trace_file.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+
+    def count(self) -> int:
+        """Round trips so far, on every traced connection."""
+        total = 0
+        for trace_file in self._files:
+            trace_file.seek(0)
+            total += sum(1 for line in trace_file.read().decode(errors="replace").splitlines()
+                         if line.startswith("B\t") and "\tReadyForQuery" in line)
+        return total
