@@ -106,10 +106,11 @@ def make_pool(url: str, *, size: int, timeout: float, name: str,
     costs a 503 per request until it answers, not a server that will not start."""
     return ConnectionPool(
         url, min_size=1, max_size=size, timeout=timeout, name=name, open=True, configure=configure,
-        # connect_timeout: a database host that does not answer fails the attempt instead of hanging it;
-        # reconnect_timeout: the pool keeps trying (with backoff) through an outage of this long
+        # connect_timeout: a database host that does not answer fails the attempt instead of hanging it
         kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
-        reconnect_timeout=24 * 3600,
+        # the pool's own reconnection backs off exponentially without a ceiling; past this it gives up and the
+        # next request that waits starts a fresh attempt, so the service is back one request after the database
+        reconnect_timeout=max(2 * timeout, 5.0),
     )
 
 
