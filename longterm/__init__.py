@@ -56,6 +56,10 @@ def create_long_term(settings: Settings, session_store_name: str) -> LongTermMem
             raise ConfigError("LONG_TERM_MEMORY with MEMORY_BACKEND=agentcore needs MEMORY_ID")
         ltm: LongTermMemory = AgentCoreLongTermMemory(settings.memory_id, settings.ltm_namespace,
                                                       region_name=settings.aws_region)
+    elif backend == "postgres":  # (becomes a registry entry) records shared by every replica, like the sessions
+        from longterm.postgres import create_postgres_long_term
+
+        ltm = create_postgres_long_term(settings)
     elif backend in LOCAL_BACKENDS or wanted:
         if backend not in LOCAL_BACKENDS:
             logger.warning(

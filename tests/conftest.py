@@ -181,6 +181,14 @@ def postgres_engine() -> Iterator[PostgresEngine]:
         engine.stop()
 
 
+@pytest.fixture
+def postgres_schema(postgres_engine: PostgresEngine) -> Iterator[str]:
+    """The URL of a fresh schema on the run's PostgreSQL (first on the search path), dropped after the test."""
+    url = postgres_engine.new_schema()
+    yield url
+    postgres_engine.drop_schema(url)
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """A 3-master Redis Cluster on free loopback ports for the whole run; stopped by pid."""
