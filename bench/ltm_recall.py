@@ -31,12 +31,13 @@ import re
 import sys
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from common import fmt, machine_line, percentile, print_table, save_plot, scratch_dir, write_results
+from common import fmt, machine_line, percentile, postgres_url, print_table, save_plot, scratch_dir, write_results
 
 import numpy as np  # noqa: E402
 
@@ -374,6 +375,8 @@ def main() -> int:
     parser.add_argument("--fit-calibration", action="store_true")
     parser.add_argument("--scale", action="store_true", help="search latency at 10k / 100k records")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help="where the records live (postgres: a private pgserver PostgreSQL with pgvector)")
     args = parser.parse_args()
     conversations = load(args.path)
     questions = sum(len(c.questions) for c in conversations)
@@ -381,8 +384,14 @@ def main() -> int:
           f"{questions} questions of categories 1-4 with evidence")
     before = rss_mb()
     embedder = Embedder()
-    with scratch_dir("ltm") as directory:
-        ltm = LocalLongTermMemory(SQLiteLongTermStore(directory / "longterm.db"), embedder)
+    with scratch_dir("ltm") as directory, (postgres_url() if args.backend == "postgres" else nullcontext()) as url:
+        if args.backend == "postgres":
+            from longterm.postgres import PostgresLongTermMemory
+            from longterm.postgres_store import PostgresLongTermStore
+
+            ltm = PostgresLongTermMemory(PostgresLongTermStore(url), embedder)
+        else:
+            ltm = LocalLongTermMemory(SQLiteLongTermStore(directory / "longterm.db"), embedder)
         ltm.query_cache_size = questions + 16
         write = write_all(ltm, conversations)
         result = evaluate(ltm, conversations)
@@ -431,9 +440,10 @@ def main() -> int:
                 "weights": str(DEFAULT_WEIGHTS), "categories": categories,
                 "search_p50_ms": percentile(latency, 50), "search_p99_ms": percentile(latency, 99),
                 "write": write, "rss_added_mb": round(added, 1), **extra}
-        write_results("ltm_recall", data)
-        plot(categories, f"Long-term recall on {args.path.name} ({len(conversations)} conversations, "
-                         f"{questions} questions)")
+        write_results("ltm_recall" if args.backend == "sqlite" else f"ltm_recall_{args.backend}", data)
+        if args.backend == "sqlite":
+            plot(categories, f"Long-term recall on {args.path.name} ({len(conversations)} conversations, "
+                             f"{questions} questions)")
     return 0
 
 
