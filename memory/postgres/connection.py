@@ -106,8 +106,11 @@ def make_pool(url: str, *, size: int, timeout: float, name: str,
     costs a 503 per request until it answers, not a server that will not start."""
     return ConnectionPool(
         url, min_size=1, max_size=size, timeout=timeout, name=name, open=True, configure=configure,
-        # connect_timeout: a database host that does not answer fails the attempt instead of hanging it
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+        # connect_timeout: a database host that does not answer fails the attempt instead of hanging it.
+        # prepare_threshold=None: no named server-side statements. A call is parsed each time (the work is in
+        # the functions, whose plans PL/pgSQL caches anyway), never an extra round trip to prepare one, and
+        # poolers that multiplex connections (PgBouncer in transaction mode, RDS Proxy) need no pinning.
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout)), "prepare_threshold": None},
         # the pool's own reconnection backs off exponentially without a ceiling; past this it gives up and the
         # next request that waits starts a fresh attempt, so the service is back one request after the database
         reconnect_timeout=max(2 * timeout, 5.0),
