@@ -68,7 +68,7 @@ _HISTORY = (
     "WITH s AS (SELECT pk, turns, user_messages FROM memory_sessions WHERE actor_id = %(actor)s "
     "AND session_id = %(session)s AND updated_at >= %(cutoff)s), "
     "bounds AS (SELECT pk, turns, user_messages, "
-    "LEAST(turns, COALESCE(%(before)s::integer - 1 + (turns - user_messages), turns)) AS hi FROM s) "
+    "LEAST(turns, COALESCE(%(before)s::bigint - 1 + (turns - user_messages), turns)) AS hi FROM s) "
     "SELECT b.turns, b.user_messages, m.turn, m.role, m.body, m.created_at FROM bounds b "
     "LEFT JOIN memory_messages m ON m.session_pk = b.pk AND m.turn BETWEEN GREATEST(1, b.hi - %(limit)s + 1) "
     "AND b.hi ORDER BY m.turn, m.seq"
