@@ -292,11 +292,12 @@ def fit_calibration(ltm: LocalLongTermMemory, conversations: list[Conversation])
 # -- scale ---------------------------------------------------------------------------------------
 
 def scale(directory: Path, embedder: Embedder, conversations: list[Conversation], actor_records: int = 10_000,
-          total: int = 100_000) -> dict[str, Any]:
-    """Search latency with ``actor_records`` records for the actor and ``total`` in the store."""
+          total: int = 100_000, store: Any = None) -> dict[str, Any]:
+    """Search latency with ``actor_records`` records for the actor and ``total`` in the store (a SQLite file,
+    or ``store``)."""
     rng = np.random.default_rng(7)
     texts = [t for c in conversations for t in c.turns]
-    store = SQLiteLongTermStore(directory / "scale.db")
+    store = store if store is not None else SQLiteLongTermStore(directory / "scale.db")
     ltm = LocalLongTermMemory(store, embedder)
     started = time.perf_counter()
     actors = ["scale-actor"] + [f"other-{i}" for i in range((total - actor_records) // actor_records + 1)]
@@ -405,7 +406,8 @@ def main() -> int:
             extra["calibration"] = fit_calibration(ltm, conversations)
         ltm.close()
         if args.scale:
-            extra["scale"] = scale(directory, embedder, conversations)
+            extra["scale"] = scale(directory, embedder, conversations,
+                                   store=PostgresLongTermStore(url) if args.backend == "postgres" else None)
     print_table(f"Recall of evidence turns ({args.path.name}; ours = the product's search, BM25-OR = the baseline)",
                 ["category", "questions", "BM25-OR @5", "BM25-OR @10", "ours @5", "ours @10"],
                 [[name, c["n"], fmt(c["bm25_5"]), fmt(c["bm25_10"]), fmt(c["ours5"]), fmt(c["ours10"])]
