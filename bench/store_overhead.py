@@ -210,18 +210,21 @@ def postgres_round_trips(url: str, turns: int = 20) -> dict[str, Any]:
     """Round trips per plain turn (``load_window`` + ``add_turns``), from libpq's protocol trace."""
     trips = RoundTrips()
     store = PostgresStore(url, configure=trips.trace)
+    per_turn, per_call = [], collections.Counter()
     try:
         prefill(store, "round-trips", 20)
-        per_turn = []
         for _ in range(turns):
             before = trips.count()
             window = store.load_window(ACTOR, "round-trips", K)
+            loaded = trips.count()
             store.add_turns(ACTOR, "round-trips", EXCHANGES[7], generation=window.generation)
-            per_turn.append(trips.count() - before)
+            after = trips.count()
+            per_call.update({"load_window": loaded - before, "add_turns": after - loaded})
+            per_turn.append(after - before)
     finally:
         store.close()
     return {"per_turn_max": max(per_turn), "per_turn_mean": round(sum(per_turn) / len(per_turn), 3),
-            "by_operation_per_turn": {"load_window": 1.0, "add_turns": 1.0} if max(per_turn) == 2 else {}}
+            "by_operation_per_turn": {op: round(n / turns, 3) for op, n in sorted(per_call.items())}}
 
 
 # -- the run -------------------------------------------------------------------------------------

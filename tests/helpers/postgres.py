@@ -99,20 +99,27 @@ class RoundTrips:
     opens (``configure=RoundTrips().trace``); one exchange ends with one ReadyForQuery from the server."""
 
     def __init__(self) -> None:
-        self._files: list = []
+        self._traced: list = []  # (connection, file)
 
     def trace(self, conn) -> None:  # psycopg.Connection
+        trace_file = tempfile.TemporaryFile()
+        self._traced.append((conn, trace_file))
+        self._start(conn, trace_file)
+
+    @staticmethod
+    def _start(conn, trace_file) -> None:
         import psycopg
 
-        trace_file = tempfile.TemporaryFile()
-        self._files.append(trace_file)
         conn.pgconn.trace(trace_file.fileno())
         conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
 
     def count(self) -> int:
-        """Round trips so far, on every traced connection."""
+        """Round trips so far, on every traced connection (call it while none is in use)."""
         total = 0
-        for trace_file in self._files:
+        for conn, trace_file in self._traced:
+            if not conn.closed:  # libpq buffers the trace: stopping it flushes, then it starts again
+                conn.pgconn.untrace()
+                self._start(conn, trace_file)
             trace_file.seek(0)
             total += sum(1 for line in trace_file.read().decode(errors="replace").splitlines()
                          if line.startswith("B\t") and "\tReadyForQuery" in line)
