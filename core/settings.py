@@ -197,6 +197,8 @@ class Settings:
     database_pool_size: int = 10
     #: ``DATABASE_POOL_TIMEOUT_S``: how long a request waits for a free connection before its 503
     database_pool_timeout_s: float = 5.0
+    #: ``DATABASE_STATEMENT_TIMEOUT_S``: how long a statement may run or wait on a lock before its 503 (0: the server's)
+    database_statement_timeout_s: float = 10.0
     session_ttl: int | None = None
     memory_id: str | None = None
     aws_region: str = "us-west-2"
@@ -377,6 +379,8 @@ class Settings:
             database_pool_size=_int(env, "DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1, maximum=1000),
             database_pool_timeout_s=_float(env, "DATABASE_POOL_TIMEOUT_S", cls.database_pool_timeout_s, minimum=0.1,
                                            maximum=600),
+            database_statement_timeout_s=_float(env, "DATABASE_STATEMENT_TIMEOUT_S", cls.database_statement_timeout_s,
+                                                minimum=0, maximum=3600),
             session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
             memory_id=memory_id,
             aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),

@@ -112,6 +112,29 @@ def test_an_exhausted_pool_is_a_bounded_wait_then_a_503_and_then_it_serves_again
         store.close()
 
 
+def test_a_turn_stuck_on_a_lock_is_a_503_after_the_statement_timeout_not_a_hang(url: str) -> None:
+    """Another transaction (an operator's, a stuck job's) holds the session row: the turn waits at most
+    ``DATABASE_STATEMENT_TIMEOUT_S``, stores nothing, and the session serves again once the lock is gone."""
+    store = PostgresStore(url, statement_timeout=0.5)
+    try:
+        assert store.add_turns("alice", "s1", exchange(1)) == 1
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("BEGIN")
+            holder.execute("SELECT 1 FROM memory_sessions WHERE session_id = 's1' FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as info:
+                store.add_turns("alice", "s1", exchange(2))
+            waited = time.monotonic() - started
+            assert store.add_turns("alice", "other", exchange(1)) == 1  # other sessions are not held up
+            holder.execute("ROLLBACK")
+        assert 0.4 < waited < 5
+        assert info.value.store == "postgres" and "statement timeout" in info.value.message
+        assert store.load_window("alice", "s1", 10).message_count == 1
+        assert store.add_turns("alice", "s1", exchange(2)) == 2
+    finally:
+        store.close()
+
+
 def test_postgres_stopped_is_a_503_naming_the_store_ping_stays_up_and_service_returns_by_itself() -> None:
     """The real server process over a private PostgreSQL that is stopped and started again."""
     engine = PostgresEngine().start()

@@ -24,7 +24,8 @@ def create_postgres_store(settings: Settings) -> SessionStore:
 
     parse_database_url(settings.database_url)
     return PostgresStore(settings.database_url, ttl=settings.session_ttl, pool_size=settings.database_pool_size,
-                         pool_timeout=settings.database_pool_timeout_s)
+                         pool_timeout=settings.database_pool_timeout_s,
+                         statement_timeout=settings.database_statement_timeout_s)
 
 
 def describe_postgres(settings: Settings) -> str:

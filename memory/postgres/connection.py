@@ -97,20 +97,35 @@ def describe_error(error: Exception) -> str:
     """A 503's detail: the driver's first line (libpq's messages hold no password)."""
     if isinstance(error, PoolTimeout):
         return f"no database connection free within the pool timeout ({_first_line(error)})"
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return f"the database did not answer within the statement timeout ({_first_line(error)})"
     return f"{type(error).__name__}: {_first_line(error)}"
 
 
-def make_pool(url: str, *, size: int, timeout: float, name: str,
+def statement_options(url: str, statement_timeout: float) -> dict[str, str]:
+    """libpq ``options`` that add ``statement_timeout`` to what the URL's own ``options`` say (0: add nothing)."""
+    if not statement_timeout:
+        return {}
+    own = str(conninfo_to_dict(url).get("options", "") or "")
+    return {"options": f"{own} -c statement_timeout={max(1, round(statement_timeout * 1000))}".strip()}
+
+
+def make_pool(url: str, *, size: int, timeout: float, name: str, statement_timeout: float = 0,
               configure: Callable[[psycopg.Connection], None] | None = None) -> ConnectionPool:
     """A pool of autocommit connections; opened without waiting, so a database that is down at start-up
-    costs a 503 per request until it answers, not a server that will not start."""
+    costs a 503 per request until it answers, not a server that will not start.
+
+    ``statement_timeout`` (seconds, sent as a connection option): the server cancels a statement that runs or
+    waits (on a lock another transaction holds) longer, so a request never hangs on the database.
+    """
     return ConnectionPool(
         url, min_size=1, max_size=size, timeout=timeout, name=name, open=True, configure=configure,
         # connect_timeout: a database host that does not answer fails the attempt instead of hanging it.
         # prepare_threshold=None: no named server-side statements. A call is parsed each time (the work is in
         # the functions, whose plans PL/pgSQL caches anyway), never an extra round trip to prepare one, and
         # poolers that multiplex connections (PgBouncer in transaction mode, RDS Proxy) need no pinning.
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout)), "prepare_threshold": None},
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout)), "prepare_threshold": None,
+                **statement_options(url, statement_timeout)},
         # the pool's own reconnection backs off exponentially without a ceiling; past this it gives up and the
         # next request that waits starts a fresh attempt, so the service is back one request after the database
         reconnect_timeout=max(2 * timeout, 5.0),
@@ -127,7 +142,7 @@ def run(pool: ConnectionPool, store: str, work: Callable[[psycopg.Connection], R
     try:
         return _once(pool, work)
     except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-        if isinstance(e, PoolTimeout):
+        if isinstance(e, (PoolTimeout, psycopg.errors.QueryCanceled)):  # the connection is fine: no second wait
             raise StoreUnavailable(store, describe_error(e)) from e
         pool.check()  # drop the other dead idle connections now, not one failed request at a time
         if not retry:

@@ -55,6 +55,7 @@ def migrate(conn: psycopg.Connection, component: str) -> int:
     if found > target:
         raise SchemaTooNew(f"the database's {component} schema is version {found}; this release knows {target}")
     with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = 0")  # a migration may take longer than a request may
         # one lock per (schema, component): replicas starting together queue here
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))", (component,))
         conn.execute(_VERSION_TABLE)

@@ -79,17 +79,20 @@ class PostgresStore(SessionStore):
     name = "postgres"
 
     def __init__(self, url: str, *, ttl: int | None = None, pool_size: int = 10, pool_timeout: float = 5.0,
+                 statement_timeout: float = 10.0,
                  configure: Callable[[psycopg.Connection], None] | None = None) -> None:
         """Open a pool on ``url`` (a libpq URL) and bring the schema to this release's version.
 
-        ``pool_timeout``: how long a call waits for a free connection before its 503. ``configure``: run on
+        ``pool_timeout``: how long a call waits for a free connection before its 503; ``statement_timeout``:
+        how long a statement may run or wait on a lock before its 503 (0: the server's). ``configure``: run on
         each new connection (session settings, or tracing the protocol as the round-trip count does).
 
         When the database does not answer at start-up the server still starts: requests answer 503 until
         it does, and the schema is migrated by the first request that reaches it.
         """
         self._ttl = ttl
-        self._pool = make_pool(url, size=pool_size, timeout=pool_timeout, name="sessions", configure=configure)
+        self._pool = make_pool(url, size=pool_size, timeout=pool_timeout, name="sessions",
+                               statement_timeout=statement_timeout, configure=configure)
         self._ready = False
         self._ready_lock = threading.Lock()
         try:
