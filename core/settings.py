@@ -324,6 +324,10 @@ class Settings:
         backend = _choice(env, "MEMORY_BACKEND", BACKENDS, None) or ("agentcore" if memory_id else "sqlite")
         if backend == "agentcore" and not memory_id:
             raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
+        database_url = (env.get("DATABASE_URL") or "").strip() or None
+        if backend == "postgres" and not database_url:
+            raise ConfigError("MEMORY_BACKEND=postgres needs DATABASE_URL (a libpq URL, e.g. "
+                              "postgresql://user@host:5432/dbname; the password from the URL or PGPASSWORD)")
         if memory_id is not None and len(memory_id) < 12:
             raise ConfigError(f"MEMORY_ID={memory_id!r} is too short (AgentCore memory ids have at least 12 characters)")
         synchronous = (env.get("SQLITE_SYNCHRONOUS") or "NORMAL").strip().upper()
@@ -375,7 +379,7 @@ class Settings:
             dynamodb_table=dynamodb_table,
             dynamodb_endpoint_url=endpoint,
             dynamodb_create_table=_switch(env, "DYNAMODB_CREATE_TABLE", cls.dynamodb_create_table),
-            database_url=(env.get("DATABASE_URL") or "").strip() or None,
+            database_url=database_url,
             database_pool_size=_int(env, "DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1, maximum=1000),
             database_pool_timeout_s=_float(env, "DATABASE_POOL_TIMEOUT_S", cls.database_pool_timeout_s, minimum=0.1,
                                            maximum=600),

@@ -35,7 +35,8 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"MEMORY_BACKEND": "postgres"}, "MEMORY_BACKEND"),
+        ({"MEMORY_BACKEND": "cassandra"}, "MEMORY_BACKEND"),
+        ({"MEMORY_BACKEND": "postgres"}, "DATABASE_URL"),
         ({"MEMORY_BACKEND": "agentcore"}, "MEMORY_ID"),
         ({"MEMORY_ID": "short"}, "MEMORY_ID"),
         ({"MEMORY_K": "ten"}, "MEMORY_K"),

@@ -5,7 +5,6 @@ the factory and its start-up line. A real PostgreSQL 16 with pgvector (the pgser
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import psycopg
@@ -85,7 +84,7 @@ def test_the_keyword_baseline_uses_postgres_full_text_search(postgres_schema: st
 
 
 def test_the_factory_reads_database_url_and_describes_it_without_the_password(postgres_schema: str) -> None:
-    settings = replace(Settings.from_env({"MEMORY_BACKEND": "postgres"}), database_url=postgres_schema)
+    settings = Settings.from_env({"MEMORY_BACKEND": "postgres", "DATABASE_URL": postgres_schema})
     ltm = create_postgres_long_term(settings)
     try:
         assert ltm.name == "postgres" and "kept in PostgreSQL (postgres postgres@" in ltm.describe()
