@@ -37,7 +37,7 @@ def create_postgres_long_term(settings: Settings) -> LongTermMemory:
     from longterm.embedding import EmbeddingModelMissing
     from memory.postgres.connection import parse_database_url
 
-    parse_database_url(settings.database_url)
+    parse_database_url(settings.database_url, needed_by="LTM_BACKEND=postgres")
     try:
         embedder = Embedder()
     except EmbeddingModelMissing as e:

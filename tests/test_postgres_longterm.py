@@ -13,6 +13,7 @@ import pytest
 from core.errors import LongTermUnavailable
 from core.settings import Settings
 from longterm.postgres import create_postgres_long_term
+from longterm.text import fts_match, query_terms
 from tests.helpers.longterm_helpers import embedder, postgres_ltm, say, texts
 from tests.helpers.postgres import PostgresEngine
 
@@ -77,7 +78,8 @@ def test_the_keyword_baseline_uses_postgres_full_text_search(postgres_schema: st
         say(ltm, "alice", "s1", 2, "My favourite colour is green")
         say(ltm, "bob", "s1", 1, "peanuts are my favourite snack")
         ltm.flush()
-        found = ltm.store.fetch("alice", ltm.keyword_baseline("alice", "peanut allergies", 5))
+        hits = ltm.store.keyword_search("alice", fts_match(query_terms("peanut allergies")), 5, (1.0, 0, 0, 0, 0))
+        found = ltm.store.fetch("alice", [record_id for record_id, _ in hits])
         assert [r.text for r in found.values()] == [FACT]
     finally:
         ltm.close()

@@ -33,10 +33,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
-def parse_database_url(url: str | None) -> dict[str, str]:
+def parse_database_url(url: str | None, needed_by: str = "MEMORY_BACKEND=postgres") -> dict[str, str]:
     """The URL's libpq parameters; ``ConfigError`` naming ``DATABASE_URL`` (never its password) when unusable."""
     if not url:
-        raise ConfigError("MEMORY_BACKEND=postgres needs DATABASE_URL (a libpq URL, e.g. "
+        raise ConfigError(f"{needed_by} needs DATABASE_URL (a libpq URL, e.g. "
                           "postgresql://user@host:5432/dbname; the password from the URL or PGPASSWORD)")
     shown = without_password(url)
     if not url.startswith(("postgresql://", "postgres://")) and "=" not in url:
