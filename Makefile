@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # not --quiet: a fresh install takes a minute or two, and pip's own lines (one per package) show it moving
 PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
-.PHONY: run chat test bench bench-quick venv clean dynamodb-table
+.PHONY: run chat test bench bench-quick venv clean dynamodb-table db-schema
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ test: venv $(VENV)/.bench-installed
 # MEMORY_BACKEND=dynamodb: create DYNAMODB_TABLE (pk/sk, the actor index, TTL on expires_at) from the environment
 dynamodb-table: venv
 	$(PY) -m memory.dynamodb create-table
+
+# MEMORY_BACKEND=postgres: apply the schema to DATABASE_URL now (the app also does it at start-up);
+# `make db-schema PRINT=1` prints the SQL instead, for teams that apply schemas with their own tools
+db-schema: venv
+	$(PY) -m memory.postgres $(if $(PRINT),sql,migrate)
 
 # Benchmarks (bench/, several minutes): tables on stdout, figures and plots in bench/results/.
 # The OpenAI Agents SDK cannot join .venv (it needs other websockets / mcp versions): own venv.

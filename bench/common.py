@@ -191,6 +191,27 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+@contextmanager
+def postgres_url() -> Iterator[str | None]:
+    """A private PostgreSQL 16 with pgvector (the pgserver wheel, on a Unix socket), a fresh schema of its
+    own; stopped after. Yields None (and says why) when it cannot start."""
+    from tests.helpers.dynamodb_local import MissingTool
+    from tests.helpers.postgres import PostgresEngine
+
+    try:
+        engine = PostgresEngine().start()
+    except MissingTool as e:
+        print(f"note: PostgreSQL not measured: {e}")
+        yield None
+        return
+    try:
+        yield engine.new_schema()
+    finally:
+        engine.stop()
+
+
 # -- Redis ------------------------------------------------------------------------------------
 
 @contextmanager

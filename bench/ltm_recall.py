@@ -35,12 +35,14 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from common import fmt, machine_line, percentile, print_table, quick_run, save_plot, scratch_dir, write_results
+from common import (fmt, machine_line, percentile, postgres_url, print_table, quick_run, save_plot, scratch_dir,
+                    write_results)
 from ltm_baseline import keyword_baseline
 
 import numpy as np  # noqa: E402
@@ -296,11 +298,12 @@ def fit_calibration(ltm: LocalLongTermMemory, conversations: list[Conversation])
 # -- scale ---------------------------------------------------------------------------------------
 
 def scale(directory: Path, embedder: Embedder, conversations: list[Conversation], actor_records: int = 10_000,
-          total: int = 100_000) -> dict[str, Any]:
-    """Search latency with ``actor_records`` records for the actor and ``total`` in the store."""
+          total: int = 100_000, store: Any = None) -> dict[str, Any]:
+    """Search latency with ``actor_records`` records for the actor and ``total`` in the store (a SQLite file,
+    or ``store``)."""
     rng = np.random.default_rng(7)
     texts = [t for c in conversations for t in c.turns]
-    store = SQLiteLongTermStore(directory / "scale.db")
+    store = store if store is not None else SQLiteLongTermStore(directory / "scale.db")
     ltm = LocalLongTermMemory(store, embedder)
     started = time.perf_counter()
     actors = ["scale-actor"] + [f"other-{i}" for i in range((total - actor_records) // actor_records + 1)]
@@ -380,6 +383,8 @@ def main() -> int:
     parser.add_argument("--scale", action="store_true", help="search latency at 10k / 100k records")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of every part (PATH: a tiny sample)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help="where the records live (postgres: a private pgserver PostgreSQL with pgvector)")
     args = parser.parse_args()
     if quick_run(args.quick):
         args.loo = args.fit_calibration = args.scale = True
@@ -399,8 +404,14 @@ def main() -> int:
           f"{questions} questions of categories 1-4 with evidence")
     before = rss_mb()
     embedder = Embedder()
-    with scratch_dir("ltm") as directory:
-        ltm = LocalLongTermMemory(SQLiteLongTermStore(directory / "longterm.db"), embedder)
+    with scratch_dir("ltm") as directory, (postgres_url() if args.backend == "postgres" else nullcontext()) as url:
+        if args.backend == "postgres":
+            from longterm.postgres import PostgresLongTermMemory
+            from longterm.postgres_store import PostgresLongTermStore
+
+            ltm = PostgresLongTermMemory(PostgresLongTermStore(url), embedder)
+        else:
+            ltm = LocalLongTermMemory(SQLiteLongTermStore(directory / "longterm.db"), embedder)
         ltm.query_cache_size = questions + 16
         write = write_all(ltm, conversations)
         result = evaluate(ltm, conversations)
@@ -414,7 +425,8 @@ def main() -> int:
             extra["calibration"] = fit_calibration(ltm, conversations)
         ltm.close()
         if args.scale:
-            extra["scale"] = scale(directory, embedder, conversations, *((200, 1000) if args.quick else ()))
+            extra["scale"] = scale(directory, embedder, conversations, *((200, 1000) if args.quick else ()),
+                                   store=PostgresLongTermStore(url) if args.backend == "postgres" else None)
     print_table(f"Recall of evidence turns ({args.path.name}; ours = the product's search, BM25-OR = the baseline)",
                 ["category", "questions", "BM25-OR @5", "BM25-OR @10", "ours @5", "ours @10"],
                 [[name, c["n"], fmt(c["bm25_5"]), fmt(c["bm25_10"]), fmt(c["ours5"]), fmt(c["ours10"])]
@@ -449,9 +461,10 @@ def main() -> int:
                 "weights": str(DEFAULT_WEIGHTS), "categories": categories,
                 "search_p50_ms": percentile(latency, 50), "search_p99_ms": percentile(latency, 99),
                 "write": write, "rss_added_mb": round(added, 1), **extra}
-        write_results("ltm_recall", data)
-        plot(categories, f"Long-term recall on {args.path.name} ({len(conversations)} conversations, "
-                         f"{questions} questions)")
+        write_results("ltm_recall" if args.backend == "sqlite" else f"ltm_recall_{args.backend}", data)
+        if args.backend == "sqlite":
+            plot(categories, f"Long-term recall on {args.path.name} ({len(conversations)} conversations, "
+                             f"{questions} questions)")
     return 0
 
 

@@ -35,8 +35,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from common import (
-    delete_prefix, fmt, latency_summary, machine_line, print_table, redis_prefix, redis_url, save_plot,
-    quick_run, scratch_dir, verdict, write_results,
+    delete_prefix, fmt, latency_summary, machine_line, postgres_url, print_table, quick_run, redis_prefix,
+    redis_url, save_plot, scratch_dir, verdict, write_results,
 )
 from conversation import assistant_text, user_text
 
@@ -47,10 +47,12 @@ from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402
 from memory.dynamodb import DynamoDBStore, create_table  # noqa: E402
 from memory.in_memory import InMemoryStore  # noqa: E402
+from memory.postgres.store import PostgresStore  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService  # noqa: E402
 from tests.helpers.dynamodb_local import DynamoDBLocal, MissingTool  # noqa: E402
+from tests.helpers.postgres import RoundTrips  # noqa: E402
 
 SIZES = (10, 100, 1_000, 10_000, 100_000)
 K = 10
@@ -62,6 +64,8 @@ TARGET_SQLITE_FLATNESS = 1.2
 TARGET_REDIS_P50_MS = 1.0
 TARGET_AGENTCORE_CALLS = 2
 TARGET_DYNAMODB_CALLS = 2
+TARGET_POSTGRES_P50_MS = 2.0  # at 1,000 stored turns
+TARGET_POSTGRES_ROUND_TRIPS = 2
 
 
 def exchange(turn: int) -> list[ConversationalMessage]:
@@ -202,6 +206,29 @@ def measure_agentcore(size: int, iterations: int) -> SizeResult:
     })
 
 
+# -- PostgreSQL: round trips counted on the wire, apart from the timing (tracing costs time) ------
+
+def postgres_round_trips(url: str, turns: int = 20) -> dict[str, Any]:
+    """Round trips per plain turn (``load_window`` + ``add_turns``), from libpq's protocol trace."""
+    trips = RoundTrips()
+    store = PostgresStore(url, configure=trips.trace)
+    per_turn, per_call = [], collections.Counter()
+    try:
+        prefill(store, "round-trips", 20)
+        for _ in range(turns):
+            before = trips.count()
+            window = store.load_window(ACTOR, "round-trips", K)
+            loaded = trips.count()
+            store.add_turns(ACTOR, "round-trips", EXCHANGES[7], generation=window.generation)
+            after = trips.count()
+            per_call.update({"load_window": loaded - before, "add_turns": after - loaded})
+            per_turn.append(after - before)
+    finally:
+        store.close()
+    return {"per_turn_max": max(per_turn), "per_turn_mean": round(sum(per_turn) / len(per_turn), 3),
+            "by_operation_per_turn": {op: round(n / turns, 3) for op, n in sorted(per_call.items())}}
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 def run_backend(name: str, make: Callable[[], SessionStore], sizes: tuple[int, ...], iterations: int,
@@ -289,6 +316,15 @@ def main() -> None:
             finally:
                 removed = delete_prefix(url, prefix)
                 print(f"  redis: removed {removed} keys under {prefix}")
+    with postgres_url() as url:
+        if url is None:
+            notes.append("PostgreSQL: pgserver not available, skipped")
+        else:
+            backends["postgres"] = run_backend("postgres", lambda: PostgresStore(url), args.sizes, args.iterations,
+                                               args.warmup)
+            calls = postgres_round_trips(url)
+            for r in backends["postgres"]:
+                r.calls = calls
     if not args.skip_dynamodb:
         try:
             engine = DynamoDBLocal().start()
@@ -312,7 +348,7 @@ def main() -> None:
         backends["agentcore"].append(result)
 
     rows = []
-    for name in ("memory", "sqlite", "redis", "dynamodb"):
+    for name in ("memory", "sqlite", "redis", "postgres", "dynamodb"):
         for r in backends.get(name, []):
             rows.append([name, f"{r.size:,}", fmt(r.latency["p50_ms"]), fmt(r.latency["p99_ms"]),
                          fmt(r.latency["mean_ms"]), r.sessions])
@@ -336,6 +372,14 @@ def main() -> None:
     if backends.get("redis"):
         worst = max(r.latency["p50_ms"] for r in backends["redis"])
         checks.append(("Redis p50 <= 1 ms at every size", worst <= TARGET_REDIS_P50_MS, f"worst {worst:.3f} ms"))
+    if backends.get("postgres"):
+        at_1000 = [r.latency["p50_ms"] for r in backends["postgres"] if r.size == 1_000]
+        if at_1000:
+            checks.append(("PostgreSQL p50 <= 2 ms at 1,000 turns", at_1000[0] <= TARGET_POSTGRES_P50_MS,
+                           f"{at_1000[0]:.3f} ms"))
+        trips = backends["postgres"][0].calls["per_turn_max"]
+        checks.append(("PostgreSQL <= 2 round trips per plain turn", trips <= TARGET_POSTGRES_ROUND_TRIPS,
+                       f"max {trips} (libpq trace)"))
     if backends.get("dynamodb"):
         print_table("DynamoDB (Local): service calls per plain turn",
                     ["stored turns", "calls/turn (max)", "by operation"],

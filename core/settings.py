@@ -203,6 +203,14 @@ class Settings:
     dynamodb_endpoint_url: str | None = None
     #: ``DYNAMODB_CREATE_TABLE``: create the table at start-up when it is missing
     dynamodb_create_table: bool = False
+    #: ``DATABASE_URL``: MEMORY_BACKEND=postgres's libpq URL (may hold a password: never in repr or logs)
+    database_url: str | None = field(default=None, repr=False)
+    #: ``DATABASE_POOL_SIZE``: connections per store object at most
+    database_pool_size: int = 10
+    #: ``DATABASE_POOL_TIMEOUT_S``: how long a request waits for a free connection before its 503
+    database_pool_timeout_s: float = 5.0
+    #: ``DATABASE_STATEMENT_TIMEOUT_S``: how long a statement may run or wait on a lock before its 503 (0: the server's)
+    database_statement_timeout_s: float = 10.0
     session_ttl: int | None = None
     memory_id: str | None = None
     aws_region: str = "us-west-2"
@@ -392,6 +400,12 @@ class Settings:
             dynamodb_table=dynamodb_table,
             dynamodb_endpoint_url=endpoint,
             dynamodb_create_table=_switch(env, "DYNAMODB_CREATE_TABLE", cls.dynamodb_create_table),
+            database_url=(env.get("DATABASE_URL") or "").strip() or None,
+            database_pool_size=_int(env, "DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1, maximum=1000),
+            database_pool_timeout_s=_float(env, "DATABASE_POOL_TIMEOUT_S", cls.database_pool_timeout_s, minimum=0.1,
+                                           maximum=600),
+            database_statement_timeout_s=_float(env, "DATABASE_STATEMENT_TIMEOUT_S", cls.database_statement_timeout_s,
+                                                minimum=0, maximum=3600),
             session_ttl=_int(env, "SESSION_TTL", None, minimum=1),
             memory_id=memory_id,
             aws_region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.aws_region).strip(),

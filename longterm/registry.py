@@ -66,11 +66,20 @@ def _agentcore(settings: Settings, session: SessionBackend) -> LongTermMemory:
     return AgentCoreLongTermMemory(settings.memory_id, settings.ltm_namespace, region_name=settings.aws_region)
 
 
+def _postgres(settings: Settings, session: SessionBackend) -> LongTermMemory:
+    from longterm.postgres import create_postgres_long_term
+
+    return create_postgres_long_term(settings)
+
+
 LONG_TERM_BACKENDS: dict[str, LongTermBackend] = {entry.name: entry for entry in (
     LongTermBackend("sqlite", _local, ("SESSION_DB", "SQLITE_SYNCHRONOUS", "SQLITE_BUSY_TIMEOUT_MS"), shared=False,
                     how="LTM_BACKEND=sqlite (records on this replica only)"),
     LongTermBackend("agentcore", _agentcore, ("MEMORY_ID", "LTM_NAMESPACE", "AWS_REGION"), shared=True,
                     how="LTM_BACKEND=agentcore and MEMORY_ID (the AgentCore memory's own records)"),
+    LongTermBackend("postgres", _postgres,
+                    ("DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_S"), shared=True,
+                    how="LTM_BACKEND=postgres and DATABASE_URL (records every replica shares)"),
     LongTermBackend(OFF, None, (), shared=False),
 )}
 #: where ``LONG_TERM_MEMORY=on`` keeps records when the session backend's default is ``off``

@@ -124,6 +124,18 @@ def _agentcore(settings: Settings) -> SessionStore:
     return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
 
 
+def _postgres(settings: Settings) -> SessionStore:
+    from memory.postgres import create_postgres_store
+
+    return create_postgres_store(settings)  # a URL that cannot work: ConfigError naming DATABASE_URL
+
+
+def _describe_postgres(settings: Settings) -> str:
+    from memory.postgres import describe_postgres
+
+    return describe_postgres(settings)
+
+
 def _describe_dynamodb(settings: Settings) -> str:
     where = f"at {settings.dynamodb_endpoint_url}" if settings.dynamodb_endpoint_url else f"in {settings.aws_region}"
     return f"dynamodb table {settings.dynamodb_table} {where}"
@@ -151,6 +163,14 @@ SESSION_BACKENDS: dict[str, SessionBackend] = {entry.name: entry for entry in (
         lambda s: f"agentcore memory {s.memory_id} in {s.aws_region}",
         shared=True, long_term="agentcore",  # a call to AWS per request: nothing to probe at start-up
         implied_by=lambda s: s.memory_id is not None),
+    SessionBackend(
+        "postgres", _postgres,
+        ("DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_S", "DATABASE_STATEMENT_TIMEOUT_S",
+         "SESSION_TTL"),
+        _describe_postgres,
+        # its records are shared like its sessions; built, it migrates the schema and warns itself when the
+        # database does not answer (requests 503 until it does): nothing more to probe
+        shared=True, long_term="postgres"),
 )}
 #: ``MEMORY_BACKEND`` when it is unset and no entry's ``implied_by`` holds
 DEFAULT_BACKEND = "sqlite"

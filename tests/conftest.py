@@ -24,6 +24,7 @@ from memory.redis_store import RedisStore
 from memory.sqlite import SQLiteStore
 from tests.helpers.agentcore_fake import MEMORY_ID, FakeMemoryService
 from tests.helpers.dynamodb_local import DynamoDBLocal, MissingTool
+from tests.helpers.postgres import PostgresEngine
 from tests.helpers.redis_cluster import RedisCluster, delete_cluster_prefix
 from tests.helpers.redis_server import RedisServer, answers_ping, delete_prefix, unique_prefix
 from tests.helpers.scripted_model import ScriptedModel
@@ -44,7 +45,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                  "DYNAMODB_TABLE", "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE", "MAX_TOKENS",
                  "SUMMARY_MAX_TOKENS", "MODEL_TIMEOUT_S", "MEMORY_MAX_TOKENS", "LOCAL_MODEL_PARALLEL",
                  "LOCAL_MODEL_CONTEXT", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY", "OLLAMA_HOST",
-                 "OLLAMA_MODEL", "AUTH_DISCOVERY_URL", "AUTH_ALLOWED_AUDIENCES", "AUTH_ALLOWED_CLIENTS"):
+                 "OLLAMA_MODEL", "AUTH_DISCOVERY_URL", "AUTH_ALLOWED_AUDIENCES", "AUTH_ALLOWED_CLIENTS",
+                 "DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_S", "DATABASE_STATEMENT_TIMEOUT_S"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 
@@ -128,6 +130,16 @@ def _agentcore_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreF
     )
 
 
+def _postgres_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """A real PostgreSQL 16 (pgserver, one per test run); every test gets a schema of its own, dropped afterwards."""
+    from memory.postgres.store import PostgresStore
+
+    engine: PostgresEngine = request.getfixturevalue("postgres_engine")
+    url = engine.new_schema()
+    return StoreFactory("postgres", lambda ttl=None: PostgresStore(url, ttl=ttl),
+                        cleanup=lambda: engine.drop_schema(url))
+
+
 STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]] = {
     "memory": _memory_factory,
     "sqlite": _sqlite_factory,
@@ -135,6 +147,7 @@ STORE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], StoreFactory]
     "agentcore": _agentcore_factory,
     "dynamodb": _dynamodb_factory,
     "redis-cluster": _redis_cluster_factory,
+    "postgres": _postgres_factory,
 }
 
 
@@ -157,6 +170,24 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[PostgresEngine]:
+    """PostgreSQL 16 with pgvector (the pgserver wheel) in a temporary directory, for the whole run."""
+    engine = start_or_skip(PostgresEngine(), "PostgreSQL (pgserver)")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def postgres_schema(postgres_engine: PostgresEngine) -> Iterator[str]:
+    """The URL of a fresh schema on the run's PostgreSQL (first on the search path), dropped after the test."""
+    url = postgres_engine.new_schema()
+    yield url
+    postgres_engine.drop_schema(url)
 
 
 @pytest.fixture(scope="session")

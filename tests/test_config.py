@@ -37,6 +37,7 @@ def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
 @pytest.mark.parametrize(("env", "says"), [
     ({"MEMORY_BACKEND": "nosuch"}, "MEMORY_BACKEND='nosuch' is not one of memory, sqlite, redis, dynamodb, agentcore"),
     ({"MEMORY_BACKEND": "agentcore"}, "MEMORY_BACKEND=agentcore needs MEMORY_ID"),
+    ({"MEMORY_BACKEND": "postgres"}, "MEMORY_BACKEND=postgres needs DATABASE_URL"),
 ])
 def test_a_backend_the_registry_cannot_build_is_one_line_naming_the_variable(env: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -15,19 +15,23 @@ from core.errors import LongTermUnavailable
 from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
-from tests.helpers.longterm_helpers import local_ltm, say, texts
+from tests.helpers.longterm_helpers import local_ltm, postgres_ltm, say, texts
 from tests.test_sqlite_store import remove_database
 
 FACT = "I am allergic to peanuts, please remember that"
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], LocalLongTermMemory]]:
-    """Builds a long-term memory; every call on the sqlite side opens the same file (another replica)."""
+    """Builds a long-term memory; every call on the sqlite (postgres) side opens the same file (schema): a replica."""
     opened: list[LocalLongTermMemory] = []
+    postgres_url = request.getfixturevalue("postgres_schema") if request.param == "postgres" else None
 
     def build() -> LocalLongTermMemory:
-        ltm = local_ltm(tmp_path / "longterm.db" if request.param == "sqlite" else None)
+        if postgres_url is not None:
+            ltm = postgres_ltm(postgres_url)
+        else:
+            ltm = local_ltm(tmp_path / "longterm.db" if request.param == "sqlite" else None)
         opened.append(ltm)
         return ltm
 

@@ -28,3 +28,11 @@ def say(ltm: LocalLongTermMemory, actor: str, session: str, turn: int, user: str
 
 def texts(memories: list) -> list[str]:
     return [m.text for m in memories]
+
+
+def postgres_ltm(url: str) -> LocalLongTermMemory:
+    """Long-term memory on PostgreSQL at ``url`` (a schema of its own; each call is another replica)."""
+    from longterm.postgres import PostgresLongTermMemory
+    from longterm.postgres_store import PostgresLongTermStore
+
+    return PostgresLongTermMemory(PostgresLongTermStore(url), embedder())
