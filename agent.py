@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 import longterm
 from core.errors import ConfigError
 from core.settings import Settings
+from core.telemetry import configure_telemetry, shutdown_telemetry
 from memory import create_store
 from models import configure_model
 from service import Assistant
@@ -97,6 +98,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     if not logging.getLogger().handlers:  # served by `uvicorn agent:app` (e.g. `agentcore dev`), not main()
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry()  # under opentelemetry-instrument, or with OTEL_EXPORTER_OTLP_ENDPOINT; else nothing
     assistant = get_assistant()  # build (and validate) everything before the first request
     if assistant.settings.dev_ui:
         mount_dev_ui(app)  # the chat page on GET / (DEV_UI=on: `make run`; never unless asked)
@@ -105,6 +107,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     finally:  # uvicorn's shutdown (SIGTERM, SIGINT): after it, uvicorn re-raises SIGTERM, which ends the process
         if _owned and _assistant is assistant:
             close_assistant()
+        shutdown_telemetry()  # the last batched spans, for at most a few seconds
 
 
 app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits)])
