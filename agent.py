@@ -26,9 +26,10 @@ import longterm
 from core.errors import ConfigError
 from core.settings import Settings
 from core.telemetry import configure_telemetry, shutdown_telemetry
-from memory import create_store
+from memory import create_store, probe_store
 from models import configure_model
 from service import Assistant
+from service.access import AccessPolicy, access_policy, log_access
 from service.connections import check_bindable, uvicorn_options
 from service.guard import RequestGuard
 from service.logs import configure_logging, install_log_filters, log_start_up
@@ -44,6 +45,7 @@ _owned = False
 def build_assistant(settings: Settings | None = None) -> Assistant:
     """The store, long-term memory (per ``LONG_TERM_MEMORY`` and the backend; it logs one line) and the model."""
     settings = settings or Settings.from_env()
+    longterm.check_settings(settings)  # MEMORY_BACKEND and LTM_BACKEND name backends: one line, nothing built yet
     store = create_store(settings)
     ltm = None
     try:
@@ -62,7 +64,7 @@ def get_assistant() -> Assistant:
     global _assistant, _owned
     if _assistant is None:
         _assistant, _owned = build_assistant(), True
-        _assistant.probe_store()
+        probe_store(_assistant.store)
     return _assistant
 
 
@@ -89,6 +91,11 @@ def request_limits() -> tuple[int, str]:
     return assistant.settings.body_limit, assistant.store.name
 
 
+def request_access() -> AccessPolicy:
+    """What the request guard checks of every request: a verified bearer token (AUTH_*), the page's Host/Origin."""
+    return access_policy(get_assistant().settings)
+
+
 @asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
     """Build (and validate) everything before the first request; at the end, close what this lifespan built.
@@ -100,6 +107,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
     configure_telemetry()  # under opentelemetry-instrument, or with OTEL_EXPORTER_OTLP_ENDPOINT; else nothing
     assistant = get_assistant()  # build (and validate) everything before the first request
+    access_policy(assistant.settings)  # AUTH_DISCOVERY_URL read now, not at the first request
     if assistant.settings.dev_ui:
         mount_dev_ui(app)  # the chat page on GET / (DEV_UI=on: `make run`; never unless asked)
     try:
@@ -110,7 +118,8 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         shutdown_telemetry()  # the last batched spans, for at most a few seconds
 
 
-app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits)])
+app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits,
+                                                                   access=request_access)])
 install_log_filters()  # library lines go through our handler once; our request line replaces their duplicates
 
 
@@ -135,6 +144,7 @@ def main() -> None:
         configure_logging(settings.log_level, settings.log_format)
         server = uvicorn_options(settings)  # checks MAX_CONNECTIONS against the descriptor limit
         check_bindable(server["host"], server["port"])  # a taken or bad port before the model loads
+        access = access_policy(settings)  # AUTH_DISCOVERY_URL fetched: an unreachable issuer is one line
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
         assistant = build_assistant(settings)
     except ConfigError as e:
@@ -147,7 +157,8 @@ def main() -> None:
     gc.freeze()
     log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
-    assistant.probe_store()
+    log_access(access, server["host"])
+    probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))
     try:

@@ -30,6 +30,9 @@ per-turn memory time across the whole replay). The OpenAI session is pre-filled 
 the fake (exactly what the store writes); the official manager replays its first turns for real
 and the rest of its events are copies of what it wrote for its last real turn, with the texts and
 its conversation-manager offset advanced, so the session holds what 1,000 real turns would leave.
+
+``--quick``: a smoke run (20 stored turns, 5 measured), written to ``alternatives_quick.*``; without
+the OpenAI Agents SDK's venv (``OPENAI_AGENTS_PYTHON``) its rows are left out, and the run says so.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    ROOT, fmt, latency_summary, machine_line, percentile, print_table, save_plot, scratch_dir, verdict,
+    ROOT, fmt, latency_summary, machine_line, percentile, print_table, quick_run, save_plot, scratch_dir, verdict,
     write_results,
 )
 from conversation import echo_reply, user_text
@@ -59,6 +62,7 @@ from strands.session.file_session_manager import FileSessionManager  # noqa: E40
 
 from service.assistant import SYSTEM_PROMPT  # noqa: E402
 from hooks.memory import MemoryHooks  # noqa: E402
+from memory.turn import TurnState  # noqa: E402
 from memory.agentcore import COUNT_KEY, AgentCoreStore  # noqa: E402
 from memory.base import SessionStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
@@ -85,17 +89,17 @@ METER = Meter()
 class TimedHooks(MemoryHooks):
     """Our memory hooks, timed: everything they do for a turn."""
 
-    def load_history(self, event: Any) -> None:
+    def load_window(self, event: Any) -> None:
         started = time.perf_counter_ns()
         try:
-            super().load_history(event)
+            super().load_window(event)
         finally:
             METER.add(started)
 
-    def save_turn(self, event: Any) -> None:
+    def store_turn(self, event: Any) -> None:
         started = time.perf_counter_ns()
         try:
-            super().save_turn(event)
+            super().store_turn(event)
         finally:
             METER.add(started)
 
@@ -176,7 +180,7 @@ def ours(directory: Path, synchronous: str, turns: int, stored: int) -> dict[str
     try:
         def build() -> Agent:
             return Agent(model=MODEL, system_prompt=SYSTEM_PROMPT, callback_handler=None,
-                         hooks=[TimedHooks(store, ACTOR, "conv1", K)])
+                         hooks=[TimedHooks(store, TurnState(ACTOR, "conv1"), K)])
         result = replay(f"ours-sqlite-{synchronous.lower()}", build, turns, stored)
     finally:
         store.close()
@@ -293,7 +297,7 @@ def agentcore_ours(stored: int, measured: int) -> dict[str, Any]:
         })
     try:
         result = _count_turns(service, lambda: Agent(model=MODEL, system_prompt=SYSTEM_PROMPT, callback_handler=None,
-                                                     hooks=[MemoryHooks(store, ACTOR, "conv1", K)]),
+                                                     hooks=[MemoryHooks(store, TurnState(ACTOR, "conv1"), K)]),
                               stored + 1, measured)
     finally:
         store.close()
@@ -426,7 +430,11 @@ def main() -> None:
     parser.add_argument("--measured-openai-default", type=int, default=30,
                         help="measured turns for the OpenAI session with default settings (it reloads everything)")
     parser.add_argument("--measured-agentcore", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 stored turns, 5 measured")
     args = parser.parse_args()
+    if quick_run(args.quick):
+        parser.set_defaults(stored=20, measured=5, measured_openai_default=3, measured_agentcore=2)
+        args = parser.parse_args()  # flags given still win
     turns = args.stored + args.measured
     print(f"alternatives: the same conversation, {args.stored:,} stored turns, then {args.measured} measured")
 

@@ -6,8 +6,6 @@ into a JSON body; nothing below it logs and re-raises the same failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 
 class AssistantError(Exception):
     """Base class: an error with an HTTP status and a message safe to show the caller."""
@@ -32,24 +30,8 @@ class BadRequest(AssistantError):
     status = 400
 
 
-def int_field(payload: Mapping[str, object], name: str, lowest: int, highest: int, default: int | None,
-              expected: str) -> int | None:
-    """The payload's integer ``name`` (``default`` when absent or null), else ``BadRequest`` saying ``expected``.
-
-    A bool is not an integer here, though Python counts it as one.
-    """
-    value = payload.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"'{name}' must be {expected}, got {type(value).__name__}")
-    if not lowest <= value <= highest:
-        raise BadRequest(f"'{name}' must be {expected}, got {str(value)[:24]}")
-    return value
-
-
 class Unauthorized(AssistantError):
-    """The caller's credentials cannot be read (HTTP 401)."""
+    """The caller's credentials are missing, unreadable or not valid (HTTP 401)."""
 
     status = 401
 
@@ -58,6 +40,16 @@ class Forbidden(AssistantError):
     """The caller asked for an identity its token does not grant (HTTP 403)."""
 
     status = 403
+
+
+class NoCredentials(Unauthorized):
+    """No bearer token where this server needs one (HTTP 401, a challenge without an error code: RFC 6750)."""
+
+
+class IdentityProviderUnavailable(AssistantError):
+    """The token issuer's keys (its JWKS) cannot be fetched right now, so no token can be checked (HTTP 503)."""
+
+    status = 503
 
 
 class PayloadTooLarge(AssistantError):

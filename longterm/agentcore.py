@@ -13,7 +13,10 @@ on the service, asynchronously. So here:
   actor's subtree and its session summaries) and deletes them 100 at a time
   (``BatchDeleteMemoryRecords``); ``delete_session`` deletes the session's summary
   records (``/summaries/{actorId}/{sessionId}/``). Facts the service extracted do
-  not say which session they came from, so they stay until ``forget``.
+  not say which session they came from, so they stay until ``forget``;
+- ``delete_record`` reads the record (``GetMemoryRecord``) and deletes it
+  (``DeleteMemoryRecord``) only if one of its namespaces is the actor's;
+  ``list_records`` lists the actor's two subtrees, newest first.
 
 What the service cannot promise: it has no conditional write, so a record its
 strategies are still extracting from events written before a ``forget`` can
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -35,8 +39,8 @@ from bedrock_agentcore.memory.integrations.strands.memorystore import AgentCoreM
 from botocore.exceptions import BotoCoreError, ClientError
 from strands.memory import MemoryEntry
 
-from core.errors import LongTermUnavailable
-from longterm.base import LongTermMemory, Memory
+from core.errors import InvalidCursor, LongTermUnavailable
+from longterm.base import LongTermMemory, Memory, MemoryPage
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ SUMMARY_NAMESPACE = "/summaries/{actorId}/{sessionId}/"
 #: RetrieveMemoryRecords' searchQuery limit (characters)
 MAX_QUERY_CHARS = 10_000
 PAGE = 100  # ListMemoryRecords maxResults and BatchDeleteMemoryRecords records limit
+#: the service's memoryRecordId (its model: 40-50 characters, ``mem-[a-zA-Z0-9-_]*``)
+RECORD_ID = re.compile(r"mem-[a-zA-Z0-9_-]{36,46}")
 #: AgentCoreMemoryStore needs a session id even for an actor-wide namespace (nothing is written with it)
 SEARCH_SESSION = "longterm-search"
 
@@ -116,18 +122,7 @@ class AgentCoreLongTermMemory(LongTermMemory):
         """Nothing to do: the strategies extract records from the events the session store wrote."""
 
     def _record_ids(self, namespace_path: str) -> list[str]:
-        ids: list[str] = []
-        token: str | None = None
-        while True:
-            request: dict[str, Any] = {"memoryId": self.memory_id, "namespacePath": namespace_path,
-                                       "maxResults": PAGE}
-            if token:
-                request["nextToken"] = token
-            page = self.client.gmdp_client.list_memory_records(**request)
-            ids += [r["memoryRecordId"] for r in page.get("memoryRecordSummaries") or []]
-            token = page.get("nextToken")
-            if not token:
-                return ids
+        return [summary["memoryRecordId"] for summary in self._summaries(namespace_path)]
 
     def _delete(self, record_ids: list[str]) -> int:
         deleted = 0
@@ -157,6 +152,67 @@ class AgentCoreLongTermMemory(LongTermMemory):
         summaries = SUMMARY_NAMESPACE.split("{sessionId}")[0]
         return self._delete_under(resolve_namespace(self.namespace, actor_id, ""),
                                   resolve_namespace(summaries, actor_id, ""))
+
+    def _actor_prefixes(self, actor_id: str) -> tuple[str, str]:
+        """The actor's namespace subtrees: its facts and preferences, and its session summaries."""
+        return (resolve_namespace(self.namespace, actor_id, ""),
+                resolve_namespace(SUMMARY_NAMESPACE.split("{sessionId}")[0], actor_id, ""))
+
+    def delete_record(self, actor_id: str, record_id: str) -> bool:
+        if not isinstance(record_id, str) or not RECORD_ID.fullmatch(record_id):
+            return False  # not an id the service could have issued
+        client = self.client.gmdp_client
+        try:
+            record = client.get_memory_record(memoryId=self.memory_id, memoryRecordId=record_id)["memoryRecord"]
+            prefixes = self._actor_prefixes(actor_id)
+            if not any(ns.startswith(prefixes) for ns in record.get("namespaces") or []):
+                return False  # another actor's record: as if it did not exist
+            client.delete_memory_record(memoryId=self.memory_id, memoryRecordId=record_id)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise LongTermUnavailable(f"AgentCore long-term memory: deleting a record failed: {_describe(e)}") from e
+        except BotoCoreError as e:
+            raise LongTermUnavailable(f"AgentCore long-term memory: deleting a record failed: {_describe(e)}") from e
+        return True
+
+    def list_records(self, actor_id: str, limit: int = 50, cursor: str | None = None) -> MemoryPage:
+        """Newest first: the service lists in its own order, so every page lists the actor's records whole
+        (``ListMemoryRecords``, 100 a call) and sorts them; the cursor is a position in that order."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, not {limit!r}")
+        start = 0
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor.startswith("a") or not cursor[1:].isascii() \
+                    or not cursor[1:].isdigit() or len(cursor) > 12:
+                raise InvalidCursor("'cursor' is not a cursor this server issued; leave it out to start from the "
+                                    "newest record")
+            start = int(cursor[1:])
+        try:
+            summaries = [s for prefix in self._actor_prefixes(actor_id) for s in self._summaries(prefix)]
+        except (ClientError, BotoCoreError) as e:
+            raise LongTermUnavailable(f"AgentCore long-term memory: ListMemoryRecords failed: {_describe(e)}") from e
+        def created(summary: dict[str, Any]) -> float:
+            return summary["createdAt"].timestamp() if summary.get("createdAt") else 0.0
+
+        summaries.sort(key=lambda s: (created(s), s["memoryRecordId"]), reverse=True)
+        records = [Memory((s.get("content") or {}).get("text", ""), "", 0, 1.0, created(s), s["memoryRecordId"], "fact")
+                   for s in summaries[start:start + limit]]
+        return MemoryPage(records, f"a{start + limit}" if start + limit < len(summaries) else None)
+
+    def _summaries(self, namespace_path: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            request: dict[str, Any] = {"memoryId": self.memory_id, "namespacePath": namespace_path,
+                                       "maxResults": PAGE}
+            if token:
+                request["nextToken"] = token
+            page = self.client.gmdp_client.list_memory_records(**request)
+            found += page.get("memoryRecordSummaries") or []
+            token = page.get("nextToken")
+            if not token:
+                return found
 
     def close(self) -> None:
         self.client.gmdp_client.close()

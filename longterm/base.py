@@ -9,9 +9,18 @@ checks the local ones, ``tests/test_longterm_agentcore.py`` the service's):
 - ``search(actor_id, query, top_k, exclude)`` returns at most ``top_k`` of that
   actor's records, best first, leaving out the (session, turn) pairs in
   ``exclude`` (the turns already in the model's window).
-- ``record_exchange`` never blocks on embedding or storage: it queues. What it
-  queued is searchable after ``flush()``, and ``close()`` drains the queue, so a
-  clean shutdown loses nothing.
+- ``record_exchange`` stores the exchange's text before it returns (one cheap
+  write, never an embedding): what it acknowledged survives any kill and is
+  found by keywords at once. Vectors follow in the background; after
+  ``flush()`` everything recorded is also found by meaning. ``close()`` adds
+  vectors for a bounded time; what is left keeps its text and gets its vector
+  at the next start. A session id reused in a later generation (after expiry)
+  stores its new turns: records are keyed by (session, generation, turn).
+- Records outlive their session: an expired session's records stay (long-term
+  memory exists to outlive sessions); ``delete_session``, ``delete_record`` and
+  ``forget`` delete them.
+- ``record_id`` is public and reveals nothing: random, never a sequence shared
+  by actors. ``delete_record`` and ``list_records`` see the caller's actor only.
 - **A delete stays deleted.** ``delete_session(actor, session, generation)``
   removes the session's records and refuses every later write of that session
   carrying a generation ``<= generation``; ``forget(actor)`` removes all of the
@@ -52,6 +61,15 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class MemoryPage:
+    """One page of ``list_records``: the actor's records, newest first (``score`` is 1.0: nothing was ranked)."""
+
+    records: list[Memory]
+    #: pass it back as ``cursor`` for the next (older) page; None on the last page
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class MessageRecord:
     """One message to store as a record (a user message, a reply, or a LoCoMo dialog turn)."""
 
@@ -87,7 +105,7 @@ class LongTermMemory(abc.ABC):
     @abc.abstractmethod
     def record_exchange(self, actor_id: str, session_id: str, turn: int, user: str, reply: str,
                         created_at: float, generation: int, epoch: int | None = None) -> None:
-        """Queue one stored exchange (two records); returns at once."""
+        """Store one exchange's text (two records) now; their vectors follow in the background."""
 
     @abc.abstractmethod
     def delete_session(self, actor_id: str, session_id: str, generation: int) -> int:
@@ -97,16 +115,24 @@ class LongTermMemory(abc.ABC):
     def forget(self, actor_id: str) -> int:
         """Remove every record of the actor; refuse every write queued or in flight before this call."""
 
+    def delete_record(self, actor_id: str, record_id: str) -> bool:
+        """Delete one record of the actor; False (and nothing revealed) when the actor has none by that id."""
+        raise NotImplementedError(f"{self.name} long-term memory cannot delete one record")
+
+    def list_records(self, actor_id: str, limit: int = 50, cursor: str | None = None) -> MemoryPage:
+        """What is remembered about the actor, newest first, ``limit`` a page; ``cursor`` from the last page."""
+        raise NotImplementedError(f"{self.name} long-term memory cannot list records")
+
     def epoch(self, actor_id: str) -> int:
         """The actor's current epoch: read it when a request starts, hand it to ``record_exchange``."""
         return 0
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued is stored (True) or ``timeout`` passed (False)."""
+        """Wait until every record stored so far has its vector (True) or ``timeout`` passed (False)."""
         return True
 
     def close(self) -> None:
-        """Drain the queue, then release what was opened. Idempotent."""
+        """Add vectors for a bounded time (the rest at the next start), then release what was opened. Idempotent."""
 
     def describe(self) -> str:
         """One line for the start-up log: where records live and how they are written."""

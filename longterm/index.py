@@ -81,6 +81,9 @@ class ActorIndex:
     inverted: Mapping[str, Postings]
     version: int = -1
     deletes: int = -1
+    #: per record: has its vector yet (None: all have). A record stored on the request path waits for the
+    #: background writer's embedding; until then its vector is zeros and only its keywords can find it
+    has_vector: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -105,6 +108,9 @@ class ActorBuffers:
     def __init__(self, version: int = -1, deletes: int = -1, capacity: int = 64) -> None:
         self.version = version
         self.deletes = deletes
+        #: the store's per-actor count of vectors added to stored records, as far as these buffers have them
+        self.embedded = 0
+        self.missing = 0  # records without a vector yet
         self.size = 0
         self._lock = threading.Lock()
         self._ids = np.zeros(capacity, np.int64)
@@ -117,6 +123,7 @@ class ActorBuffers:
         self._lengths = np.zeros((capacity, 3), np.int32)
         self._record_lengths = np.zeros(capacity, np.float64)
         self._speaker_ids = np.zeros(capacity, np.int32)
+        self._has_vector = np.zeros(capacity, bool)
         self._speaker_codes: dict[str, int] = {"": 0}
         self._inverted: dict[str, Postings] = {}
         self._codes: dict[str, int] = {}
@@ -135,7 +142,7 @@ class ActorBuffers:
             return
         capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth: an actor's vectors are most of it
         for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
-                     "_record_lengths", "_speaker_ids"):
+                     "_record_lengths", "_speaker_ids", "_has_vector"):
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), -1 if name in ("_prev", "_next") else 0, old.dtype)
             new[: self.size] = old[: self.size]
@@ -155,7 +162,10 @@ class ActorBuffers:
                 k = self.size
                 code = self._codes.setdefault(session_id, len(self._codes))
                 self._ids[k] = rowid
-                self._vectors[k] = np.frombuffer(vector, "<f4")
+                if vector:
+                    self._vectors[k] = np.frombuffer(vector, "<f4")
+                self._has_vector[k] = bool(vector)
+                self.missing += not vector
                 self._sessions[k], self._turns[k], self._speakers[k] = code, turn, speaker
                 self._speaker_ids[k] = self._speaker_codes.setdefault(speaker, len(self._speaker_codes))
                 self._position[int(rowid)] = k
@@ -165,6 +175,18 @@ class ActorBuffers:
                 self._link(k, (code, generation), (turn, seq))
                 self.size += 1
             self.version = max(self.version, version)
+
+    def add_vectors(self, rows: Iterable[tuple[int, bytes]], embedded: int) -> None:
+        """Vectors the background writer added to records already here (a record not here yet brings its own)."""
+        with self._lock:
+            for rowid, vector in rows:
+                k = self._position.get(int(rowid))
+                if k is None or k >= self.size or not vector or self._has_vector[k]:
+                    continue
+                self._vectors[k] = np.frombuffer(vector, "<f4")
+                self._has_vector[k] = True
+                self.missing -= 1
+            self.embedded = max(self.embedded, embedded)
 
     def _index(self, k: int, text: str, caption: str, created_at: float) -> None:
         """Record ``k``'s terms into the inverted index and its column lengths (text, caption, day)."""
@@ -216,7 +238,7 @@ class ActorBuffers:
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted,
-                              self.version, self.deletes)
+                              self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
 
 
 def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:

@@ -13,10 +13,14 @@ Search, per request (the actor's records only):
 3. the two are fused, boosted and smoothed (``longterm.scoring``), the excluded
    turns are masked, and the best ``top_k`` are read back with a calibrated score.
 
-Writing: ``record_exchange`` queues two records (the user's message and the
-reply) for the background writer, which embeds and stores them. The query
-vector of the user's message, computed by the search before the model call,
-is reused as that message's record vector, so the writer embeds only the reply.
+Writing: ``record_exchange`` stores two records (the user's message and the
+reply) in one transaction on the request path: their text is durable and
+keyword-searchable before the reply is acknowledged. The query vector of the
+user's message, computed by the search before the model call, is stored with
+it; the background writer embeds the reply and adds its vector. A record
+without a vector yet is ranked by its keywords alone. A restart embeds what an
+earlier process left without vectors; ``close()`` embeds for at most
+``LTM_DRAIN_S`` seconds and leaves the rest.
 """
 
 from __future__ import annotations
@@ -24,32 +28,40 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from longterm.base import LongTermMemory, Memory, MessageRecord
-from longterm.embedding import Embedder
-from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
+from core.errors import InvalidCursor
+from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
+from longterm.embedding import URGENT, Embedder
+from longterm.scoring import (DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, max_normalise,
+                              smooth_neighbours, top_k)
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
-from longterm.text import (embedded_text, find_names, fts_match, informative_terms, query_terms, strip_names,
+from longterm.text import (embedded_text, find_names, informative_terms, query_terms, strip_names,
                            tokenize)
-from longterm.writer import BackgroundWriter, Pending
+from longterm.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
 
 #: query vectors remembered for reuse as the user message's record vector
 QUERY_VECTORS = 512
+#: the background writer's texts on the embedding thread: ahead of the queries (see ``__init__``)
+WRITER_PRIORITY = URGENT - 1
+#: seconds ``close()`` spends embedding records still without vectors (``LTM_DRAIN_S``)
+DRAIN_S = 3.0
 
 
 class LocalLongTermMemory(LongTermMemory):
     """Long-term memory in a ``SQLiteLongTermStore``, embedded with ``Embedder``."""
 
-    def __init__(self, store: SQLiteLongTermStore, embedder: Embedder, weights: Weights = DEFAULT_WEIGHTS) -> None:
+    def __init__(self, store: SQLiteLongTermStore, embedder: Embedder, weights: Weights = DEFAULT_WEIGHTS, *,
+                 drain_s: float = DRAIN_S) -> None:
         single_threaded_blas()
         self.store = store
         self.embedder = embedder
@@ -59,12 +71,24 @@ class LocalLongTermMemory(LongTermMemory):
         #: query vectors kept for reuse (the benchmark raises it to keep every question's vector)
         self.query_cache_size = QUERY_VECTORS
         self._queries_lock = threading.Lock()
-        self.writer = BackgroundWriter(embedder.embed, store.write, lambda r: embedded_text(r.speaker, r.text))
-        # the last resort of a clean shutdown: an interpreter that exits without close() still drains the queue
-        atexit.register(_drain_at_exit, weakref.ref(self.writer))
+        self.drain_s = drain_s
+        #: records stored, and refused (deleted meanwhile, or stored already) by ``record_messages``
+        self.stored = 0
+        self.refused = 0
+        self._closed = False
+        self._close_lock = threading.Lock()
+        # the writer's next text goes before the queries waiting: it sends one text at a time, so a query still
+        # waits for at most one of them, and the writer gets every other slot of the embedding thread when
+        # both are busy. Behind the queries it starved under 8 clients (vectors 3-19 s after the reply) while
+        # each turn added one more text to embed
+        self.writer = BackgroundWriter(lambda texts: embedder.embed(texts, WRITER_PRIORITY), store.unembedded,
+                                       store.add_vectors, lambda r: embedded_text(r.speaker, r.text))
+        # the last resort of a clean shutdown: an interpreter that exits without close() still embeds (bounded)
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def describe(self) -> str:
-        return f"kept in SQLite ({self.store.where}), written by a background thread, searched by BM25 + MiniLM"
+        return (f"kept in SQLite ({self.store.where}), text stored with the turn, vectors added by a background "
+                "thread, searched by BM25 + MiniLM")
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -85,7 +109,7 @@ class LocalLongTermMemory(LongTermMemory):
             if row is None:  # deleted since the index was read
                 continue
             found.append(Memory(row.text, row.session_id, row.turn, calibrate(float(cosine[j]), float(bm25[j])),
-                                row.created_at, str(row.id), row.role))
+                                row.created_at, row.token, row.role))
         return found
 
     def score(self, actor_id: str, index: ActorIndex, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,7 +122,7 @@ class LocalLongTermMemory(LongTermMemory):
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
         cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
-        fused = fuse(bm25, cosine, w.dense)
+        fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
 
@@ -124,11 +148,6 @@ class LocalLongTermMemory(LongTermMemory):
 
         return result
 
-    def keyword_baseline(self, actor_id: str, query: str, top_k: int) -> list[int]:
-        """Record ids of plain BM25 over the text column, query terms OR-ed (the benchmark's reference)."""
-        hits = self.store.keyword_search(actor_id, fts_match(query_terms(query)), top_k, (1.0, 0, 0, 0, 0))
-        return [rowid for rowid, _ in hits]
-
     # -- writing -----------------------------------------------------------------------------
 
     def record_exchange(self, actor_id: str, session_id: str, turn: int, user: str, reply: str,
@@ -138,9 +157,10 @@ class LocalLongTermMemory(LongTermMemory):
             MessageRecord(actor_id, session_id, turn, 1, "assistant", reply, created_at, generation, epoch),
         ])
 
-    def record_messages(self, records: Sequence[MessageRecord]) -> None:
-        """Queue records for the background writer (``record_exchange`` makes two; the benchmark one per turn)."""
-        pending = []
+    def record_messages(self, records: Sequence[MessageRecord]) -> list[str | None]:
+        """Store records now (one transaction; ``record_exchange`` makes two, the benchmark one per turn);
+        their vectors follow from the background writer. Per record its public id, or None (not stored)."""
+        kept, vectors = [], []
         for record in records:
             if not record.text.strip():
                 continue
@@ -150,8 +170,17 @@ class LocalLongTermMemory(LongTermMemory):
             if not record.speaker:  # the embedded text is the message itself: a query vector may fit
                 with self._queries_lock:
                     vector = self._queries.pop(record.text, None)
-            pending.append(Pending(record, vector))
-        self.writer.put(pending)
+            kept.append(record)
+            vectors.append(vector)
+        if not kept:
+            return []
+        tokens = self.store.insert(kept, vectors)
+        stored = sum(t is not None for t in tokens)
+        self.stored += stored
+        self.refused += len(tokens) - stored
+        if any(t is not None and v is None for t, v in zip(tokens, vectors)):
+            self.writer.wake()
+        return tokens
 
     def delete_session(self, actor_id: str, session_id: str, generation: int) -> int:
         return self.store.delete_session(actor_id, session_id, generation)
@@ -159,14 +188,38 @@ class LocalLongTermMemory(LongTermMemory):
     def forget(self, actor_id: str) -> int:
         return self.store.forget(actor_id)
 
+    def delete_record(self, actor_id: str, record_id: str) -> bool:
+        if not isinstance(record_id, str) or not record_id:
+            return False
+        return self.store.delete_record(actor_id, record_id)
+
+    def list_records(self, actor_id: str, limit: int = 50, cursor: str | None = None) -> MemoryPage:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, not {limit!r}")
+        page = self.store.list_records(actor_id, limit, decode_position(cursor))
+        records = [Memory(r.text, r.session_id, r.turn, 1.0, r.created_at, r.token, r.role) for r in page.records]
+        return MemoryPage(records, None if page.next_below is None else encode_position(page.next_below))
+
     def flush(self, timeout: float | None = None) -> bool:
         return self.writer.flush(timeout)
 
     def close(self) -> None:
-        backlog = self.writer.backlog
-        if backlog:
-            logger.info("long-term memory: storing the %d records still queued before closing", backlog)
-        self.writer.close()
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        started, embedded = time.monotonic(), self.writer.embedded
+        self.writer.close(self.drain_s)
+        try:
+            left = self.store.count_unembedded()
+        except Exception as e:  # the file is gone: nothing more to say about it
+            left = -1
+            logger.warning("long-term memory: counting the records without vectors failed: %s: %s",
+                           type(e).__name__, e)
+        logger.info("long-term memory: closed in %.1f s (drain bound %.1f s) | vectors added while closing: %d | "
+                    "records left without vectors: %s (their text is stored; the next start embeds them)",
+                    time.monotonic() - started, self.drain_s, self.writer.embedded - embedded,
+                    "unknown" if left < 0 else left)
         self.store.close()
 
 
@@ -178,12 +231,37 @@ def single_threaded_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def _drain_at_exit(writer: weakref.ref[BackgroundWriter]) -> None:
-    alive = writer()
+def _close_at_exit(ltm: weakref.ref[LocalLongTermMemory]) -> None:
+    alive = ltm()
     if alive is not None:
-        if alive.backlog:
-            logger.info("long-term memory: storing the %d records still queued before exiting", alive.backlog)
         alive.close()
+
+
+def fuse_where_missing(bm25: np.ndarray, cosine: np.ndarray, has_vector: np.ndarray | None,
+                       dense: float) -> np.ndarray:
+    """The fused score, for records still without their vector too: those are ranked by their keywords
+    alone, at full weight (a fresh record that matches every keyword must not tie with an unrelated record
+    that is merely the closest by meaning); their cosine (0) takes no part in the others' normalisation."""
+    if has_vector is None or not cosine.size:
+        return fuse(bm25, cosine, dense)
+    present = cosine[has_vector]
+    fused = fuse(bm25, np.where(has_vector, cosine, present.min() if present.size else 0.0), dense)
+    return np.where(has_vector, fused, max_normalise(bm25))
+
+
+def encode_position(actor_seq: int) -> str:
+    """A ``list_records`` cursor: the actor's own record number (it says nothing about other actors)."""
+    return f"r{actor_seq}"
+
+
+def decode_position(cursor: str | None) -> int | None:
+    """The position in a ``list_records`` cursor; ``InvalidCursor`` (400) for one this code did not issue."""
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor.startswith("r") or not cursor[1:].isascii() \
+            or not cursor[1:].isdigit() or len(cursor) > 20:
+        raise InvalidCursor("'cursor' is not a cursor this server issued; leave it out to start from the newest record")
+    return int(cursor[1:])
 
 
 def _with_epoch(record: MessageRecord, epoch: int) -> MessageRecord:

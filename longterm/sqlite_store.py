@@ -1,20 +1,29 @@
 """Where local long-term records live: SQLite, a file (durable) or a private in-process database.
 
-Tables (numbered migrations in ``PRAGMA user_version`` of their own file):
+Tables (numbered migrations in ``PRAGMA user_version`` of their own file, ``longterm.sqlite_schema``):
 
 - ``ltm_records``: one row per message record with its provenance, its text and
-  its embedding (384 float32, a BLOB). Unique per (actor, session, generation,
-  turn, seq), so a record written twice is stored once.
+  its embedding (384 float32, a BLOB; empty until the background writer adds
+  it). Unique per (actor, session, generation, turn, seq), so a record written
+  twice is stored once, and a session id reused in a new generation (after
+  expiry) stores its new turns. ``token`` is the public record id (128 random
+  bits: it says nothing about other actors' activity); ``actor_seq`` numbers an
+  actor's records (the ``list_records`` cursor); ``vector_seq`` says when its
+  vector was added (per actor), so a cached actor picks up new vectors only.
 - ``ltm_fts``: an FTS5 index (porter stemming) of each record's text, caption,
   the previous and next message of its session (context), its day in words, and
   an ``owner`` token that restricts a MATCH to one actor inside the index.
-- ``ltm_actors``: per actor its *epoch* (bumped by ``forget``) and a *version*
+- ``ltm_actors``: per actor its *epoch* (bumped by ``forget``), a *version*
   (bumped by every change), which the in-memory vector cache compares, so a
-  second process writing the same file is seen by the next search.
+  second process writing the same file is seen by the next search, and the
+  counters behind ``actor_seq`` and ``vector_seq``.
 - ``ltm_sessions``: per deleted (actor, session) the highest generation deleted:
   a tombstone that refuses late writes of that session.
 
-Every write is one ``BEGIN IMMEDIATE`` transaction that checks the epoch and the
+The text of a record is written on the request path (``write``: durable and
+keyword-searchable before the reply is acknowledged); its vector later
+(``add_vectors``, conditional on the row still being there without one, so a
+delete stays deleted). Every write is one ``BEGIN IMMEDIATE`` transaction that checks the epoch and the
 tombstone before it inserts, and ``forget`` / ``delete_session`` take the same
 lock, so a write that started before a delete can never land after it, on any
 process that shares the file. Connections, transactions and migrations are
@@ -29,62 +38,23 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import DatabaseFileChanged, LongTermUnavailable
-from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, Migration, SQLiteDatabase
+from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SQLiteDatabase
 from longterm.base import MessageRecord
+from longterm.sqlite_schema import FTS_COLUMNS, MIGRATIONS, NO_VECTOR, new_token
 from longterm.index import ActorBuffers, ActorIndex, empty_index
 from longterm.text import date_words
 
 logger = logging.getLogger(__name__)
 
-FTS_COLUMNS = ("text", "caption", "prev", "next", "date")
 #: rows of vectors kept in memory over all cached actors (float32: 1.5 kB each)
 CACHE_ROWS = 40_000
-
-
-def _migration_1(db: sqlite3.Connection) -> None:
-    db.execute(
-        """CREATE TABLE ltm_records (
-            id INTEGER PRIMARY KEY,
-            actor_id TEXT NOT NULL,
-            session_id TEXT NOT NULL,
-            generation INTEGER NOT NULL,
-            turn INTEGER NOT NULL,
-            seq INTEGER NOT NULL,
-            role TEXT NOT NULL,
-            speaker TEXT NOT NULL,
-            text TEXT NOT NULL,
-            caption TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            vector BLOB NOT NULL,
-            UNIQUE (actor_id, session_id, generation, turn, seq)
-        )"""
-    )
-    db.execute("CREATE INDEX ltm_records_actor ON ltm_records (actor_id, id)")
-    db.execute(f"CREATE VIRTUAL TABLE ltm_fts USING fts5({', '.join(FTS_COLUMNS)}, owner, "
-               "tokenize='porter unicode61')")
-    db.execute("""CREATE TABLE ltm_actors (
-            actor_id TEXT PRIMARY KEY,
-            epoch INTEGER NOT NULL DEFAULT 0,
-            version INTEGER NOT NULL DEFAULT 0,
-            deletes INTEGER NOT NULL DEFAULT 0
-        ) WITHOUT ROWID""")
-    db.execute("""CREATE TABLE ltm_sessions (
-            actor_id TEXT NOT NULL,
-            session_id TEXT NOT NULL,
-            deleted_generation INTEGER NOT NULL,
-            PRIMARY KEY (actor_id, session_id)
-        ) WITHOUT ROWID""")
-
-
-#: append, never edit: a file written by an older release still opens
-MIGRATIONS: list[Migration] = [_migration_1]
 
 
 def owner_token(actor_id: str) -> str:
@@ -100,6 +70,32 @@ class StoredRecord:
     role: str
     text: str
     created_at: float
+    #: the public record id
+    token: str = ""
+
+
+_RECORD_COLUMNS = "id, session_id, turn, role, text, created_at, token"
+
+
+@dataclass(frozen=True)
+class Unembedded:
+    """A stored record still waiting for its vector (the background writer's work)."""
+
+    id: int
+    actor_id: str
+    session_id: str
+    turn: int
+    speaker: str
+    text: str
+    #: the public id: what the vector is stored by (an internal id can be reused once its row is deleted)
+    token: str
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    records: list[StoredRecord]
+    #: the ``actor_seq`` to continue below; None on the last page
+    next_below: int | None
 
 
 #: what a failing SQLite file raises: each becomes a ``LongTermUnavailable`` (503) naming the store
@@ -149,16 +145,18 @@ class SQLiteLongTermStore:
         """The actor's records as arrays: from the cache while the actor's version is unchanged.
 
         A version change with no delete since the cached copy appends only the new rows (in place:
-        no copy of the others); after a delete the actor is loaded again whole.
+        no copy of the others) and the vectors added since (``vector_seq``); after a delete the actor
+        is loaded again whole.
         """
         select = ("SELECT id, session_id, generation, turn, seq, speaker, vector, text, caption, created_at "
                   "FROM ltm_records WHERE actor_id = ?")
         try:
             with self._db.connection() as db:
-                row = db.execute("SELECT version, deletes FROM ltm_actors WHERE actor_id = ?", (actor_id,)).fetchone()
+                row = db.execute("SELECT version, deletes, embedded FROM ltm_actors WHERE actor_id = ?",
+                                 (actor_id,)).fetchone()
                 if row is None:
                     return empty_index()
-                version, deletes = row
+                version, deletes, embedded = row
                 with self._cache_lock:
                     buffers = self._cache.get(actor_id)
                     if buffers is not None:
@@ -166,7 +164,12 @@ class SQLiteLongTermStore:
                 if buffers is not None and buffers.version == version:
                     return buffers.snapshot()
                 if buffers is not None and buffers.deletes == deletes:
+                    seen = buffers.embedded
                     buffers.append(db.execute(select + " AND id > ? ORDER BY id", (actor_id, buffers.last_id)), version)
+                    if embedded != seen:
+                        buffers.add_vectors(db.execute(
+                            "SELECT id, vector FROM ltm_records WHERE actor_id = ? AND vector_seq > ?",
+                            (actor_id, seen)), embedded)
                 else:
                     with self._load_lock:
                         with self._cache_lock:
@@ -175,6 +178,7 @@ class SQLiteLongTermStore:
                             return self.actor_index(actor_id)
                         count = db.execute("SELECT count(*) FROM ltm_records WHERE actor_id = ?", (actor_id,)).fetchone()[0]
                         buffers = ActorBuffers(version, deletes, capacity=count + count // 8 + 64)
+                        buffers.embedded = embedded  # read before the rows: a vector added meanwhile is in them
                         buffers.append(db.execute(select + " ORDER BY id", (actor_id,)), version)
                         self._keep(actor_id, buffers)
         except _unavailable_errors as e:
@@ -219,7 +223,7 @@ class SQLiteLongTermStore:
         try:
             with self._db.connection() as db:
                 rows = db.execute(
-                    f"SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
+                    f"SELECT {_RECORD_COLUMNS} FROM ltm_records "
                     f"WHERE actor_id = ? AND id IN ({marks})", (actor_id, *map(int, ids))).fetchall()
         except _unavailable_errors as e:
             raise self._guard("reading records")(e) from e
@@ -233,29 +237,72 @@ class SQLiteLongTermStore:
         """Every record of one session, in conversation order (tests and tools)."""
         with self._db.connection() as db:
             rows = db.execute(
-                "SELECT id, session_id, turn, role, text, created_at FROM ltm_records "
+                f"SELECT {_RECORD_COLUMNS} FROM ltm_records "
                 "WHERE actor_id = ? AND session_id = ? ORDER BY generation, turn, seq", (actor_id, session_id)).fetchall()
         return [StoredRecord(*row) for row in rows]
 
+    def list_records(self, actor_id: str, limit: int, below: int | None = None) -> StoredPage:
+        """The actor's records, newest first, ``limit`` at a time; ``below``: continue under that ``actor_seq``."""
+        try:
+            with self._db.connection() as db:
+                rows = db.execute(
+                    f"SELECT {_RECORD_COLUMNS}, actor_seq FROM ltm_records WHERE actor_id = ? AND actor_seq < ? "
+                    "ORDER BY actor_seq DESC LIMIT ?",
+                    (actor_id, 2**62 if below is None else below, limit + 1)).fetchall()
+        except _unavailable_errors as e:
+            raise self._guard("listing records")(e) from e
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return StoredPage([StoredRecord(*row[:-1]) for row in rows], rows[-1][-1] if more else None)
+
+    def unembedded(self, limit: int, skip: Collection[str] = ()) -> list[Unembedded]:
+        """Records of every actor still without a vector, oldest first (but ``skip``: given up on)."""
+        try:
+            with self._db.connection() as db:
+                rows = db.execute(
+                    "SELECT id, actor_id, session_id, turn, speaker, text, token FROM ltm_records "
+                    "WHERE length(vector) = 0 "
+                    "ORDER BY id LIMIT ?", (limit + len(skip),)).fetchall()
+        except _unavailable_errors as e:
+            raise self._guard("reading records without vectors")(e) from e
+        return [Unembedded(*row) for row in rows if row[6] not in skip][:limit]
+
+    def count_unembedded(self) -> int:
+        """How many records of the file still wait for a vector (every actor)."""
+        try:
+            with self._db.connection() as db:
+                return db.execute("SELECT count(*) FROM ltm_records WHERE length(vector) = 0").fetchone()[0]
+        except _unavailable_errors as e:
+            raise self._guard("counting records without vectors")(e) from e
+
     # -- writes ------------------------------------------------------------------------------
 
-    def write(self, records: Sequence[MessageRecord], vectors: np.ndarray) -> int:
-        """Store the records whose epoch and generation are still current; return how many were stored.
+    def write(self, records: Sequence[MessageRecord],
+              vectors: np.ndarray | Sequence[np.ndarray | None] | None = None) -> int:
+        """Store the records whose epoch and generation are still current; return how many were stored."""
+        return sum(token is not None for token in self.insert(records, vectors))
+
+    def insert(self, records: Sequence[MessageRecord],
+               vectors: np.ndarray | Sequence[np.ndarray | None] | None = None) -> list[str | None]:
+        """Store the records whose epoch and generation are still current: per record its public id, or None
+        (refused: deleted meanwhile, or stored already). A record without a vector (None) gets one later.
 
         One transaction: the checks and the inserts see the same state, and no
         ``forget`` or ``delete_session`` (of any process on this file) can come in between.
         """
-        stored = 0
+        tokens: list[str | None] = []
+        numbered: dict[str, int] = {}  # actor -> its records counter (actor_seq of its newest record)
         touched: set[str] = set()
         try:
             with self._db.write() as db:
                 epochs: dict[str, int] = {}
                 tombstones: dict[tuple[str, str], int] = {}
-                for record, vector in zip(records, vectors):
+                for i, record in enumerate(records):
+                    tokens.append(None)
                     if record.actor_id not in epochs:
-                        row = db.execute("SELECT epoch FROM ltm_actors WHERE actor_id = ?",
+                        row = db.execute("SELECT epoch, records FROM ltm_actors WHERE actor_id = ?",
                                          (record.actor_id,)).fetchone()
-                        epochs[record.actor_id] = row[0] if row else 0
+                        epochs[record.actor_id], numbered[record.actor_id] = row if row else (0, 0)
                     key = (record.actor_id, record.session_id)
                     if key not in tombstones:
                         row = db.execute("SELECT deleted_generation FROM ltm_sessions "
@@ -265,26 +312,31 @@ class SQLiteLongTermStore:
                         continue  # forgotten since the request started
                     if record.generation <= tombstones[key]:
                         continue  # the session was cleared since the turn started
-                    if self._insert(db, record, vector):
-                        stored += 1
+                    vector = None if vectors is None else vectors[i]
+                    token = self._insert(db, record, vector, numbered[record.actor_id] + 1)
+                    if token is not None:
+                        tokens[-1] = token
+                        numbered[record.actor_id] += 1
                         touched.add(record.actor_id)
                 for actor_id in touched:
-                    db.execute("INSERT INTO ltm_actors (actor_id, version) VALUES (?, 1) ON CONFLICT (actor_id) "
-                               "DO UPDATE SET version = version + 1", (actor_id,))
+                    db.execute("INSERT INTO ltm_actors (actor_id, version, records) VALUES (?, 1, ?) "
+                               "ON CONFLICT (actor_id) DO UPDATE SET version = version + 1, records = excluded.records",
+                               (actor_id, numbered[actor_id]))
         except _unavailable_errors as e:
             raise self._guard("writing records")(e) from e
-        return stored
+        return tokens
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray) -> bool:
+    def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray | None, actor_seq: int) -> str | None:
+        token = new_token()
         cursor = db.execute(
             "INSERT OR IGNORE INTO ltm_records (actor_id, session_id, generation, turn, seq, role, speaker, text, "
-            "caption, created_at, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "caption, created_at, vector, token, actor_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.actor_id, record.session_id, record.generation, record.turn, record.seq, record.role,
              record.speaker, record.text, record.caption, record.created_at,
-             np.asarray(vector, "<f4").tobytes()))
+             NO_VECTOR if vector is None else np.asarray(vector, "<f4").tobytes(), token, actor_seq))
         if cursor.rowcount == 0:
-            return False  # already stored (a retried write)
+            return None  # already stored (a retried write)
         rowid = cursor.lastrowid
         scope = (record.actor_id, record.session_id, record.generation)
         position = (record.turn, record.turn, record.seq)
@@ -302,7 +354,47 @@ class SQLiteLongTermStore:
             db.execute("UPDATE ltm_fts SET next = ? WHERE rowid = ?", (record.text, before[0]))
         if after is not None:
             db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
-        return True
+        return token
+
+    def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
+        """Give records (by public id) their embedding; how many took it. Only a record still there without one
+        takes it: a record deleted meanwhile stays deleted (nothing is inserted, and a new record that reuses its
+        internal id is not given its vector), one embedded meanwhile keeps its vector."""
+        stored = 0
+        try:
+            with self._db.write() as db:
+                counters: dict[str, int] = {}
+                for token, vector in vectors:
+                    row = db.execute("SELECT id, actor_id FROM ltm_records WHERE token = ? AND length(vector) = 0",
+                                     (token,)).fetchone()
+                    if row is None:
+                        continue
+                    rowid, actor_id = row
+                    if actor_id not in counters:
+                        counters[actor_id] = db.execute("SELECT embedded FROM ltm_actors WHERE actor_id = ?",
+                                                        (actor_id,)).fetchone()[0]
+                    counters[actor_id] += 1
+                    db.execute("UPDATE ltm_records SET vector = ?, vector_seq = ? WHERE id = ?",
+                               (np.asarray(vector, "<f4").tobytes(), counters[actor_id], rowid))
+                    stored += 1
+                for actor_id, embedded in counters.items():
+                    db.execute("UPDATE ltm_actors SET version = version + 1, embedded = ? WHERE actor_id = ?",
+                               (embedded, actor_id))
+        except _unavailable_errors as e:
+            raise self._guard("adding vectors")(e) from e
+        return stored
+
+    def delete_record(self, actor_id: str, token: str) -> bool:
+        """Delete one record of the actor by its public id; False when the actor has none by that id."""
+        try:
+            with self._db.write() as db:
+                removed = self._delete_where(db, "actor_id = ? AND token = ?", (actor_id, token))
+                if removed:
+                    db.execute("UPDATE ltm_actors SET version = version + 1, deletes = deletes + 1 WHERE actor_id = ?",
+                               (actor_id,))
+        except _unavailable_errors as e:
+            raise self._guard("deleting a record")(e) from e
+        return removed > 0
 
     def _delete_where(self, db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
         ids = [row[0] for row in db.execute(f"SELECT id FROM ltm_records WHERE {where}", args)]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import math
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -15,16 +15,13 @@ from strands.models import Model
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
 
+# BYTES_PER_TOKEN and MESSAGE_OVERHEAD_TOKENS: still importable from here, where callers found them
+from core.tokens import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens  # noqa: F401
+
 T = TypeVar("T")
 
-
-#: UTF-8 bytes per token, calibrated on SmolLM2's tokenizer with ``bench/token_estimate.py`` (docs/models.md):
-#: chat replies and questions run at about 4.5 bytes per token, plain prose at 5, markdown and code at 3.2-3.6,
-#: non-Latin scripts lower. 4.0 over-counts chat by ~10 %, under-counts markdown by ~20 %; the local model's
-#: budget keeps LOCAL_PROMPT_RESERVE tokens spare for that
-BYTES_PER_TOKEN = 4.0
-#: tokens each chat message costs beyond its text (the chat template's role markers)
-MESSAGE_OVERHEAD_TOKENS = 4
+#: a chat message's cost in tokens (``core.tokens``), under the name its callers import it by
+estimate_tokens = message_tokens
 
 
 #: how the memory hooks open the rolling summary they append to the system prompt (after a blank line);
@@ -40,16 +37,6 @@ def split_summary(system_prompt: str | None) -> tuple[str | None, str | None]:
     if at < 0:
         return system_prompt, None
     return system_prompt[:at].rstrip() or None, system_prompt[at:]
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens ``text`` takes as one chat message, estimated from its UTF-8 size (well under a microsecond).
-
-    Counting bytes rather than characters keeps the estimate safe for non-Latin scripts, whose
-    characters take 2-4 bytes and usually more than one token each.
-    """
-    size = len(text) if text.isascii() else len(text.encode())
-    return math.ceil(size / BYTES_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
 
 
 def text_of(message: Message | None) -> str:
@@ -109,21 +96,30 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(context.run, lambda: asyncio.run(make())).result()
 
 
-async def stream_text(model: Model, prompt: str, system_prompt: str) -> tuple[str, str | None]:
+async def stream_text(model: Model, prompt: str, system_prompt: str,
+                      max_chars: int | None = None) -> tuple[str, str | None]:
     """One tool-less call of ``model`` with one user message: the reply's text and its stop reason.
 
     The provider's own stream, read directly: no ``Agent``, so none of an agent invocation's
     per-event work (its event loop, message copies, span events) for a call whose reply is only
-    kept as text. Provider errors propagate unchanged.
+    kept as text. Provider errors propagate unchanged. ``max_chars``: stop reading (and close the
+    stream) once the stripped text is longer than that, a caller that keeps no more than
+    ``max_chars`` of it; the stop reason is then None.
     """
     messages: Messages = [{"role": "user", "content": [{"text": prompt}]}]
     parts: list[str] = []
+    read = 0
     stop: str | None = None
-    async for event in model.stream(messages, None, system_prompt):
-        if "contentBlockDelta" in event:
-            parts.append(event["contentBlockDelta"]["delta"].get("text", ""))
-        elif "messageStop" in event:
-            stop = event["messageStop"].get("stopReason")
+    async with contextlib.aclosing(model.stream(messages, None, system_prompt)) as events:
+        async for event in events:
+            if "contentBlockDelta" in event:
+                text = event["contentBlockDelta"]["delta"].get("text", "")
+                parts.append(text)
+                read += len(text)
+                if max_chars is not None and read > max_chars and len("".join(parts).strip()) > max_chars:
+                    return "".join(parts), None  # what follows would be clipped off anyway
+            elif "messageStop" in event:
+                stop = event["messageStop"].get("stopReason")
     return "".join(parts), stop
 
 

@@ -1,5 +1,9 @@
 """The one summariser, used by the ``summarize_session`` tool and action and by the rolling summary.
 
+It turns turns into a summary and knows nothing of stores: the session tools read the turns
+for ``summarize_turns``; the rolling summary's fold (``hooks/summary.py``) reads and writes the
+stored summary around ``fold_turns``.
+
 Every summary is one separate, tool-less model call (the model's own stream,
 read directly: no Strands ``Agent``, no tools, no memory hooks, so nothing of
 it is stored) over a transcript whose size is bounded however long the session is:
@@ -19,14 +23,13 @@ grow either.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from bedrock_agentcore.memory.constants import MessageRole
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from strands.models import Model
 
 from core.settings import Settings
-from memory.base import SessionStore, Summary, Turn, group_turns
 from models.base import BYTES_PER_TOKEN, run_coroutine, stream_text
 from models.bounded import summary_model
 
@@ -49,6 +52,17 @@ MAX_FOLD_TURNS = 50
 MIN_MESSAGE_CHARS = 200
 #: the mark a summary cut at SUMMARY_MAX_TOKENS ends with
 CUT_MARK = "…"
+
+
+#: one stored turn: its messages (a session store's ``Turn``; this module reads no store)
+Turn = Sequence[ConversationalMessage]
+
+
+class PriorSummary(Protocol):
+    """A rolling summary as the summariser reads it (``memory.base.Summary`` is one)."""
+
+    text: str
+    through_turn: int
 
 
 class SummaryError(Exception):
@@ -105,7 +119,8 @@ class Summarizer:
         model's token cap (stop reason ``max_tokens``) is still a summary: its text is kept,
         ending in ``CUT_MARK``.
         """
-        text, stop = run_coroutine(lambda: stream_text(self.model, prompt, SUMMARY_SYSTEM_PROMPT))
+        # past summary_chars the text is clipped: it is not read (a model that echoes its prompt streams it all)
+        text, stop = run_coroutine(lambda: stream_text(self.model, prompt, SUMMARY_SYSTEM_PROMPT, self.summary_chars))
         text = text.strip()
         cut = stop == "max_tokens"
         if not text:
@@ -140,18 +155,18 @@ class Summarizer:
 
     # -- what the tool, the action and the rolling summary call ------------------------------
 
-    def summarize_session(self, store: SessionStore, actor_id: str, session_id: str) -> str:
-        """A summary of the whole stored session; says so, without a model call, when it is empty."""
-        events = store.list_events(actor_id, session_id)
-        turns = group_turns([m for event in events for m in event.messages])
+    def summarize_turns(self, turns: Sequence[Turn], older: Callable[[], PriorSummary | None]) -> str:
+        """A summary of a whole session's ``turns`` (turn 1 first); says so, without a model call, when empty.
+
+        ``older`` reads the stored rolling summary: called only when the turns are too long to send
+        whole, so it stands in for the oldest of them.
+        """
         if not turns:
             return EMPTY_SESSION_SUMMARY
-        started = time.perf_counter()
         blocks, omitted = self.newest_that_fit(turns, 1, self.transcript_chars)
         parts = [f"Summarise this conversation ({len(turns)} turns)."]
         if omitted:
-            # too long to send whole: the stored rolling summary stands in for the oldest turns
-            summary = store.get_summary(actor_id, session_id)
+            summary = older()
             if summary is not None and summary.through_turn > 0:
                 start = min(summary.through_turn, len(turns))
                 head = clip(summary.text, self.summary_chars)
@@ -164,53 +179,20 @@ class Summarizer:
             else:
                 parts.append(f"[turns 1-{omitted} are left out: too long to include]")
         parts.append("Conversation:\n" + "\n\n".join(blocks))
-        text = self.complete("\n\n".join(parts))
-        logger.debug(
-            "actor_id=<%s> | session_id=<%s> | summarised %d turns (verbatim from turn %d) in %.1f ms",
-            actor_id, session_id, len(turns), omitted + 1, (time.perf_counter() - started) * 1e3,
-        )
-        return text
+        return self.complete("\n\n".join(parts))
 
-    def fold(self, store: SessionStore, actor_id: str, session_id: str, current: Summary | None,
-             message_count: int, k: int, batch: int = 1, recent: Sequence[Turn] = (),
-             shown: int | None = None) -> Summary | None:
-        """The rolling summary moved ahead by ``batch`` turns; None while it is not needed yet.
+    def fold_turns(self, current: PriorSummary | None, new_turns: Sequence[Turn], first: int,
+                   target: int) -> tuple[str, int]:
+        """One summary of turns 1..``target``: ``current`` (through some turn before ``first``) and ``new_turns``.
 
-        Called after turn ``message_count`` (n) was stored: the next request shows the
-        newest ``shown`` turns (k, or fewer when ``MEMORY_MAX_TOKENS`` leaves out older
-        ones), n-shown+1..n, so the model's knowledge has a gap only if the summary ends
-        before turn n-shown. Only then is it extended, in one bounded call over ``current``
-        and the turns after it, through turn n-shown+``batch``-1 (at most n): that is
-        ``batch`` turns when it was up to date, some of them still in the window (shown
-        twice, which is harmless), so the next ``batch``-1 turns need no call and a long
-        session pays one call per ``batch`` turns. ``batch`` is 1..k; 1 folds each turn as
-        it leaves the window.
-
-        ``recent`` is the session's newest turns through turn n as the hooks know them (the
-        window loaded before this turn plus this turn): the turns to fold are read from it
-        when it holds them all, as it does whenever the summary was up to date; otherwise
-        (a missed fold, a summary that starts late) from the store.
+        ``new_turns`` are turns ``first``..``target``. The turns between ``current`` and ``first``
+        (too many for one call) are named as left out. Returns the summary text and how many turns it
+        had to leave out. One bounded call: a batch shares the transcript budget, each message getting
+        its share, so no turn of it is left out for length.
         """
-        shown = k if shown is None else shown
         through = current.through_turn if current is not None else 0
-        if through >= message_count - shown:
-            return None  # no gap at the next request
-        if not 1 <= batch <= k:
-            raise ValueError(f"batch={batch} must be between 1 and k={k}")
-        target = min(message_count - shown + batch - 1, message_count)
-        first = max(through + 1, target - self.max_fold_turns + 1)
-        new_turns = numbered(recent, message_count, first, target) if recent else None
-        if new_turns is None:
-            turns = store.get_last_k_turns(actor_id, session_id, message_count - first + 1)
-            base = message_count - len(turns) + 1  # turns[i] is turn base + i
-            first = max(first, base)
-            new_turns = numbered(turns, message_count, first, target) or []
-        if not new_turns:
-            return None
-        started = time.perf_counter()
         previous = clip(current.text, self.summary_chars) if current is not None else ""
         budget = self.transcript_chars - len(previous)
-        # a batch shares the budget: each message gets its share, so no turn of it is left out for length
         share = max(MIN_MESSAGE_CHARS, budget // (2 * len(new_turns)) - 20)
         blocks, omitted = self.newest_that_fit(new_turns, first, budget, min(self.message_chars, share))
         skipped = (first - 1 - through) + omitted
@@ -219,21 +201,6 @@ class Summarizer:
             parts.append(f"Summary of turns 1-{through}:\n{previous}")
         if skipped:
             parts.append(f"[{skipped} turns after that are left out: too long to include]")
-            logger.warning("actor_id=<%s> | session_id=<%s> | rolling summary skips %d turns",
-                           actor_id, session_id, skipped)
         parts.append("Later turns:\n" + "\n\n".join(blocks))
         parts.append(f"Write one summary of turns 1-{target} of this conversation.")
-        text = self.complete("\n\n".join(parts))
-        logger.debug(
-            "actor_id=<%s> | session_id=<%s> | folded turns %d-%d into the rolling summary in %.1f ms",
-            actor_id, session_id, through + 1, target, (time.perf_counter() - started) * 1e3,
-        )
-        return Summary(text, target)
-
-
-def numbered(turns: Sequence[Turn], last: int, first: int, target: int) -> list[Turn] | None:
-    """Turns ``first``..``target`` of ``turns``, the session's turns through turn ``last``; None unless all are there."""
-    base = last - len(turns) + 1
-    if first < base or target > last or first > target:
-        return None
-    return list(turns[first - base: target - base + 1])
+        return self.complete("\n\n".join(parts)), skipped

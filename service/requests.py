@@ -1,29 +1,23 @@
-"""A request, parsed: the payload and the ids checked, each problem named in a ``BadRequest`` (HTTP 400)."""
+"""A request, parsed: the payload and the ids checked, each problem named in a ``BadRequest`` (HTTP 400).
+
+A chat message is checked here; an action's own fields by its parser in the table of actions
+(``service/actions.py``), through the field checks of ``service/parsing.py``.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from core.errors import BadRequest, int_field
+from core.errors import BadRequest
 from core.settings import Settings
-from longterm import SearchRequest, parse_search
+from service.actions import ACTIONS, Action, action_named, long_term_off
 from service.identity import header, resolve_actor_id, resolve_session_id
+from service.parsing import bool_field, check_text
 
-#: payload ``action`` values: operations run without the model (see ``Assistant.run_action``)
-ACTIONS = ("summarize_session", "clear_session", "list_sessions", "get_history", "search_memory", "forget")
-#: the actions on the actor's long-term memory (answered 400 when it is off for this server)
-LONG_TERM_ACTIONS = ("search_memory", "forget")
-#: the actions on the actor rather than one session: the session header / field is ignored, no session slot taken
-ACTOR_ACTIONS = ("list_sessions", *LONG_TERM_ACTIONS)
-
-#: ``list_sessions``' page size: default and largest
-SESSIONS_PAGE = (20, 100)
-#: ``get_history``'s page size: default and largest
-HISTORY_PAGE = (50, 200)
-#: largest ``before`` taken: JSON's largest safe integer (every store takes it; no session has that many turns)
-MAX_TURN_NUMBER = 2**53 - 1
+__all__ = ["ACTIONS", "ChatRequest", "check_text", "idempotency_key", "parse_request"]
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 #: an idempotency key: what UUIDs, ULIDs and base64 (plain or url-safe) keys are made of, 1-255 characters
@@ -35,51 +29,17 @@ MAX_IDEMPOTENCY_KEY = 255
 class ChatRequest:
     message: str | None  # None only for an action
     actor_id: str
-    #: "" for ``list_sessions``, which is about the actor, not a session
+    #: "" for an action on the actor (``list_sessions``, ``search_memory``, ``forget``), not one session
     session_id: str
-    action: str | None = None
+    #: the action's table entry (``service/actions.py``); None: a chat turn
+    action: Action | None = None
+    #: the action's own fields, as its parser checked them
+    fields: Any = None
     stream: bool = False
     #: ``Idempotency-Key`` header or ``idempotency_key`` field: a retry with it stores nothing new
     idempotency_key: str | None = None
     #: ``explain``: the response carries a ``memory`` report of what was put in front of the model
     explain: bool = False
-    #: page size of ``list_sessions`` / ``get_history``
-    limit: int | None = None
-    #: ``list_sessions``: the ``next_cursor`` of the page before
-    cursor: str | None = None
-    #: ``get_history``: turns numbered below this one (the ``next_before`` of the page before)
-    before: int | None = None
-    #: ``search_memory``: the query and how many records (checked by ``longterm.parse_search``)
-    search: SearchRequest | None = None
-
-
-def check_text(field: str, value: str) -> None:
-    """Refuse text that cannot be stored or sent as UTF-8: a lone surrogate (``"\\ud800"``) parses from JSON fine."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise BadRequest(f"'{field}' holds a lone surrogate ({value[e.start]!r} at character {e.start}), which is "
-                         "not text; send valid Unicode") from e
-
-
-def _page_size(payload: Mapping[str, object], sizes: tuple[int, int]) -> int:
-    default, largest = sizes
-    limit = int_field(payload, "limit", 1, largest, default, f"an integer from 1 to {largest}")
-    assert limit is not None
-    return limit
-
-
-def _cursor(payload: Mapping[str, object]) -> str | None:
-    """A string or null: whether the string is a cursor this server issued, the store says (``InvalidCursor``)."""
-    cursor = payload.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise BadRequest(f"'cursor' must be a string (a 'next_cursor' this server gave) or null, "
-                         f"got {type(cursor).__name__}")
-    return cursor
-
-
-def _before(payload: Mapping[str, object]) -> int | None:
-    return int_field(payload, "before", 1, MAX_TURN_NUMBER, None, "a positive integer (a turn number) or null")
 
 
 def _check_key(where: str, key: object) -> str:
@@ -113,42 +73,20 @@ def idempotency_key(payload: Mapping[str, object], headers: Mapping[str, str] | 
     return from_body if from_body is not None else from_header
 
 
-def long_term_off(action: str, settings: Settings) -> BadRequest:
-    """The 400 of a long-term action on a server without long-term memory: why it is off and how to turn it on."""
-    if settings.long_term_memory is False:
-        why = "LONG_TERM_MEMORY=off"
-    elif settings.memory_backend not in ("memory", "sqlite", "agentcore"):
-        why = f"the default for MEMORY_BACKEND={settings.memory_backend}, whose sessions every replica shares"
-    else:
-        why = "this assistant was built without it"
-    return BadRequest(f"'{action}' needs long-term memory, which is off on this server ({why}); start the server "
-                      "with LONG_TERM_MEMORY=on to turn it on (see docs/longterm.md)")
-
-
-def parse_action(action: object, payload: Mapping[str, object], session_id: str | None,
+def parse_action(name: object, payload: Mapping[str, object], session_id: str | None,
                  headers: Mapping[str, str] | None, settings: Settings, *, long_term: bool = True) -> ChatRequest:
     """An ``action`` request: the action's own fields checked; ``message``, ``stream`` and the key do not apply.
 
-    ``long_term``: whether this server has long-term memory; without it ``search_memory`` and ``forget``
-    are a 400 that says so (before their fields are checked: fixing them would not help).
+    ``long_term``: whether this server has long-term memory; without it a long-term action is a 400
+    that says so (before its fields are checked: fixing them would not help).
     """
-    if not isinstance(action, str) or action not in ACTIONS:
-        raise BadRequest(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
-    if action in LONG_TERM_ACTIONS and not long_term:
-        raise long_term_off(action, settings)
+    action = action_named(name)
+    if action.long_term and not long_term:
+        raise long_term_off(action.name, settings)
     actor_id = resolve_actor_id(payload, headers)
-    if action == "list_sessions":
-        return ChatRequest(None, actor_id, "", action=action, limit=_page_size(payload, SESSIONS_PAGE),
-                           cursor=_cursor(payload))
-    if action == "search_memory":
-        return ChatRequest(None, actor_id, "", action=action, search=parse_search(payload, settings.ltm_top_k))
-    if action == "forget":
-        return ChatRequest(None, actor_id, "", action=action)
-    session = resolve_session_id(session_id, payload)
-    if action == "get_history":
-        return ChatRequest(None, actor_id, session, action=action, limit=_page_size(payload, HISTORY_PAGE),
-                           before=_before(payload))
-    return ChatRequest(None, actor_id, session, action=action)
+    fields = action.parse(payload, settings)
+    session = resolve_session_id(session_id, payload) if action.per_session else ""
+    return ChatRequest(None, actor_id, session, action=action, fields=fields)
 
 
 def parse_request(payload: object, session_id: str | None, headers: Mapping[str, str] | None,
@@ -160,15 +98,11 @@ def parse_request(payload: object, session_id: str | None, headers: Mapping[str,
     """
     if not isinstance(payload, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(payload).__name__}")
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest(f"'stream' must be true or false, got {type(stream).__name__}")
+    stream = bool_field(payload, "stream")
     action = payload.get("action")
     if action is not None:
         return parse_action(action, payload, session_id, headers, settings, long_term=long_term)
-    explain = payload.get("explain", False)
-    if not isinstance(explain, bool):
-        raise BadRequest(f"'explain' must be true or false, got {type(explain).__name__}")
+    explain = bool_field(payload, "explain")
     message = payload.get("message")
     prompt = payload.get("prompt")
     for field, text in (("message", message), ("prompt", prompt)):

@@ -14,6 +14,8 @@ A queued job whose client hangs up leaves the queue (``withdraw``) and never run
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -22,14 +24,30 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Any, Hashable
 
-from core.errors import SessionBusy
+from core.errors import ClientGone, SessionBusy
 
 logger = logging.getLogger(__name__)
 
 #: weight of the newest turn in the running mean of how long a turn holds its session
 HOLD_SMOOTHING = 0.2
+
+
+def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
+    """From any thread: complete ``future`` with ``outcome`` (an exception is raised by it), if still pending."""
+    def settle() -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop has closed (shutting down): nobody awaits it any more
+        pass
 
 
 class _ThreadWaiter:
@@ -139,6 +157,45 @@ class SessionSlots:
         job = self._hand_on(key)
         if job is not None:
             self._executor.submit(self._run_chain, key, job)
+
+    async def run(self, key: Hashable, context: contextvars.Context, work: Callable[[Callable[[Any], None]], Any],
+                  on_gone: Callable[[Callable[[], None]], None] | None = None,
+                  gone_running: Callable[[], None] | None = None) -> Any:
+        """``work`` run in ``context`` holding ``key``'s slot, on a turn thread; awaited without holding a thread.
+
+        What ``work`` returns is the answer, unless it answered earlier through the callable it is
+        given (a stream answers when it starts and runs on). ``on_gone`` registers a callback for a
+        client that hangs up: while queued the request leaves the queue (``ClientGone``); once it
+        runs, ``gone_running`` is told (a plain turn is finished and stored, as it always was).
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                answer = context.run(work, lambda early: _settle(loop, done, early))
+            except BaseException as e:  # handed to the awaiting coroutine, which maps and logs it
+                _settle(loop, done, e)
+            else:
+                _settle(loop, done, answer)
+
+        job = Job(run)
+        self.submit(key, job)
+
+        def client_gone() -> None:
+            if self.withdraw(key, job):
+                _settle(loop, done, ClientGone("the client hung up while waiting for its session"))
+            elif gone_running is not None:
+                gone_running()
+
+        if on_gone is not None:
+            on_gone(client_gone)
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if not self.withdraw(key, job) and gone_running is not None:
+                gone_running()
+            raise
 
     def waiting(self, key: Hashable) -> int:
         """Requests queued behind the running turn of ``key`` (for tests and logs)."""

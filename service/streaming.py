@@ -1,5 +1,9 @@
 """Streaming one turn (payload ``"stream": true``): the turn runs on a thread, its events reach the client.
 
+``stream_turn`` runs the one turn pipeline (``service/turn.py``) with a sink for its text
+deltas, then puts the final event (the body a plain request would get, or the error with its
+status) and logs the request's line.
+
 On the server the entrypoint returns a Starlette ``StreamingResponse`` over ``sse_body``,
 an async iterator that awaits an ``EventChannel`` the turn's thread feeds: no thread
 blocks on a queue while the client reads slowly. Called directly (tests, embedders),
@@ -20,19 +24,18 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from hooks.memory import MemoryHooks
+from core.errors import AssistantError, InternalError
+from memory.turn import TurnState
+from service.logs import RequestLine
 from service.requests import ChatRequest
+from service.turn import EventSink, outcome_fields
 
 logger = logging.getLogger(__name__)
 
 #: put on a stream's queue after its last event
 END_OF_STREAM = object()
-
-
-class EventSink(Protocol):
-    def put(self, item: Any) -> None: ...
 
 
 class EventChannel:
@@ -76,24 +79,55 @@ class StreamedTurn:
 
     request: ChatRequest
     request_id: str | None
-    hooks: MemoryHooks
+    state: TurnState
     events: EventSink = field(default_factory=queue.SimpleQueue)
-    cancel: threading.Event = field(default_factory=threading.Event)
 
     def ids(self) -> str:
-        return (f"request_id=<{self.request_id}> | actor_id=<{self.request.actor_id}> | "
-                f"session_id=<{self.request.session_id}>")
+        return f"request_id=<{self.request_id}> | {self.state.ids()}"
 
     def abandon(self) -> None:
         """The client went away: store none of this turn and stop the model at its next chunk."""
-        self.hooks.skip_store = True
-        self.cancel.set()
+        self.state.abandon()
 
     def client_hung_up(self) -> None:
         """``ClientWatch`` callback: the HTTP client disconnected before the stream ended."""
-        if not self.cancel.is_set():
+        if not self.state.cancel.is_set():
             logger.info("%s | client disconnected mid-stream; cancelling the turn", self.ids())
             self.abandon()
+
+
+def stream_turn(turn: StreamedTurn, line: RequestLine,
+                run: Callable[[ChatRequest, TurnState, EventSink], dict[str, Any] | None]) -> None:
+    """Run one streamed turn to its end (its session slot held), its events into ``turn.events``; log its line.
+
+    The final event is the body a plain request gets without ``response`` (the text went as
+    deltas), or ``error`` with the ``status`` a plain request would get. A client gone before
+    the turn started runs nothing; one gone mid-stream gets no final event.
+    """
+    status, outcome, fields = 200, "", {}
+    failure: BaseException | bool = False
+    try:
+        if turn.state.cancel.is_set():
+            status, outcome = 499, "client gone before the turn started; nothing stored"
+            return
+        final = run(turn.request, turn.state, turn.events)
+        if final is None:
+            stored = "stored whole" if turn.state.message_count else "not stored"
+            outcome = f"client gone mid-stream; turn {stored}"
+            return
+        turn.events.put(final)
+        fields = outcome_fields(final)
+        outcome = "stream " + " ".join(f"{k}={v}" for k, v in fields.items())
+    except AssistantError as e:  # the stream's final event, with the status a plain request would get
+        status, outcome = e.status, e.message
+        turn.events.put({**e.body(), "status": e.status})
+    except Exception as e:  # a bug: the client gets the request id, the log the traceback
+        error = InternalError(line.request_id)
+        status, outcome, failure = error.status, f"{type(e).__name__}: {e}", e
+        turn.events.put({**error.body(), "status": error.status})
+    finally:
+        turn.events.put(END_OF_STREAM)
+        line.log(status, outcome, {**fields, "stream": True}, exc_info=failure)
 
 
 def sse(event: Any) -> bytes:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 import longterm
-from core.errors import LongTermUnavailable
+from core.errors import InvalidCursor, LongTermUnavailable
 from core.settings import Settings
 from longterm.agentcore import AgentCoreLongTermMemory
 from tests.helpers.agentcore_fake import MEMORY_ID
@@ -96,3 +96,39 @@ def test_the_agentcore_backend_uses_the_services_records(caplog: pytest.LogCaptu
     assert memory.namespace == "/users/{actorId}/"
     assert any("long-term memory: on | backend=<agentcore>" in r.getMessage() for r in caplog.records)
     memory.close()
+
+
+def test_delete_record_deletes_one_record_of_the_callers_actor_only(ltm: AgentCoreLongTermMemory,
+                                                                   service: FakeRecordService) -> None:
+    wrong = service.extract("/users/alice/facts/", "The user lives in Lisbon")
+    kept = service.extract("/users/alice/facts/", "The user likes tea")
+    bobs = service.extract("/users/bob/facts/", "Bob lives in Porto")
+    summary = service.extract("/summaries/alice/s1/", "Session s1: the user talked about Lisbon")
+    assert ltm.delete_record("bob", wrong) is False  # another actor's record: as if unknown, nothing deleted
+    assert ltm.delete_record("alice", bobs) is False
+    assert ltm.delete_record("alice", "mem-" + "0" * 40) is False  # unknown to the service
+    assert ltm.delete_record("alice", "1; DROP") is False  # not a record id at all: no call
+    assert ltm.delete_record("alice", wrong) is True
+    assert ltm.delete_record("alice", summary) is True
+    assert ltm.delete_record("alice", wrong) is False
+    assert set(service.records) == {kept, bobs}
+    assert "DeleteMemoryRecord" not in [op for op, r in service.calls if r.get("memoryRecordId") in (bobs,)]
+
+
+def test_list_records_lists_the_actors_records_newest_first_in_pages(ltm: AgentCoreLongTermMemory,
+                                                                    service: FakeRecordService) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    for day in range(130):
+        service.extract("/users/alice/facts/", f"fact of day {day}", created_at=start + timedelta(days=day))
+    service.extract("/summaries/alice/s1/", "Session s1 summary", created_at=start + timedelta(days=200))
+    service.extract("/users/bob/facts/", "Bob likes tea", created_at=start + timedelta(days=300))
+    first = ltm.list_records("alice", limit=100)
+    assert [m.text for m in first.records[:3]] == ["Session s1 summary", "fact of day 129", "fact of day 128"]
+    assert first.next_cursor is not None
+    second = ltm.list_records("alice", limit=100, cursor=first.next_cursor)
+    assert [m.text for m in second.records][-1] == "fact of day 0" and second.next_cursor is None
+    assert len(first.records) + len(second.records) == 131
+    with pytest.raises(InvalidCursor):
+        ltm.list_records("alice", cursor="a" + "9" * 400)

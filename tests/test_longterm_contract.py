@@ -3,7 +3,6 @@ then what only a file can meet: deleted or replaced under a running store."""
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import longterm.writer
 from core.errors import LongTermUnavailable
 from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
@@ -180,7 +178,7 @@ def test_a_record_written_twice_is_stored_once(ltm: LocalLongTermMemory) -> None
     say(ltm, "alice", "s1", 1, FACT)
     ltm.flush()
     assert ltm.store.count("alice") == 2
-    assert ltm.writer.refused == 2
+    assert ltm.refused == 2
 
 
 def test_an_empty_store_or_query_finds_nothing(ltm: LocalLongTermMemory) -> None:
@@ -241,26 +239,18 @@ def test_a_records_file_replaced_under_a_running_store_acknowledges_no_write(tmp
     restarted.close()
 
 
-def test_the_writer_logs_what_a_deleted_file_refused_and_keeps_going(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    # a file replaced under the store only mends with a restart: no retry (a slow one would hold the queue)
-    monkeypatch.setattr(longterm.writer, "RETRY_DELAYS", (60.0, 60.0, 60.0))
+def test_a_deleted_file_refuses_each_exchange_at_once_and_says_why(tmp_path: Path) -> None:
+    """The text is written on the request path: a file deleted under the store refuses each exchange to its
+    caller (which logs it and still answers the turn), never acknowledging it into an unlinked file."""
     path = tmp_path / "sessions-longterm.db"
     ltm = local_ltm(path)
     try:
         say(ltm, "alice", "s1", 1, FACT)
-        assert ltm.flush(30) and ltm.writer.stored == 2
+        assert ltm.flush(30) and ltm.stored == 2
         remove_database(path)
-        with caplog.at_level(logging.ERROR, logger="longterm.writer"):
-            for turn in (2, 3):  # one batch each: the thread is still there for the second
+        for turn in (2, 3):  # every exchange, not just the first
+            with pytest.raises(LongTermUnavailable, match="was deleted or replaced while the server was running"):
                 say(ltm, "alice", "s1", turn, f"note {turn}", epoch=0)
-                assert ltm.flush(30)
-        assert (ltm.writer.stored, ltm.writer.dropped) == (2, 4)
-        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert len(errors) == 2
-        for turn, line in zip((2, 3), errors):
-            assert line.startswith("long-term records not stored after 1 attempt: LongTermUnavailable: ")
-            assert "was deleted or replaced while the server was running" in line
-            assert f"actor_id=<alice> session_id=<s1> turn=<{turn}>" in line
+        assert ltm.stored == 2
     finally:
         ltm.close()

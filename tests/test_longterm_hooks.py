@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from strands import Agent
 
-from hooks.longterm import MEMORY_HEADER, LongTermHooks, select, window_turns
+from hooks.longterm import MEMORY_HEADER, LongTermHooks, select
 from hooks.memory import MemoryHooks
 from longterm.base import LongTermMemory, Memory
 from longterm.local import LocalLongTermMemory
 from memory.in_memory import InMemoryStore
+from memory.turn import TurnState
 from tests.helpers.longterm_helpers import local_ltm, say
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.session_helpers import result_text, tool_results
@@ -30,16 +32,15 @@ def ltm(tmp_path: Path) -> Iterator[LocalLongTermMemory]:
 
 def run(ltm: LongTermMemory, model: ScriptedModel, message: str, *, actor: str = "alice", session: str = "s2",
         store: InMemoryStore | None = None, k: int = 10, min_score: float = 0.0,
-        max_tokens: int = 600) -> LongTermHooks:
-    """One turn wired as docs/longterm.md says: session hooks first, then the long-term hooks and tool."""
+        max_tokens: int = 600) -> TurnState:
+    """One turn wired as docs/longterm.md says: session hooks first, then the long-term hooks and tool, one state."""
     store = store or InMemoryStore()
-    memory = MemoryHooks(store, actor, session, k)
-    before = len(store.list_events(actor, session))
-    longterm = LongTermHooks(ltm, actor, session, top_k=5, min_score=min_score, max_tokens=max_tokens,
-                             window=lambda: window_turns(session, before, memory.history_length))
+    state = TurnState(actor, session)
+    memory = MemoryHooks(store, state, k)
+    longterm = LongTermHooks(ltm, state, top_k=5, min_score=min_score, max_tokens=max_tokens)
     Agent(model=model, system_prompt="You are a test assistant.", hooks=[memory, longterm],
           tools=LongTermTools(ltm, actor).tools, callback_handler=None)(message)
-    return longterm
+    return state
 
 
 def test_a_fact_from_an_earlier_session_reaches_the_system_prompt(ltm: LocalLongTermMemory) -> None:
@@ -120,7 +121,7 @@ def test_record_carries_the_epoch_read_when_the_turn_started(ltm: LocalLongTermM
     ltm.flush()
     hooks = run(ltm, ScriptedModel("ok"), "hello there")
     ltm.forget("alice")  # lands while the turn is still running
-    hooks.record(2, "a turn that started before the forget", "ok", generation=0)
+    ltm.record_exchange("alice", "s2", 2, "a turn that started before the forget", "ok", time.time(), 0, hooks.epoch)
     ltm.flush()
     assert ltm.store.count("alice") == 0
 

@@ -24,11 +24,9 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 import agent
-import longterm.writer
 from core.settings import Settings
 from hooks.longterm import MEMORY_HEADER
 from longterm.agentcore import AgentCoreLongTermMemory
-from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
 from memory.sqlite import SQLiteStore
@@ -118,23 +116,22 @@ class GatedEcho(ScriptedModel):
 
 
 class GatedRecords(SQLiteLongTermStore):
-    """The records' SQLite file, whose next write of a record containing ``marker`` waits for ``release``.
+    """The records' SQLite file, whose vectors wait for ``release`` before they are added.
 
-    It holds a write the background writer has taken from its queue (embedded, about to be stored):
-    the moment a ``forget`` or a clear must still win.
+    The exchange's text is stored with the turn; the background writer holds the reply's vector (embedded,
+    about to be added): the moment a ``forget`` or a clear must still win.
     """
 
-    def __init__(self, path: Path, marker: str) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.marker = marker
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def write(self, records: Sequence[MessageRecord], vectors: np.ndarray) -> int:
-        if any(self.marker in r.text for r in records) and not self.release.is_set():
+    def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
+        if not self.release.is_set():
             self.entered.set()
             assert self.release.wait(30)
-        return super().write(records, vectors)
+        return super().add_vectors(vectors)
 
 
 def while_in_the_model(gated: GatedEcho, turn: Callable[[], Any], meanwhile: Callable[[], Any]) -> tuple[Any, Any]:
@@ -326,15 +323,17 @@ def test_forget_beats_a_turn_in_flight(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("delete", ["forget", "clear_session"])
 def test_a_write_queued_on_another_replica_stays_deleted(tmp_path: Path, delete: str) -> None:
-    """Replica A stored a turn; its record is still on the way to the shared file when replica B deletes."""
+    """Replica A stored a turn; its reply's vector is still on the way to the shared file when replica B deletes."""
     settings = ltm_settings(tmp_path)
-    records = GatedRecords(settings.ltm_db, marker="Ingrid")
+    records = GatedRecords(settings.ltm_db)
     a = replica(settings, ScriptedModel(echo=True), LocalLongTermMemory(records, embedder()))
     b = replica(settings, ScriptedModel(echo=True))
     try:
         answer = a.handle({"message": FACT, "actor_id": "alice"}, ctx("s1"))
         assert answer["message_count"] == 1
-        assert records.entered.wait(30)  # A's writer holds the exchange, about to store it
+        assert records.entered.wait(30)  # A's writer holds the reply's vector, about to add it
+        assert b.ltm is not None and {m.role for m in b.ltm.search("alice", "Ingrid cello", 5)} == \
+            {"user", "assistant"}  # the text was stored with the turn: found by keyword on the other replica
         deleted = b.handle({"action": delete, "actor_id": "alice"}, ctx("s1"))
         assert deleted["action"] == delete
         records.release.set()
@@ -361,24 +360,21 @@ def test_records_survive_a_restart(tmp_path: Path, model: ScriptedModel) -> None
             assistant.close()
 
 
-def test_a_turn_is_answered_after_the_records_file_was_deleted_and_the_writer_keeps_going(
-        http: TestClient, ltm_assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_turn_is_answered_after_the_records_file_was_deleted_and_its_records_refused_loudly(
+        http: TestClient, ltm_assistant: Assistant, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Long-term writes are best effort: the turn is stored and answered; its records are refused, loudly."""
-    # a file replaced under the store only mends with a restart: no retry (a slow one would hold the queue)
-    monkeypatch.setattr(longterm.writer, "RETRY_DELAYS", (60.0, 60.0, 60.0))
     ltm = ltm_assistant.ltm
     assert isinstance(ltm, LocalLongTermMemory)
     say(http, "alice", "s1", FACT)
-    assert ltm.flush(30) and ltm.writer.stored == 2
+    assert ltm.flush(30) and ltm.stored == 2
     remove_database(ltm_settings(tmp_path).ltm_db)
-    with caplog.at_level(logging.ERROR, logger="longterm.writer"):
+    with caplog.at_level(logging.WARNING, logger="service.assistant"):
         for turn in (2, 3):
             assert say(http, "alice", "s1", f"I moved to Bergen, note {turn}")["message_count"] == turn
-            assert ltm.flush(30)  # the writer took the batch, gave it up, and is ready for the next
-    assert (ltm.writer.stored, ltm.writer.dropped) == (2, 4)
-    refused = [r.getMessage() for r in caplog.records if r.name == "longterm.writer" and r.levelno == logging.ERROR]
+    assert ltm.stored == 2
+    refused = [r.getMessage() for r in caplog.records if "not recorded in long-term memory" in r.getMessage()]
     assert len(refused) == 2 and all("deleted or replaced while the server was running" in line for line in refused)
+    assert all(f"turn {turn} not recorded" in line for turn, line in zip((2, 3), refused))
     assert ltm_assistant.store.load_window("alice", "s1", 10).message_count == 3
 
 

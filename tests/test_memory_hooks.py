@@ -8,16 +8,17 @@ from strands import Agent
 
 from hooks.memory import MemoryHooks
 from memory.base import SessionStore
+from memory.turn import TurnState
 from tests.helpers.scripted_model import ScriptedModel
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
 
 def run_turn(store: SessionStore, model: ScriptedModel, message: str, *, actor: str = "alice",
-             session: str = "s1", k: int = 10) -> MemoryHooks:
-    hooks = MemoryHooks(store, actor, session, k)
-    Agent(model=model, hooks=[hooks], callback_handler=None)(message)
-    return hooks
+             session: str = "s1", k: int = 10) -> TurnState:
+    state = TurnState(actor, session)
+    Agent(model=model, hooks=[MemoryHooks(store, state, k)], callback_handler=None)(message)
+    return state
 
 
 def test_model_sees_previous_turns_oldest_first_before_the_new_message(store: SessionStore) -> None:
@@ -85,8 +86,8 @@ def test_other_actor_and_other_session_see_nothing(store: SessionStore) -> None:
 
 
 def test_skip_store_leaves_the_session_untouched(store: SessionStore) -> None:
-    hooks = MemoryHooks(store, "alice", "s1", 10)
-    hooks.skip_store = True
-    Agent(model=ScriptedModel("done"), hooks=[hooks], callback_handler=None)("do not keep this")
+    state = TurnState("alice", "s1")
+    state.skip_store = True
+    Agent(model=ScriptedModel("done"), hooks=[MemoryHooks(store, state, 10)], callback_handler=None)("do not keep this")
     assert store.list_events("alice", "s1") == []
-    assert hooks.message_count is None
+    assert state.message_count is None

@@ -119,7 +119,7 @@ def test_every_streamed_error_event_carries_its_status(client: TestClient, assis
     def broken(*args: object) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(assistant, "build_agent", broken)
+    monkeypatch.setattr(assistant.pipeline, "build_agent", broken)
     plain = client.post("/invocations", json={"message": "hi"}, headers={SESSION_HEADER: "conv"})
     assert plain.status_code == 500
     with client.stream("POST", "/invocations", json={"message": "hi", "stream": True},

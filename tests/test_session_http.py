@@ -144,9 +144,9 @@ def test_summarize_session_tool_answers_from_the_callers_session(client: TestCli
 
 
 def test_every_agent_is_given_the_session_tools(client: TestClient, assistant: Assistant) -> None:
-    from hooks.memory import MemoryHooks
+    from memory.turn import TurnState
 
-    agent = assistant.build_agent(MemoryHooks(assistant.store, "alice", "s1", 3))
+    agent, _ = assistant.pipeline.build_agent(TurnState("alice", "s1"))
     assert {"summarize_session", "clear_session"} <= set(agent.tool_names)
 
 

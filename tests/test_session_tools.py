@@ -6,6 +6,7 @@ import pytest
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from memory.base import SessionStore, Summary
+from memory.turn import TurnState
 from models.summarizer import EMPTY_SESSION_SUMMARY, Summarizer
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.session_helpers import result_text, run_turn, summary_inputs, tool_results
@@ -20,12 +21,17 @@ def seed(store: SessionStore, actor: str, session: str, *texts: str) -> None:
         store.add_turns(actor, session, [ConversationalMessage(text, USER), ConversationalMessage(f"ok: {text}", ASSISTANT)])
 
 
+def summarize(store: SessionStore, summarizer: Summarizer) -> str:
+    """What the summarize_session tool and action return for alice's session s1, with ``summarizer``."""
+    return SessionTools(store, TurnState("alice", "s1"), summarizer).summarize()
+
+
 def stored_texts(store: SessionStore, actor: str, session: str) -> list[str]:
     return [m.text for e in store.list_events(actor, session) for m in e.messages]
 
 
 def test_the_tools_take_no_arguments_and_say_when_to_use_them(store: SessionStore) -> None:
-    tools = SessionTools(store, "alice", "s1", Summarizer(ScriptedModel()))
+    tools = SessionTools(store, TurnState("alice", "s1"), Summarizer(ScriptedModel()))
     specs = {t.tool_name: t.tool_spec for t in tools.tools}
     assert set(specs) == {"summarize_session", "clear_session"}
     for spec in specs.values():
@@ -106,7 +112,7 @@ def test_after_clear_session_the_next_turn_starts_from_nothing(store: SessionSto
 
 def test_summarising_an_empty_session_says_so_without_a_model_call(store: SessionStore) -> None:
     model = ScriptedModel()  # fails loudly if called
-    assert SessionTools(store, "alice", "empty", Summarizer(model)).summarize() == EMPTY_SESSION_SUMMARY
+    assert SessionTools(store, TurnState("alice", "empty"), Summarizer(model)).summarize() == EMPTY_SESSION_SUMMARY
     assert model.calls == []
 
 
@@ -126,7 +132,7 @@ def test_a_long_session_is_summarised_from_its_rolling_summary_and_newest_turns(
     store.put_summary("alice", "s1", Summary("ROLLING: turns one to thirty", 30))
     model = ScriptedModel("a summary")
     summarizer = Summarizer(model, transcript_chars=1_500, message_chars=200, summary_chars=500)
-    assert summarizer.summarize_session(store, "alice", "s1") == "a summary"
+    assert summarize(store, summarizer) == "a summary"
     [transcript] = summary_inputs(model)
     assert "ROLLING: turns one to thirty" in transcript
     assert "question 40" in transcript
@@ -140,7 +146,7 @@ def test_without_a_rolling_summary_the_oldest_turns_are_named_as_left_out(store:
         store.add_turns("alice", "s1", [ConversationalMessage(f"question {n}", USER),
                                         ConversationalMessage("y" * 5_000, ASSISTANT)])
     model = ScriptedModel("a summary")
-    Summarizer(model, transcript_chars=2_000, message_chars=200).summarize_session(store, "alice", "s1")
+    summarize(store, Summarizer(model, transcript_chars=2_000, message_chars=200))
     [transcript] = summary_inputs(model)
     assert "question 40" in transcript and "question 1\n" not in transcript
     assert "[turns 1-" in transcript and "left out" in transcript
@@ -150,7 +156,7 @@ def test_without_a_rolling_summary_the_oldest_turns_are_named_as_left_out(store:
 def test_a_summary_is_clipped_however_much_the_model_writes(store: SessionStore) -> None:
     seed(store, "alice", "s1", "hello")
     summarizer = Summarizer(ScriptedModel("z" * 10_000), summary_chars=300)
-    assert len(summarizer.summarize_session(store, "alice", "s1")) <= 300
+    assert len(summarize(store, summarizer)) <= 300
 
 
 @pytest.mark.parametrize("reply", ["", "   "])

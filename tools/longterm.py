@@ -20,9 +20,9 @@ from typing import Any
 from strands import tool
 from strands.types.tools import AgentTool
 
-from hooks.longterm import line
 from longterm.actions import MAX_QUERY_CHARS, MAX_TOP_K
 from longterm.base import LongTermMemory
+from longterm.lines import line
 
 logger = logging.getLogger(__name__)
 

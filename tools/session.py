@@ -1,7 +1,7 @@
 """Session tools: ``summarize_session`` and ``clear_session``, bound to one request's conversation.
 
 The tools take no argument at all. Which conversation they act on is fixed when
-the request's agent is built (``SessionTools(store, actor_id, session_id, ...)``),
+the request's agent is built (``SessionTools(store, state, ...)``: the turn's state),
 so nothing the model writes - not a prompt like "clear session bob-chat", not a
 forged ``{"session_id": ..., "actor_id": ...}`` tool input (Strands drops input
 fields a tool does not declare) - can reach another conversation.
@@ -18,15 +18,16 @@ is refused when it lands: a cleared conversation is not recalled from any other.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from strands import tool
 from strands.types.tools import AgentTool
 
-from hooks.memory import MemoryHooks
 from longterm import LongTermMemory
-from memory.base import SessionStore
+from memory.base import SessionStore, group_turns
+from memory.turn import TurnState
 from models.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
@@ -41,27 +42,32 @@ class Cleared:
 
 
 class SessionTools:
-    """The session operations of one (actor, session); build one per request."""
+    """The session operations of one turn's (actor, session); build one per turn.
 
-    def __init__(self, store: SessionStore, actor_id: str, session_id: str, summarizer: Summarizer,
-                 hooks: MemoryHooks | None = None, ltm: LongTermMemory | None = None) -> None:
+    ``state``: the turn's. Inside an agent invocation ``clear`` marks it so the exchange that
+    asked for the clear is not stored back; for a payload action it is a state of its own.
+    """
+
+    def __init__(self, store: SessionStore, state: TurnState, summarizer: Summarizer,
+                 ltm: LongTermMemory | None = None) -> None:
         self.store = store
-        self.actor_id = actor_id
-        self.session_id = session_id
+        self.state = state
         self.summarizer = summarizer
-        #: the request's memory hooks, when the operations run inside an agent invocation
-        self.hooks = hooks
         #: long-term memory (None: off): a clear deletes the session's records there too
         self.ltm = ltm
-
-    def _ids(self) -> str:
-        return f"actor_id=<{self.actor_id}> | session_id=<{self.session_id}>"
 
     # -- the operations (the payload actions call these directly) -------------------------------
 
     def summarize(self) -> str:
         """A summary of every stored turn of this conversation. Model errors propagate; nothing is stored."""
-        return self.summarizer.summarize_session(self.store, self.actor_id, self.session_id)
+        state, started = self.state, time.perf_counter()
+        events = self.store.list_events(state.actor_id, state.session_id)
+        turns = group_turns([m for event in events for m in event.messages])
+        text = self.summarizer.summarize_turns(
+            turns, lambda: self.store.get_summary(state.actor_id, state.session_id))
+        logger.debug("%s | summarised %d turns in %.1f ms", state.ids(), len(turns),
+                     (time.perf_counter() - started) * 1e3)
+        return text
 
     def clear(self) -> Cleared:
         """Delete this conversation (its rolling summary, and its long-term records); what was removed.
@@ -69,14 +75,14 @@ class SessionTools:
         Inside an agent invocation the exchange that asked for it is not stored
         afterwards either, so the conversation really starts over.
         """
+        state = self.state
         generation = self._generation() if self.ltm is not None else 0
-        deleted = self.store.delete_session(self.actor_id, self.session_id)
-        if self.hooks is not None:
-            self.hooks.skip_store = True
+        deleted = self.store.delete_session(state.actor_id, state.session_id)
+        state.skip_store = True
         memories = None
         if self.ltm is not None:  # after the store's delete: a turn stored meanwhile is deleted with its records
-            memories = self.ltm.delete_session(self.actor_id, self.session_id, generation=generation)
-        logger.debug("%s | cleared the session: %d events, %s long-term records removed", self._ids(), deleted,
+            memories = self.ltm.delete_session(state.actor_id, state.session_id, generation=generation)
+        logger.debug("%s | cleared the session: %d events, %s long-term records removed", state.ids(), deleted,
                      memories)  # the request line says it
         return Cleared(deleted, memories)
 
@@ -86,9 +92,9 @@ class SessionTools:
         Inside a turn it is the loaded window's (the turn holds the session, so it is current);
         for the payload action, read now (the action holds the session slot too).
         """
-        if self.hooks is not None and self.hooks.generation is not None:
-            return self.hooks.generation
-        return self.store.load_window(self.actor_id, self.session_id, 1).generation
+        if self.state.generation is not None:
+            return self.state.generation
+        return self.store.load_window(self.state.actor_id, self.state.session_id, 1).generation
 
     # -- the same operations as Strands tools --------------------------------------------------
 
@@ -103,7 +109,7 @@ class SessionTools:
         try:
             text = self.summarize()
         except Exception as e:  # the summary model call failed: report it, store and lose nothing
-            logger.warning("%s | summarize_session failed: %s: %s", self._ids(), type(e).__name__, e)
+            logger.warning("%s | summarize_session failed: %s: %s", self.state.ids(), type(e).__name__, e)
             return {"status": "error", "content": [{"text": f"Could not summarise the conversation: {e}"}]}
         return {"status": "success", "content": [{"text": text}]}
 

@@ -3,8 +3,9 @@
 ``FakeRecordService`` keeps memory records (what the memory's strategies would
 have extracted) and answers ``RetrieveMemoryRecords`` (namespace or namespace
 subtree, ``topK``; a word-overlap score stands in for the service's semantic
-search), ``ListMemoryRecords`` (``maxResults`` with ``nextToken`` paging) and
-``BatchDeleteMemoryRecords`` (at most 100 per call), through the same Stubber:
+search), ``ListMemoryRecords`` (``maxResults`` with ``nextToken`` paging),
+``GetMemoryRecord``, ``DeleteMemoryRecord`` and ``BatchDeleteMemoryRecords``
+(at most 100 per call), through the same Stubber:
 botocore validates every request and answer against the real service model.
 """
 
@@ -16,9 +17,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.helpers.agentcore_fake import FakeMemoryService
+from tests.helpers.agentcore_fake import FakeMemoryService, ServiceError
 
-RECORD_OPERATIONS = ("RetrieveMemoryRecords", "ListMemoryRecords", "BatchDeleteMemoryRecords")
+RECORD_OPERATIONS = ("RetrieveMemoryRecords", "ListMemoryRecords", "BatchDeleteMemoryRecords", "GetMemoryRecord",
+                     "DeleteMemoryRecord")
 
 
 class FakeRecordService(FakeMemoryService):
@@ -27,12 +29,13 @@ class FakeRecordService(FakeMemoryService):
         self.records: dict[str, dict[str, Any]] = {}
         self._record_seq = itertools.count(1)
 
-    def extract(self, namespace: str, text: str, strategy: str = "semanticFacts-a1B2c3D4e5") -> str:
+    def extract(self, namespace: str, text: str, strategy: str = "semanticFacts-a1B2c3D4e5",
+                created_at: datetime | None = None) -> str:
         """A record as a strategy would write it, in ``namespace``; its id."""
         record_id = f"mem-{uuid.uuid4().hex}{next(self._record_seq):08d}"[:48]
         self.records[record_id] = {"memoryRecordId": record_id, "content": {"text": text},
                                    "memoryStrategyId": strategy, "namespaces": [namespace],
-                                   "createdAt": datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)}
+                                   "createdAt": created_at or datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)}
         return record_id
 
     def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +49,14 @@ class FakeRecordService(FakeMemoryService):
                 return self._retrieve(params)
             if operation == "ListMemoryRecords":
                 return self._list_records(params)
+            if operation in ("GetMemoryRecord", "DeleteMemoryRecord"):
+                record = self.records.get(params["memoryRecordId"])
+                if record is None:
+                    raise ServiceError("ResourceNotFoundException", 404, f"record {params['memoryRecordId']} not found")
+                if operation == "GetMemoryRecord":
+                    return {"memoryRecord": record}
+                del self.records[params["memoryRecordId"]]
+                return {"memoryRecordId": params["memoryRecordId"]}
             return self._batch_delete(params)
 
     def _in(self, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 from hooks.memory import MemoryHooks
+from hooks.summary import RollingSummary
 from memory.base import SessionStore
+from memory.turn import TurnState
 from models import last_user_text
 from models.base import text_stream
 from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
@@ -24,14 +26,19 @@ from tools.session import SessionTools
 def run_turn(store: SessionStore, model: ScriptedModel, message: str, *, actor: str = "alice",
              session: str = "s1", k: int = 10, rolling: bool = False,
              summarizer: Summarizer | None = None, batch: int | None = None,
-             max_tokens: int | None = None) -> MemoryHooks:
-    """One request as ``Assistant.build_agent`` wires it: memory hooks plus session tools bound to (actor, session)."""
+             max_tokens: int | None = None) -> TurnState:
+    """One turn as the turn pipeline wires it: memory hooks plus session tools bound to the turn's state, then
+    (``rolling``) the rolling summary's fold, inline (no fold queue). Returns the turn's state."""
     summarizer = summarizer or Summarizer(model)
-    hooks = MemoryHooks(store, actor, session, k, summarizer if rolling else None, batch, max_tokens)
-    tools = SessionTools(store, actor, session, summarizer, hooks)
+    rolling_summary = RollingSummary(store, summarizer, k, batch, max_tokens) if rolling else None
+    state = TurnState(actor, session)
+    hooks = MemoryHooks(store, state, k, max_tokens=max_tokens, rolling=rolling)
+    tools = SessionTools(store, state, summarizer)
     Agent(model=model, system_prompt="You are a test assistant.", tools=tools.tools, hooks=[hooks],
           callback_handler=None)(message)
-    return hooks
+    if rolling_summary is not None:
+        rolling_summary.after_turn(state)
+    return state
 
 
 def summary_inputs(model: ScriptedModel) -> list[str]:
