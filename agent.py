@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 import longterm
 from core.errors import ConfigError
 from core.settings import Settings
-from core.telemetry import configure_telemetry, shutdown_telemetry
+from core.telemetry import configure_telemetry, observe_queue, shutdown_telemetry
 from memory import create_store, probe_store
 from models import configure_model
 from service import Assistant
@@ -118,6 +118,19 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         shutdown_telemetry()  # the last batched spans, for at most a few seconds
 
 
+def _folds_pending() -> int:
+    return _assistant.folds.pending if _assistant is not None else 0
+
+
+def _embeddings_pending() -> int:
+    """Long-term records stored without their vector yet (the local store's backlog; 0 elsewhere)."""
+    store = getattr(_assistant.ltm, "store", None) if _assistant is not None else None
+    return store.count_unembedded() if hasattr(store, "count_unembedded") else 0
+
+
+observe_queue("assistant.summary.folds_pending", "Rolling-summary folds waiting or running", _folds_pending)
+observe_queue("assistant.longterm.backlog", "Long-term records waiting for their vector", _embeddings_pending)
+
 app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits,
                                                                    access=request_access)])
 install_log_filters()  # library lines go through our handler once; our request line replaces their duplicates
@@ -145,6 +158,7 @@ def main() -> None:
         server = uvicorn_options(settings)  # checks MAX_CONNECTIONS against the descriptor limit
         check_bindable(server["host"], server["port"])  # a taken or bad port before the model loads
         access = access_policy(settings)  # AUTH_DISCOVERY_URL fetched: an unreachable issuer is one line
+        telemetry = configure_telemetry()  # before anything traced is built (docs/observability.md)
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
         assistant = build_assistant(settings)
     except ConfigError as e:
@@ -155,9 +169,9 @@ def main() -> None:
     # collector's sight, a full collection scans only what requests allocate instead of pausing every thread
     # for tens of milliseconds (the p99 of a turn: docs/benchmarks.md, benchmark 3)
     gc.freeze()
-    log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
-                 server["http"].limits.max_connections)
     log_access(access, server["host"])
+    log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
+                 server["http"].limits.max_connections, telemetry)
     probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))

@@ -20,12 +20,15 @@ Spans never carry message text: ids, counts, scores and timings only. The standa
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import baggage, context, metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -96,26 +99,50 @@ def configure_telemetry() -> str:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "agentcore-session-assistant"})
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # see shutdown_telemetry
     tracer_provider.add_span_processor(_session_baggage_processor())
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _with_session_baggage.add(id(tracer_provider))
     trace.set_tracer_provider(tracer_provider)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+    meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())],
+                                   shutdown_on_exit=False)
     metrics.set_meter_provider(meter_provider)
     _installed.extend([tracer_provider, meter_provider])
     return "otlp"
 
 
 def shutdown_telemetry(timeout_ms: int = FLUSH_TIMEOUT_MS) -> None:
-    """Send what is batched (for at most ``timeout_ms``) and stop the exporters this module started."""
-    while _installed:
-        provider = _installed.pop()
-        try:
-            provider.force_flush(timeout_ms)
-            provider.shutdown()
-        except Exception as e:  # a dead collector must not hold the shutdown
-            logger.warning("telemetry: shutdown of %s failed: %s: %s", type(provider).__name__, type(e).__name__, e)
+    """Send what is batched and stop the exporters this module started, for at most ``timeout_ms`` in all.
+
+    The SDK's own shutdown joins its export thread, which may be inside a call to a dead or stalled
+    collector (up to ``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s): it runs on a daemon thread here, and what is
+    not sent by the deadline is dropped with one warning, so a collector never holds the process's exit.
+    """
+    providers = list(_installed)
+    _installed.clear()
+    if not providers:
+        return
+
+    def close() -> None:
+        for provider in providers:
+            try:
+                provider.force_flush(timeout_ms)
+                provider.shutdown()
+            except Exception as e:
+                logger.warning("telemetry: shutdown of %s failed: %s: %s", type(provider).__name__,
+                               type(e).__name__, e)
+
+    closing = threading.Thread(target=close, name="telemetry-shutdown", daemon=True)
+    closing.start()
+    closing.join(timeout_ms / 1e3)
+    if closing.is_alive():
+        logger.warning("telemetry: the collector did not take the last spans within %.1f s; they are dropped",
+                       timeout_ms / 1e3)
+
+
+def record_injected(count: int) -> None:
+    """Long-term records put in front of the model by one turn (a histogram)."""
+    RECORDS_INJECTED.record(count)
 
 
 @contextmanager
@@ -159,6 +186,53 @@ def memory_span(operation: str, backend: str | None = None, **attributes: Any) -
                                    {"memory.operation": operation, "memory.backend": backend or ""})
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def memory_step(operation: str, describe: Callable[[Any], dict[str, Any]] | None = None,
+                backend: Callable[[Any], str | None] | None = None) -> Callable[[F], F]:
+    """A method traced as ``memory.<operation>``: ``describe(self)`` adds what it did once it returns.
+
+    A decorator, so the step's own code stays as it reads; ``describe`` is only called for a span
+    that records (an exporter is configured), so an untraced turn pays for none of it.
+    """
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with memory_span(operation, backend(self) if backend is not None else None) as span:
+                queued = _QUEUED_MS.get()
+                if queued is not None:
+                    span.set_attribute("memory.queued_ms", queued)
+                    _QUEUED_MS.set(None)
+                result = method(self, *args, **kwargs)
+                if describe is not None and span.is_recording():
+                    span.set_attributes({k: v for k, v in describe(self).items() if v is not None})
+                return result
+        return traced  # type: ignore[return-value]
+    return decorate
+
+
+#: how long the job now running waited in its queue (set by ``in_this_context``, read by ``memory_step``)
+_QUEUED_MS: contextvars.ContextVar[float | None] = contextvars.ContextVar("memory_queued_ms", default=None)
+
+
+def in_this_context(job: Callable[[], None]) -> Callable[[], None]:
+    """``job`` to run later on another thread (a queued fold) as a child of the current span, with its wait.
+
+    The job runs in a copy of this thread's context (the trace and the ``session.id`` baggage), and the
+    span it opens says how long it was queued (``memory.queued_ms``).
+    """
+    context = contextvars.copy_context()
+    queued = time.monotonic()
+
+    def run() -> None:
+        def waited() -> None:
+            _QUEUED_MS.set(round((time.monotonic() - queued) * 1e3, 1))
+            job()
+        context.run(waited)
+    return run
+
+
 def observe_queue(name: str, description: str, depth: Callable[[], int]) -> None:
     """A gauge of a background queue's depth (the summary folds, long-term memory's embedding backlog)."""
     def read(_options: Any) -> Iterator[metrics.Observation]:
@@ -170,6 +244,8 @@ def observe_queue(name: str, description: str, depth: Callable[[], int]) -> None
     _meter.create_observable_gauge(name, callbacks=[read], unit="{item}", description=description)
 
 
-def record_refused(status: int) -> None:
+def record_request(status: int, seconds: float) -> None:
+    """A request's end (its one log line): its duration by status, and the refusals (429 busy, 503 store down)."""
+    TURN_DURATION.record(seconds, {"http.response.status_code": status})
     if status in (429, 503):
         REFUSED.add(1, {"http.response.status_code": status})

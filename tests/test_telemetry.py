@@ -65,9 +65,13 @@ def test_a_turns_spans_form_one_tree_under_the_turn_with_the_session_id_on_each_
             assert expected in names, (expected, names)
         assert all(s["attributes"].get("session.id") == turn["attributes"]["session.id"] for s in under), \
             [(s["name"], s["attributes"].get("session.id")) for s in under]
-        for step in ("memory.load_window", "memory.recall", "memory.store_turn"):
+        agent_span = next(s for s in under if s["name"] == "invoke_agent Strands Agents")
+        assert agent_span["parent_id"] == turn["span_id"]
+        for step in ("memory.load_window", "memory.recall", "memory.store_turn"):  # Strands runs them as hooks
             span = next(s for s in under if s["name"] == step)
-            assert span["parent_id"] == turn["span_id"], f"{step} is a child of the turn"
+            assert span["parent_id"] == agent_span["span_id"], f"{step} is a child of the agent's invocation"
+        record = next(s for s in under if s["name"] == "memory.longterm_record")
+        assert record["parent_id"] == turn["span_id"]
     second = descendants(spans, turns[1])
     recall = next(s for s in second if s["name"] == "memory.recall")["attributes"]
     assert recall["memory.records_considered"] >= 1 and recall["memory.records_injected"] >= 1
