@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 import longterm
 from core.errors import ConfigError
 from core.settings import Settings
+from core.telemetry import configure_telemetry, observe_queue, shutdown_telemetry
 from memory import create_store, probe_store
 from models import configure_model
 from service import Assistant
@@ -104,6 +105,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     if not logging.getLogger().handlers:  # served by `uvicorn agent:app` (e.g. `agentcore dev`), not main()
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry()  # under opentelemetry-instrument, or with OTEL_EXPORTER_OTLP_ENDPOINT; else nothing
     assistant = get_assistant()  # build (and validate) everything before the first request
     access_policy(assistant.settings)  # AUTH_DISCOVERY_URL read now, not at the first request
     if assistant.settings.dev_ui:
@@ -113,7 +115,21 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     finally:  # uvicorn's shutdown (SIGTERM, SIGINT): after it, uvicorn re-raises SIGTERM, which ends the process
         if _owned and _assistant is assistant:
             close_assistant()
+        shutdown_telemetry()  # the last batched spans, for at most a few seconds
 
+
+def _folds_pending() -> int:
+    return _assistant.folds.pending if _assistant is not None else 0
+
+
+def _embeddings_pending() -> int:
+    """Long-term records stored without their vector yet (the local store's backlog; 0 elsewhere)."""
+    store = getattr(_assistant.ltm, "store", None) if _assistant is not None else None
+    return store.count_unembedded() if hasattr(store, "count_unembedded") else 0
+
+
+observe_queue("assistant.summary.folds_pending", "Rolling-summary folds waiting or running", _folds_pending)
+observe_queue("assistant.longterm.backlog", "Long-term records waiting for their vector", _embeddings_pending)
 
 app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits,
                                                                    access=request_access)])
@@ -142,6 +158,7 @@ def main() -> None:
         server = uvicorn_options(settings)  # checks MAX_CONNECTIONS against the descriptor limit
         check_bindable(server["host"], server["port"])  # a taken or bad port before the model loads
         access = access_policy(settings)  # AUTH_DISCOVERY_URL fetched: an unreachable issuer is one line
+        telemetry = configure_telemetry()  # before anything traced is built (docs/observability.md)
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
         assistant = build_assistant(settings)
     except ConfigError as e:
@@ -152,9 +169,9 @@ def main() -> None:
     # collector's sight, a full collection scans only what requests allocate instead of pausing every thread
     # for tens of milliseconds (the p99 of a turn: docs/benchmarks.md, benchmark 3)
     gc.freeze()
-    log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
-                 server["http"].limits.max_connections)
     log_access(access, server["host"])
+    log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
+                 server["http"].limits.max_connections, telemetry)
     probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))

@@ -69,6 +69,7 @@ from core.settings import default_summary_batch  # noqa: E402
 from memory.base import SessionStore, Summary  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
+from tests.helpers.otlp_receiver import OTLPReceiver  # noqa: E402
 
 AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
 STRANDS = BENCH / "apps" / "strands_app.py"
@@ -89,7 +90,8 @@ DELAYS_MS = (50, 500)
 FIRST_REQUESTS_S = 0.5
 #: ``--quick``: a smoke run of every server and phase (the 50 ms model only), seconds long; see ``use_quick_sizes``
 #: a --quick run's servers: every app once (the others differ only in their settings: store, summary, delay)
-QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "e-files", "c-sqlite@50ms")
+QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "c-sqlite-otlp", "e-files",
+                 "c-sqlite@50ms")
 QUICK = {"rounds": 1, "seconds": 0.2, "warmup": 0.05, "model_seconds": 0.3, "models": "50", "breakdown_turns": 10}
 K = 10  # MEMORY_K's default
 SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just folded ends ...
@@ -595,13 +597,15 @@ def main() -> None:
     print(f"server throughput: {CLIENTS} clients, {args.rounds} rounds of {args.warmup} s warm-up + {args.seconds} s "
           f"per server and workload; then models of {', '.join(f'{d} ms' for d in delays) or 'no other delay'}")
     notes: list[str] = []
-    with scratch_dir("server") as directory, redis_url() as url:
+    with scratch_dir("server") as directory, redis_url() as url, OTLPReceiver() as collector:
         prefixes: list[str] = []
 
-        def ours_config(key: str, label: str, rolling: str, delay: int = 0, **extra: Any) -> Config:
+        def ours_config(key: str, label: str, rolling: str, delay: int = 0, otlp: bool = False,
+                        **extra: Any) -> Config:
             db = directory / f"{model_key(key, delay)}.db"
+            traces = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url} if otlp else {}
             return Config(model_key(key, delay), label, AGENT,
-                          {**base, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(db), "LONG_TERM_MEMORY": "off",
+                          {**base, **traces, "MEMORY_BACKEND": "sqlite", "SESSION_DB": str(db), "LONG_TERM_MEMORY": "off",
                            **({"ROLLING_SUMMARY": "off"} if rolling == "off" else {}),
                            **({DELAY_ENV: str(delay)} if delay else {})},
                           store="sqlite", rolling_summary=rolling, history=K, model_delay_ms=delay, **extra)
@@ -632,6 +636,9 @@ def main() -> None:
                                    {**base, "MEMORY_BACKEND": "sqlite", "LONG_TERM_MEMORY": "on",
                                     "SESSION_DB": str(directory / "sessions-ltm.db")},
                                    store="sqlite", rolling_summary=rolling, long_term=True, history=K))
+                # the same server exporting every span (OTLP/HTTP, batched) to a collector on loopback
+                echo.append(ours_config("c-sqlite-otlp", "(c) ours sqlite, traces to an OTLP collector", rolling,
+                                        workloads=("distinct",), otlp=True))
             if url is not None:
                 prefix = redis_prefix()
                 prefixes.append(prefix)
@@ -749,6 +756,12 @@ def main() -> None:
                        ratio >= LTM_TARGET_RATIO, f"{ratio:.2f}"))
         checks.append(("RSS added by long-term memory <= 150 MB", on["rss_added_mb"] <= 150,
                        f"{on['rss_added_mb']:.0f} MB"))
+    if "c-sqlite-otlp" in by_key and "c-sqlite" in by_key:  # issue 24: tracing on costs <= 10 % of requests/s
+        traced = by_key["c-sqlite-otlp"]["workloads"]["distinct"]["requests_per_s"]
+        plain = by_key["c-sqlite"]["workloads"]["distinct"]["requests_per_s"]
+        ratio = ratio_of(traced, plain)
+        checks.append(("(c) with traces to an OTLP collector / (c) >= 0.90 (distinct sessions)", ratio >= 0.90,
+                       f"{ratio:.2f}"))
     print_table("Targets", ["target", "result", "measured"], [[c[0], verdict(c[1]), c[2]] for c in checks])
     if "c-sqlite" in by_key:
         b_cpu, c_cpu = where[0][1], where[-1][1]

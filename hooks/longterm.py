@@ -29,6 +29,7 @@ from typing import Any
 
 from strands.hooks import BeforeInvocationEvent, HookProvider, HookRegistry
 
+from core.telemetry import capture_content, memory_step, record_injected
 from core.timing import timed
 from longterm.base import LongTermMemory, Memory
 from longterm.lines import line
@@ -79,6 +80,18 @@ def with_memories(system_prompt: str | None, memories: list[Memory]) -> str:
     return f"{system_prompt}\n\n{section}" if system_prompt else section
 
 
+def recall_attributes(state: TurnState) -> dict[str, Any]:
+    """What the recall span says: records considered and injected, their scores and tokens, why none (if so)."""
+    attributes: dict[str, Any] = {
+        "memory.records_considered": state.recall_considered, "memory.records_injected": state.memories_used,
+        "memory.record_scores": [float(i["score"]) for i in state.injected], "memory.injected_tokens":
+        state.recall_tokens, "memory.skipped": state.recall_skipped}
+    if capture_content():  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: the query and the records' text
+        attributes["memory.query"] = state.message
+        attributes["memory.records"] = list(state.recall_texts)
+    return attributes
+
+
 class LongTermHooks(HookProvider):
     """Recall for one Agent invocation of one turn (``state``: its actor and session). Build one per turn."""
 
@@ -93,6 +106,7 @@ class LongTermHooks(HookProvider):
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
         registry.add_callback(BeforeInvocationEvent, self.recall)
 
+    @memory_step("recall", lambda self: recall_attributes(self.state), backend=lambda self: self.ltm.name)
     def recall(self, event: BeforeInvocationEvent) -> None:
         """Append the actor's best records for the new message to the system prompt (none already in the window)."""
         started, state = time.perf_counter(), self.state
@@ -100,14 +114,22 @@ class LongTermHooks(HookProvider):
         try:
             state.epoch = self.ltm.epoch(state.actor_id)
             if not query:
+                state.recall_skipped = "no text to search with"
                 return
             exclude = frozenset((state.session_id, n) for n in state.loaded_turns)
             with timed("longterm_search"):
                 found = self.ltm.search(state.actor_id, query, self.top_k, exclude)
         except Exception as e:  # recall is best effort: the turn goes on without it
             logger.warning("%s | long-term recall skipped: %s: %s", state.ids(), type(e).__name__, e)
+            state.recall_skipped = f"long-term store failed: {type(e).__name__}"
             return
         chosen = select(found, self.min_score, self.max_tokens)
+        state.recall_considered = len(found)
+        state.recall_tokens = sum(estimate_tokens(line(m)) for m in chosen)
+        state.recall_texts = [m.text for m in chosen] if capture_content() else []
+        record_injected(len(chosen))
+        if not chosen:
+            state.recall_skipped = "nothing found" if not found else "none relevant enough (LTM_MIN_SCORE)"
         if chosen:
             event.agent.system_prompt = with_memories(event.agent.system_prompt, chosen)
         state.memories_used = len(chosen)

@@ -29,6 +29,7 @@ from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookProvi
 from strands.types.content import Messages
 
 from core.errors import AlreadyStored
+from core.telemetry import memory_step
 from core.timing import timed
 from memory.base import SessionStore, StoredReply, Summary, Turn
 from memory.turn import TurnState
@@ -105,6 +106,10 @@ class MemoryHooks(HookProvider):
         registry.add_callback(BeforeInvocationEvent, self.load_window)
         registry.add_callback(AfterInvocationEvent, self.store_turn)
 
+    @memory_step("load_window", lambda self: {
+        "memory.turns_loaded": self.state.history_length, "memory.turns_dropped_for_budget":
+        self.state.dropped_for_budget, "memory.summary_present": self.state.summary_in_prompt},
+        backend=lambda self: self.store.name)
     def load_window(self, event: BeforeInvocationEvent) -> None:
         """Put the session's last k turns (those that fit ``max_tokens``) and its summary in front of the model."""
         started, state = time.perf_counter(), self.state
@@ -142,6 +147,9 @@ class MemoryHooks(HookProvider):
             return
         self.store_exchange(reply)
 
+    @memory_step("store_turn", lambda self: {"memory.message_count": self.state.message_count,
+                                             "memory.replayed": self.state.replayed is not None},
+                 backend=lambda self: self.store.name)
     def store_exchange(self, reply: str, user_text: str | None = None) -> int | None:
         """Store one exchange, whole or cut at ``MAX_TOKENS`` (it is what the user got); the message count.
 

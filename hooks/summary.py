@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from core.settings import default_summary_batch
+from core.telemetry import in_this_context, memory_step
 from core.timing import timed
 from hooks.folds import FoldQueue
 from hooks.memory import newest_within
@@ -103,10 +104,11 @@ class RollingSummary:
             self.fold(state, known, shown, state.summary if state.summary_read else None,
                       fresh=not state.summary_read)
         elif not self.folds.submit((state.actor_id, state.session_id),
-                                   lambda: self.fold(state, known, shown, None, fresh=True)):
+                                   in_this_context(lambda: self.fold(state, known, shown, None, fresh=True))):
             logger.debug("%s | rolling summary fold not queued (shutting down or full); a later turn folds",
                          state.ids())
 
+    @memory_step("summary_fold", lambda self: {}, backend=lambda self: self.store.name)
     def fold(self, state: TurnState, known: list[Turn], shown: int, current: Summary | None, *,
              fresh: bool) -> None:
         """Fold the turns a window of the newest ``shown`` would leave out of ``current`` (re-read when ``fresh``)."""

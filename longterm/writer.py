@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 import numpy as np
 
 from core.errors import DatabaseFileChanged
+from core.telemetry import memory_step
 
 from longterm.sqlite_store import Unembedded
 
@@ -62,6 +63,8 @@ class BackgroundWriter:
         self._given_up: set[str] = set()
         #: vectors stored, and records given up on (for the benchmark and the tests)
         self.embedded = 0
+        #: records in the batch written last (its trace's ``memory.batch_size``)
+        self.last_batch = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -130,7 +133,10 @@ class BackgroundWriter:
                 return
             self._write(batch)
 
+    @memory_step("longterm_embed", lambda self: {"memory.batch_size": self.last_batch,
+                                                 "memory.embedded_total": self.embedded})
     def _write(self, batch: list[Unembedded]) -> None:
+        self.last_batch = len(batch)
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
                 vectors = self._embed([self._text_of(record) for record in batch])

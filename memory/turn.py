@@ -77,6 +77,12 @@ class TurnState:
     memories_used: int = 0
     #: what was injected, for an ``explain`` report: record id, score, session, turn
     injected: list[dict[str, Any]] = field(default_factory=list)
+    #: for the recall's trace: records the search returned, the tokens injected, why nothing was (if so)
+    recall_considered: int = 0
+    recall_tokens: int = 0
+    recall_skipped: str | None = None
+    #: the injected records' text, kept only when content capture is on (``core.telemetry.capture_content``)
+    recall_texts: list[str] = field(default_factory=list)
 
     #: set when the client left: the model stops at its next chunk
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -26,6 +26,7 @@ from memory.turn import TurnState
 from models.summarizer import Summarizer
 from service.failures import model_error
 from service.parsing import SearchRequest, before_field, cursor_field, page_size, parse_search
+from service.tracing import traced_action
 from service.views import history_body, sessions_body
 from tools.session import SessionTools
 
@@ -148,6 +149,7 @@ def long_term_off(action: str, settings: Settings) -> BadRequest:
     return BadRequest(f"'{action}' needs long-term memory, which is off on this server: {off_reason(settings)}")
 
 
+@traced_action
 def run_action(parts: Parts, action: Action, actor_id: str, session_id: str, fields: Any) -> dict[str, Any]:
     """The action's answer, with the ids it was for (the caller holds the session slot when it needs one)."""
     if action.long_term and parts.ltm is None:  # parse_request refuses these first; a direct caller may not have

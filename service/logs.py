@@ -21,6 +21,7 @@ from urllib.parse import quote
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 
 from core.settings import Settings
+from core.telemetry import record_request
 from core.timing import format_phases
 from memory import describe_store  # the start-up line's store=<...>: as its registry entry describes it
 from memory.registry import without_password  # noqa: F401 - kept importable from here
@@ -68,6 +69,7 @@ class RequestLine:
     def log(self, status: int, outcome: str, fields: dict[str, Any] | None = None,
             exc_info: bool | BaseException = False) -> None:
         latency = (time.perf_counter() - self.started) * 1e3
+        record_request(status, latency / 1e3)  # the turn-duration histogram and the 429/503 counter
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         structured = {
             "request_id": _structured_id(self.request_id), "actor_id": _structured_id(self.actor_id),
@@ -140,6 +142,8 @@ DUPLICATE_LINES = {
 NOISE_LINES = {
     "strands.event_loop._recover_message_on_max_tokens_reached": ("handling max_tokens stop reason",),
     "strands.telemetry.metrics": ("Creating Strands MetricsClient",),
+    # under opentelemetry-instrument, Strands instruments threading a second time (harmless)
+    "opentelemetry.instrumentation.instrumentor": ("Attempting to instrument while already instrumented",),
 }
 #: a repeated log line (same logger, level and template) is let through once per this many seconds
 REPEAT_WINDOW_SECONDS = 10.0
@@ -221,15 +225,16 @@ def describe_model(config: Any) -> tuple[str, str]:
     return model_id, "?"
 
 
-def log_start_up(settings: Settings, model_config: Any, host: str, port: int, max_connections: int) -> None:
-    """The one start-up line: where it serves, the store, the model and its context, the request limits."""
+def log_start_up(settings: Settings, model_config: Any, host: str, port: int, max_connections: int,
+                 telemetry: str = "off") -> None:
+    """The one start-up line: where it serves, the store, the model and its context, the request limits, traces."""
     model_id, context = describe_model(model_config)
     if context == "?" and settings.model_provider == "local":  # llama.cpp's slots, as the settings sized them
         context = f"{settings.local_model_context} tokens x {settings.local_model_parallel} slots"
     logger.info(
         "serving on http://%s:%d | store=<%s> | model=<%s> | context=<%s> | max_tokens=<%d> | "
-        "limits: body %d bytes, %d waiting per session, %d turn threads, %d connections",
+        "limits: body %d bytes, %d waiting per session, %d turn threads, %d connections | telemetry=<%s>",
         host, port, describe_store(settings), model_id,
         context, settings.max_tokens, settings.body_limit, settings.session_queue_max, settings.turn_workers,
-        max_connections,
+        max_connections, telemetry,
     )

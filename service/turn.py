@@ -32,6 +32,7 @@ from strands.types.exceptions import MaxTokensReachedException
 
 from core.errors import AssistantError, ModelError
 from core.settings import Settings
+from core.telemetry import memory_step
 from core.timing import timed
 from hooks.folds import FoldQueue
 from hooks.longterm import LongTermHooks
@@ -46,6 +47,7 @@ from models.summarizer import Summarizer
 from service.failures import model_error
 from service.loops import run_here
 from service.requests import ChatRequest
+from service.tracing import traced_turn
 from service.views import memory_report, replay_body
 from tools.longterm import LongTermTools
 from tools.session import SessionTools
@@ -117,6 +119,7 @@ class TurnPipeline:
         return TurnState(request.actor_id, request.session_id, request.message or "",
                          idempotency_key=request.idempotency_key)
 
+    @traced_turn
     def run(self, request: ChatRequest, state: TurnState, deltas: EventSink | None = None) -> dict[str, Any] | None:
         """One turn, top to bottom; the response body (streamed: the final event, the text went to ``deltas``).
 
@@ -214,6 +217,7 @@ class TurnPipeline:
         hooks.store_exchange(reply, user_text=hooks.state.message)
         return reply
 
+    @memory_step("longterm_record", lambda self: {"memory.records": 2}, backend=lambda self: self.ltm and self.ltm.name)
     def remember(self, state: TurnState) -> None:
         """Queue the exchange this turn stored for long-term memory, under the window's generation.
 

@@ -63,7 +63,7 @@ def test_the_container_agent_has_the_dockerfile_where_the_toolkit_builds_it() ->
     copied = re.search(r"^COPY (.+) \./$", text, re.MULTILINE)
     assert copied and all((ROOT / name).is_file() for name in copied.group(1).split())
     assert "--no-deps -r requirements-nodeps.txt" in text
-    assert f'CMD ["python", "{agent.entrypoint}"]' in text
+    assert f'CMD ["opentelemetry-instrument", "python", "{agent.entrypoint}"]' in text  # docs/observability.md
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv/", ".data/", ".git/"} <= set(ignored)
 

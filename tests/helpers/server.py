@@ -32,9 +32,11 @@ def spare_port() -> dict[str, str]:
 
 class Server:
     def __init__(self, env: dict[str, str], port: int | None = None, log_path: Path | None = None,
-                 max_open_files: int | None = None) -> None:
+                 max_open_files: int | None = None, command: list[str] | None = None) -> None:
         """``log_path``: keep the server's stderr (its log) in that file, for ``log()``;
-        ``max_open_files``: the process's descriptor limit (``ulimit -n``), set in the child."""
+        ``max_open_files``: the process's descriptor limit (``ulimit -n``), set in the child;
+        ``command``: how to start it (default ``python agent.py``; e.g. under ``opentelemetry-instrument``)."""
+        self.command = command or [sys.executable, str(ROOT / "agent.py")]
         self.port = port or free_port()
         self.max_open_files = max_open_files
         # on loopback unless the test says otherwise: where the host looks like a container the default is 0.0.0.0
@@ -59,7 +61,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         stderr = self.log_path.open("ab") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "agent.py")], env=self.env, cwd=ROOT,
+            self.command, env=self.env, cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=self._limit_files if self.max_open_files else None,
         )
         if self.log_path:
