@@ -182,8 +182,12 @@ def settings_for(directory: Path, min_score: float | None) -> Settings:
                    model_provider="echo", long_term_memory=None)
 
 
-def play(data: NaturalSet, min_score: float | None = None) -> tuple[list[Asked], dict[str, Any]]:
-    """Tell the sessions, then ask every question in a new session; what was injected for each."""
+def play(data: NaturalSet, min_score: float | None = None,
+         fit: list[tuple[Any, Any]] | None = None) -> tuple[list[Asked], dict[str, Any]]:
+    """Tell the sessions, then ask every question in a new session; what was injected for each.
+
+    ``fit``: collect (features, labels) of every question's candidates instead of asking (``--fit``).
+    """
     from starlette.testclient import TestClient
 
     with scratch_dir("ltm-natural") as directory:
@@ -211,6 +215,9 @@ def play(data: NaturalSet, min_score: float | None = None) -> tuple[list[Asked],
                             fact_at[(session, answer["message_count"])] = fact
                 ltm.flush()
                 asked: list[Asked] = []
+                if fit is not None:
+                    fit.extend(candidates(ltm, data, fact_at))
+                    return [], {}
                 for n, item in enumerate([*data.questions, *data.unanswerable]):
                     question = item if isinstance(item, Question) else None
                     text = item.text if isinstance(item, Question) else item
@@ -233,6 +240,52 @@ def play(data: NaturalSet, min_score: float | None = None) -> tuple[list[Asked],
         info = {"min_score": settings.ltm_min_score, "top_k": settings.ltm_top_k,
                 "max_tokens": settings.ltm_max_tokens}
         return asked, info
+
+
+def candidates(ltm: Any, data: NaturalSet, fact_at: dict[tuple[str, int], str]) -> list[tuple[Any, Any]]:
+    """Per question: the relevance features of its candidate pool and whether each answers it.
+
+    A candidate answers when it is the user's statement of one of the question's facts; everything
+    else (other statements, questions, small talk, the model's replies) is a negative, and every
+    candidate of an unanswerable question is one.
+    """
+    import numpy as np
+
+    from longterm.local import POOL
+    from longterm.relevance import features
+    from longterm.scoring import top_k
+
+    index = ltm.store.actor_index(data.actor)
+    rows = ltm.store.fetch(data.actor, [int(i) for i in index.ids])
+    fact_of = []
+    for i in index.ids:
+        row = rows[int(i)]
+        fact_of.append(fact_at.get((row.session_id, row.turn)) if row.role == "user" else None)
+    out = []
+    for item in [*data.questions, *data.unanswerable]:
+        text, answer = (item.text, set(item.answer)) if isinstance(item, Question) else (item, set())
+        scored = ltm.score(data.actor, index, text)
+        pool = top_k(scored.rank, POOL)
+        x = features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool], index.kinds[pool])
+        y = np.array([fact_of[j] in answer for j in pool], float)
+        out.append((x, y))
+    return out
+
+
+def fit_coefficients(path: Path, data: NaturalSet) -> tuple[float, ...]:
+    import numpy as np
+
+    from longterm.relevance import fit
+
+    collected: list[tuple[Any, Any]] = []
+    play(data, 0.0, fit=collected)
+    x = np.concatenate([c[0] for c in collected])
+    y = np.concatenate([c[1] for c in collected])
+    coefficients = fit(x, y)
+    print(f"{path.name}: {len(collected)} questions, {len(y)} candidates, {int(y.sum())} relevant")
+    print("relevance coefficients (cosine, text overlap, saturated bm25, question, chatter, reply, bias):")
+    print(f"COEFFICIENTS = {coefficients}")
+    return coefficients
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -349,6 +402,8 @@ def main() -> int:
     parser.add_argument("path", type=Path, nargs="?", default=DEFAULT_SET)
     parser.add_argument("--quick", action="store_true", help="two sessions, 12 questions: seconds")
     parser.add_argument("--sweep", action="store_true", help="hit rate and noise over LTM_MIN_SCORE values")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit the relevance model on this set (a calibration set, never the benchmark's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list the misses and the noise")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
     args = parser.parse_args()
@@ -359,6 +414,9 @@ def main() -> int:
     print(f"{args.path.name}: {len(data.sessions)} sessions, {data.statements} statements, "
           f"{len(data.questions)} questions, {len(data.unanswerable)} unanswerable")
     started = time.perf_counter()
+    if args.fit:
+        fit_coefficients(args.path, data)
+        return 0
     asked, info = play(data, 0.0 if args.sweep else None)
     result = report(data, asked, info, args.verbose)
     if args.sweep:

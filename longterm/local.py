@@ -27,12 +27,15 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.embedding import Embedder
-from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate, fuse, smooth_neighbours, top_k
+from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, features, probability,
+                                 repeats, text_overlap, words_of)
+from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
@@ -44,6 +47,21 @@ logger = logging.getLogger(__name__)
 
 #: query vectors remembered for reuse as the user message's record vector
 QUERY_VECTORS = 512
+#: records ranked before the relevance model and the update rule look at them (a newer statement of the same
+#: subject is looked for among these)
+POOL = 30
+#: records read back beyond ``top_k``, to fill the places of near-duplicates left out
+DUPLICATE_SLACK = 5
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One query's evidence over an actor's records (arrays of the index's size)."""
+
+    rank: np.ndarray  # the ranking score: fused, boosted, smoothed, times the kind's weight
+    cosine: np.ndarray
+    bm25: np.ndarray
+    overlap: np.ndarray  # the share of the query's words the record's text contains
 
 
 class LocalLongTermMemory(LongTermMemory):
@@ -76,20 +94,29 @@ class LocalLongTermMemory(LongTermMemory):
         index = self.store.actor_index(actor_id)
         if not index.size or top_k <= 0 or not query.strip():
             return []  # an actor with no records costs one indexed read, no embedding
-        scores, cosine, bm25 = self.score(actor_id, index, query)
-        best = _top(scores, top_k, _allowed(index, exclude))
-        rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in best])
-        found = []
-        for j in best:
+        scored = self.score(actor_id, index, query)
+        pool = _top(scored.rank, max(top_k, POOL), _allowed(index, exclude))
+        relevance = probability(features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool],
+                                         index.kinds[pool]))
+        order, score = newest_first(index, pool, relevance, top_k)
+        rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in order[:top_k + DUPLICATE_SLACK]])
+        found: list[Memory] = []
+        kept: list[tuple[int, frozenset[str]]] = []
+        for j in order:
             row = rows.get(int(index.ids[j]))
-            if row is None:  # deleted since the index was read
+            if row is None:  # deleted since the index was read, or beyond what was read
                 continue
-            found.append(Memory(row.text, row.session_id, row.turn, calibrate(float(cosine[j]), float(bm25[j])),
-                                row.created_at, str(row.id), row.role))
+            words = words_of(row.text)
+            if any(_near_duplicate(index, j, k, words, other) for k, other in kept):
+                continue  # the same thing said again (or echoed back): the better-ranked one stands for both
+            kept.append((j, words))
+            found.append(Memory(row.text, row.session_id, row.turn, score[j], row.created_at, str(row.id), row.role))
+            if len(found) == top_k:
+                break
         return found
 
-    def score(self, actor_id: str, index: ActorIndex, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(final score, cosine, bm25) of every record of ``index`` for ``query``."""
+    def score(self, actor_id: str, index: ActorIndex, query: str) -> Scored:
+        """Every record of ``index`` scored for ``query``: the ranking and the relevance model's evidence."""
         w = self.weights
         named = find_names(query, index.names)
         text = (strip_names(query, named) or query) if named else query
@@ -97,10 +124,12 @@ class LocalLongTermMemory(LongTermMemory):
         vector = self._vector_of(text) if w.dense > 0 else None  # embedded on the worker while keywords score
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
+        overlap = text_overlap(index.postings, index.size, query_terms(text, drop))
         cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
-        return smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth), cosine, bm25
+        rank = smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth) * KIND_WEIGHT[index.kinds]
+        return Scored(rank, cosine, bm25, overlap)
 
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of ``text``, remembered for a while: it becomes the user message's record vector."""
@@ -209,3 +238,47 @@ def _allowed(index: ActorIndex, exclude: frozenset[tuple[str, int]] | set[tuple[
 
 def _top(scores: np.ndarray, k: int, allowed: np.ndarray | None) -> list[int]:
     return [int(j) for j in top_k(scores, k, allowed)]
+
+
+def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
+                 top_k: int) -> tuple[list[int], dict[int, float]]:
+    """The pool in ranking order, a newer statement of the same subject moved just above an older one.
+
+    "We moved from Lisbon to Porto" updates "I live in Lisbon": when a statement of the first ``top_k`` has a
+    newer statement of the same subject (cosine of their vectors >= ``SAME_SUBJECT``) in the pool, the newer
+    one goes first, and is at least as relevant as the one it updates (an update of a relevant record is
+    relevant). Returns the order (indexes into the index) and each one's score.
+    """
+    score = {j: float(p) for j, p in zip(pool, relevance)}
+    statements = [j for j in pool if index.kinds[j] == STATEMENT]
+    if len(statements) < 2:
+        return list(pool), score
+    vectors = index.vectors[statements]
+    similar = vectors @ vectors.T
+    position = {j: n for n, j in enumerate(statements)}
+    order: list[int] = []
+    placed: set[int] = set()
+    for j in pool[:top_k]:
+        if j in placed:
+            continue
+        if j in position:
+            row = similar[position[j]]
+            newer = [k for k in statements if k not in placed and k != j and index.created[k] > index.created[j]
+                     and row[position[k]] >= SAME_SUBJECT]
+            for k in sorted(newer, key=lambda k: -index.created[k]):  # the newest first
+                score[k] = max(score[k], score[j])
+                order.append(k)
+                placed.add(k)
+        order.append(j)
+        placed.add(j)
+    order += [j for j in pool if j not in placed]
+    return order, score
+
+
+def _near_duplicate(index: ActorIndex, a: int, b: int, words_a: frozenset[str], words_b: frozenset[str]) -> bool:
+    """Two records that say the same thing: their vectors nearly equal, or one's words mostly the other's."""
+    if float(index.vectors[a] @ index.vectors[b]) >= NEAR_DUPLICATE:
+        return True
+    if index.kinds[a] == REPLY or index.kinds[b] == REPLY:  # an echo of the statement beside it
+        return repeats(words_a, words_b)
+    return repeats(words_a, words_b) and len(words_a) > 2 and len(words_b) > 2
