@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longterm.base import LongTermMemory, Memory, MessageRecord
-from longterm.embedding import Embedder
+from longterm.embedding import DIMENSIONS, Embedder
 from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, features, probability,
                                  repeats, text_overlap, words_of)
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, smooth_neighbours, top_k
@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 #: query vectors remembered for reuse as the user message's record vector
 QUERY_VECTORS = 512
+#: the model's replies (the second record of an exchange) are not embedded: see docs/longterm.md, "Cost"
+EMBED_REPLIES = False
+#: the vector of a record that is not embedded: its cosine with every query is 0
+NO_VECTOR = np.zeros(DIMENSIONS, np.float32)
 #: records ranked before the relevance model and the update rule look at them (a newer statement of the same
 #: subject is looked for among these)
 POOL = 30
@@ -76,6 +80,8 @@ class LocalLongTermMemory(LongTermMemory):
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         #: query vectors kept for reuse (the benchmark raises it to keep every question's vector)
         self.query_cache_size = QUERY_VECTORS
+        #: embed the model's replies too (off: a reply costs an embedding, ~4-6 ms of CPU, for no measured gain)
+        self.embed_replies = EMBED_REPLIES
         self._queries_lock = threading.Lock()
         self.writer = BackgroundWriter(embedder.embed, store.write, lambda r: embedded_text(r.speaker, r.text))
         # the last resort of a clean shutdown: an interpreter that exits without close() still drains the queue
@@ -176,7 +182,9 @@ class LocalLongTermMemory(LongTermMemory):
             if record.epoch is None:
                 record = _with_epoch(record, self.store.epoch(record.actor_id))
             vector = None
-            if not record.speaker:  # the embedded text is the message itself: a query vector may fit
+            if record.seq > 0 and not self.embed_replies:
+                vector = NO_VECTOR  # the model's reply: found by its words, ranked below the user's statements
+            elif not record.speaker:  # the embedded text is the message itself: a query vector may fit
                 with self._queries_lock:
                     vector = self._queries.pop(record.text, None)
             pending.append(Pending(record, vector))
