@@ -31,7 +31,7 @@ import re
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from longterm.sqlite_store import SQLiteLongTermStore  # noqa: E402
 from longterm.text import find_names, informative_terms, query_terms, strip_names, tokenize  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-GOAL_RECALL_10 = 0.75
+GOAL_RECALL_10 = 0.82
 GOAL_P50_MS = 5.0
 
 
@@ -78,6 +78,8 @@ class Conversation:
     turns: list[Turn]
     questions: list[Question]
     speaker_a: str
+    #: category 5: questions the conversation cannot answer (what should reach the model: nothing)
+    adversarial: list[str] = field(default_factory=list)
 
     def dia_of(self) -> dict[tuple[str, int], str]:
         return {(t.session_id, t.turn): t.dia_id for t in self.turns}
@@ -124,13 +126,16 @@ def load(path: Path) -> list[Conversation]:
             n += 1
         valid = {t.dia_id for t in turns}
         questions = []
+        adversarial = []
         for qa in sample.get("qa", []):
+            if qa.get("category") == 5:
+                adversarial.append(qa["question"])
             if qa.get("category") not in CATEGORIES:
                 continue
             evidence = evidence_ids(qa.get("evidence") or [], valid)
             if evidence:
                 questions.append(Question(qa["question"], evidence, qa["category"]))
-        conversations.append(Conversation(actor, turns, questions, conv.get("speaker_a", "")))
+        conversations.append(Conversation(actor, turns, questions, conv.get("speaker_a", ""), adversarial))
     return conversations
 
 
@@ -185,6 +190,35 @@ def evaluate(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dic
                          "ours10": recall(ours, q.evidence, 10), "bm25_5": recall(base, q.evidence, 5),
                          "bm25_10": recall(base, q.evidence, 10)})
     return {"rows": rows, "latency_ms": [ns / 1e6 for ns in latencies]}
+
+
+def delivered(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dict[str, Any]:
+    """What the hooks inject at the defaults (``LTM_TOP_K``, ``LTM_MIN_SCORE``, ``LTM_MAX_TOKENS``), not the top 10.
+
+    Per question of categories 1-4: the recall of its evidence among the injected records and whether any
+    evidence was injected; per adversarial question (category 5): how many records were injected.
+    """
+    from core.settings import Settings
+    from hooks.longterm import select
+
+    s = Settings.from_env({})
+    recalls, any_hit, injected, adversarial = [], [], [], []
+    for conv in conversations:
+        dia = conv.dia_of()
+        for q in conv.questions:
+            chosen = select(ltm.search(conv.actor, q.text, s.ltm_top_k), s.ltm_min_score, s.ltm_max_tokens)
+            found = [dia[(m.session_id, m.turn)] for m in chosen]
+            recalls.append(recall(found, q.evidence, len(found)) if found else 0.0)
+            any_hit.append(bool(set(found) & set(q.evidence)))
+            injected.append(len(chosen))
+        for text in conv.adversarial:
+            adversarial.append(len(select(ltm.search(conv.actor, text, s.ltm_top_k), s.ltm_min_score,
+                                          s.ltm_max_tokens)))
+    return {"top_k": s.ltm_top_k, "min_score": s.ltm_min_score, "recall": float(np.mean(recalls)),
+            "any_evidence": float(np.mean(any_hit)), "injected_per_question": float(np.mean(injected)),
+            "adversarial_questions": len(adversarial),
+            "injected_per_adversarial": float(np.mean(adversarial)) if adversarial else 0.0,
+            "adversarial_with_none": float(np.mean([n == 0 for n in adversarial])) if adversarial else 0.0}
 
 
 def by_category(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -272,7 +306,8 @@ def fit_calibration(ltm: LocalLongTermMemory, conversations: list[Conversation])
         dia = conv.dia_of()
         by_rowid = ltm.store.fetch(conv.actor, [int(i) for i in index.ids])
         for q in conv.questions:
-            scores, cosine, bm25 = ltm.score(conv.actor, index, q.text)
+            scored = ltm.score(conv.actor, index, q.text)
+            scores, cosine, bm25 = scored.rank, scored.cosine, scored.bm25
             for j in top_k(scores, 10):
                 row = by_rowid[int(index.ids[j])]
                 features.append((cosine[j], bm25[j] / (bm25[j] + BM25_HALF) if bm25[j] > 0 else 0.0))
@@ -386,6 +421,7 @@ def main() -> int:
         ltm.query_cache_size = questions + 16
         write = write_all(ltm, conversations)
         result = evaluate(ltm, conversations)
+        injected = delivered(ltm, conversations)
         added = rss_mb() - before
         categories = by_category(result["rows"])
         latency = result["latency_ms"]
@@ -409,6 +445,15 @@ def main() -> int:
         ["record_exchange / record_messages on the request path, p50 us", fmt(write["enqueue_us_p50"])],
         ["RSS added by long-term memory (model, store, vectors) MB", f"{added:.0f}"],
     ])
+    print_table(f"Delivered at the defaults (top_k {injected['top_k']}, min_score {injected['min_score']}): what the "
+                "model is handed", ["measure", "value"], [
+        ["recall of evidence among the injected records", fmt(injected["recall"])],
+        ["questions with at least one evidence record injected", fmt(injected["any_evidence"])],
+        ["records injected per question (categories 1-4)", fmt(injected["injected_per_question"])],
+        [f"records injected per adversarial question (category 5, {injected['adversarial_questions']})",
+         fmt(injected["injected_per_adversarial"])],
+        ["adversarial questions with nothing injected", fmt(injected["adversarial_with_none"])],
+    ])
     if "loo" in extra:
         loo = extra["loo"]
         print(f"\nleave-one-conversation-out: recall@5 {loo['loo_recall5']:.3f}, recall@10 {loo['loo_recall10']:.3f}; "
@@ -430,7 +475,7 @@ def main() -> int:
         data = {"file": args.path.name, "conversations": len(conversations), "questions": questions,
                 "weights": str(DEFAULT_WEIGHTS), "categories": categories,
                 "search_p50_ms": percentile(latency, 50), "search_p99_ms": percentile(latency, 99),
-                "write": write, "rss_added_mb": round(added, 1), **extra}
+                "write": write, "rss_added_mb": round(added, 1), "delivered": injected, **extra}
         write_results("ltm_recall", data)
         plot(categories, f"Long-term recall on {args.path.name} ({len(conversations)} conversations, "
                          f"{questions} questions)")

@@ -27,7 +27,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,15 +108,27 @@ class LocalLongTermMemory(LongTermMemory):
         rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in order[:top_k + DUPLICATE_SLACK]])
         found: list[Memory] = []
         kept: list[tuple[int, frozenset[str]]] = []
+        asked = words_of(query)
         for j in order:
             row = rows.get(int(index.ids[j]))
             if row is None:  # deleted since the index was read, or beyond what was read
                 continue
             words = words_of(row.text)
-            if any(_near_duplicate(index, j, k, words, other) for k, other in kept):
-                continue  # the same thing said again (or echoed back): the better-ranked one stands for both
+            memory = Memory(row.text, row.session_id, row.turn, score[j], row.created_at, str(row.id), row.role)
+            same = next((n for n, (k, other) in enumerate(kept)
+                         if words & asked == other & asked and _near_duplicate(index, j, k, words, other)), None)
+            if same is not None:  # the same thing said again, or echoed back: one record stands for both
+                k = kept[same][0]
+                if (index.kinds[k] == REPLY) != (index.kinds[j] == REPLY):
+                    newer = index.kinds[k] == REPLY  # the user's words, not the model's echo of them
+                else:
+                    newer = index.created[j] > index.created[k]  # said again: the latest wording stands
+                if newer:
+                    kept[same] = (j, words)
+                    found[same] = replace(memory, score=max(score[j], found[same].score))
+                continue
             kept.append((j, words))
-            found.append(Memory(row.text, row.session_id, row.turn, score[j], row.created_at, str(row.id), row.role))
+            found.append(memory)
             if len(found) == top_k:
                 break
         return found
@@ -255,7 +267,8 @@ def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
     "We moved from Lisbon to Porto" updates "I live in Lisbon": when a statement of the first ``top_k`` has a
     newer statement of the same subject (cosine of their vectors >= ``SAME_SUBJECT``) in the pool, the newer
     one goes first, and is at least as relevant as the one it updates (an update of a relevant record is
-    relevant). Returns the order (indexes into the index) and each one's score.
+    relevant). Near-duplicates (cosine >= ``NEAR_DUPLICATE``) are left to ``search``: they may differ in the
+    one word the query asks for ("note 17" / "note 38"). Returns the order (indexes into the index) and each one's score.
     """
     score = {j: float(p) for j, p in zip(pool, relevance)}
     statements = [j for j in pool if index.kinds[j] == STATEMENT]
@@ -272,7 +285,7 @@ def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
         if j in position:
             row = similar[position[j]]
             newer = [k for k in statements if k not in placed and k != j and index.created[k] > index.created[j]
-                     and row[position[k]] >= SAME_SUBJECT]
+                     and SAME_SUBJECT <= row[position[k]] < NEAR_DUPLICATE]  # closer: a near-duplicate (below)
             for k in sorted(newer, key=lambda k: -index.created[k]):  # the newest first
                 score[k] = max(score[k], score[j])
                 order.append(k)

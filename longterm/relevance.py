@@ -91,7 +91,7 @@ def text_overlap(postings_of, size: int, terms: Sequence[str]) -> np.ndarray:
 
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, bias),
 #: fitted by ``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``
-COEFFICIENTS = (20.499, 3.117, -0.858, -5.642, -2.138, -8.36, -7.784)
+COEFFICIENTS = (21.057, 3.648, -1.77, -5.666, -8.028, -1.884, -8.023)
 #: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
 BM25_HALF = 8.0
 
