@@ -1,6 +1,6 @@
 """Benchmark: long-term recall on LoCoMo-format conversations, through the product's own write and search.
 
-usage: .venv/bin/python bench/ltm_recall.py PATH [--loo] [--fit-calibration] [--scale] [--no-results]
+usage: .venv/bin/python bench/ltm_recall.py PATH [--loo] [--scale] [--no-results]
 
 PATH is any LoCoMo-format JSON file (a list of conversations; ``../shared/data/locomo/locomo-dev5.json``
 is the dev split). Each conversation is one actor, each of its sessions one session id, each dialog
@@ -10,10 +10,11 @@ product's own write path, embedding included) into a fresh SQLite file. Every qu
 
 Printed: recall@5 and recall@10 (mean fraction of a question's evidence turns retrieved) by category
 and overall, beside plain BM25 (FTS5 over the turn text, query terms OR-ed, stop words dropped)
-computed in the same run; search latency p50/p99; write cost per record; RSS the long-term memory
-added. ``--loo`` tunes the fusion weights on all but one conversation and scores the one left out,
-for each conversation in turn. ``--fit-calibration`` fits the score calibration (logistic regression
-of "is an evidence turn" on cosine and BM25 over each question's top 10). ``--scale`` measures search
+computed in the same run; what is *delivered* at the defaults (the records the hooks would inject:
+``LTM_TOP_K``, ``LTM_MIN_SCORE``, ``LTM_MAX_TOKENS``), and how many records are injected for the
+adversarial questions (category 5, which the conversation cannot answer); search latency p50/p99; write
+cost per record; RSS the long-term memory added. ``--loo`` tunes the fusion weights on all but one conversation and scores the one left out,
+for each conversation in turn. ``--scale`` measures search
 latency with 10,000 records for the actor and 100,000 in the store (texts drawn from the file,
 vectors random unit vectors: they cost the search the same).
 
@@ -294,35 +295,6 @@ def leave_one_out(ltm: LocalLongTermMemory, conversations: list[Conversation]) -
             "default_recall10": mean10(default, list(range(len(conversations)))) if default in GRID else None}
 
 
-# -- calibration ---------------------------------------------------------------------------------
-
-def fit_calibration(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> tuple[float, float, float]:
-    """Logistic regression of "evidence turn" on (cosine, saturated bm25) over each question's top 10."""
-    from longterm.scoring import BM25_HALF
-
-    features, labels = [], []
-    for conv in conversations:
-        index = ltm.store.actor_index(conv.actor)
-        dia = conv.dia_of()
-        by_rowid = ltm.store.fetch(conv.actor, [int(i) for i in index.ids])
-        for q in conv.questions:
-            scored = ltm.score(conv.actor, index, q.text)
-            scores, cosine, bm25 = scored.rank, scored.cosine, scored.bm25
-            for j in top_k(scores, 10):
-                row = by_rowid[int(index.ids[j])]
-                features.append((cosine[j], bm25[j] / (bm25[j] + BM25_HALF) if bm25[j] > 0 else 0.0))
-                labels.append(dia[(row.session_id, row.turn)] in q.evidence)
-    x = np.column_stack([np.array(features), np.ones(len(features))])
-    y = np.array(labels, float)
-    w = np.zeros(3)
-    for _ in range(50):  # Newton's method, a little ridge for stability
-        p = 1 / (1 + np.exp(-x @ w))
-        gradient = x.T @ (y - p) - 1e-3 * w
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(3)
-        w += np.linalg.solve(hessian, gradient)
-    return float(w[0]), float(w[1]), float(w[2])
-
-
 # -- scale ---------------------------------------------------------------------------------------
 
 def scale(directory: Path, embedder: Embedder, conversations: list[Conversation], actor_records: int = 10_000,
@@ -406,7 +378,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
     parser.add_argument("--loo", action="store_true", help="leave-one-conversation-out tuning figures")
-    parser.add_argument("--fit-calibration", action="store_true")
     parser.add_argument("--scale", action="store_true", help="search latency at 10k / 100k records")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
     args = parser.parse_args()
@@ -428,8 +399,6 @@ def main() -> int:
         extra: dict[str, Any] = {}
         if args.loo:
             extra["loo"] = leave_one_out(ltm, conversations)
-        if args.fit_calibration:
-            extra["calibration"] = fit_calibration(ltm, conversations)
         ltm.close()
         if args.scale:
             extra["scale"] = scale(directory, embedder, conversations)
@@ -459,8 +428,6 @@ def main() -> int:
         print(f"\nleave-one-conversation-out: recall@5 {loo['loo_recall5']:.3f}, recall@10 {loo['loo_recall10']:.3f}; "
               f"picks {loo['picks']}; best in sample {loo['best_in_sample']} "
               f"{loo['best_in_sample_recall10']:.3f}; the defaults in sample {loo['default_recall10']}")
-    if "calibration" in extra:
-        print(f"\ncalibration (cosine, bm25 saturated, bias): {tuple(round(v, 3) for v in extra['calibration'])}")
     if "scale" in extra:
         s = extra["scale"]
         print(f"\nscale: {s['actor_records']} records for the actor, {s['store_records']} in the store: search p50 "
