@@ -397,6 +397,29 @@ def sweep(asked: list[Asked]) -> list[dict[str, float]]:
     return rows
 
 
+def plot(rows: list[dict[str, float]], default: float, title: str) -> None:
+    """Hit rate and noise against LTM_MIN_SCORE (the sweep), the default marked."""
+    import matplotlib.pyplot as plt
+
+    from common import machine_line, save_plot
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = [r["min_score"] for r in rows]
+    ax.plot(x, [r["hit_rate"] for r in rows], "o-", color="#3182bd", label="delivered hit rate")
+    ax.plot(x, [r["noise"] for r in rows], "s-", color="#de2d26", label="records per unanswerable question")
+    ax.plot(x, [r["injected_per_answerable"] for r in rows], "^--", color="#999999", lw=0.8,
+            label="records per answerable question")
+    ax.axhline(GOAL_HIT_RATE, color="#3182bd", lw=0.6, ls=":")
+    ax.axhline(GOAL_NOISE, color="#de2d26", lw=0.6, ls=":")
+    ax.axvline(default, color="black", lw=0.8, ls="--", label=f"default LTM_MIN_SCORE = {default}")
+    ax.set_xlabel("LTM_MIN_SCORE (relevance probability)")
+    ax.set_ylim(0, 2.5)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle(machine_line(), fontsize=7, y=0.01)
+    save_plot(fig, "ltm_natural")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path, nargs="?", default=DEFAULT_SET)
@@ -421,9 +444,13 @@ def main() -> int:
     result = report(data, asked, info, args.verbose)
     if args.sweep:
         result["sweep"] = sweep(asked)
+        if not args.no_results and not args.quick:
+            plot(result["sweep"], Settings.from_env({}).ltm_min_score,
+                 f"Long-term memory as users meet it ({args.path.name}: {len(data.questions)} questions, "
+                 f"{len(data.unanswerable)} unanswerable)")
     print(f"\nplayed in {time.perf_counter() - started:.1f} s")
     if not args.no_results and not args.quick:
-        write_results("ltm_natural", {"file": args.path.name, **result})
+        write_results("ltm_natural_sweep" if args.sweep else "ltm_natural", {"file": args.path.name, **result})
     return 0
 
 

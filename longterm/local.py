@@ -34,7 +34,7 @@ import numpy as np
 from longterm.base import LongTermMemory, Memory, MessageRecord
 from longterm.embedding import DIMENSIONS, Embedder
 from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, features, probability,
-                                 repeats, text_overlap, words_of)
+                                 repeats, words_of)
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
@@ -145,8 +145,8 @@ class LocalLongTermMemory(LongTermMemory):
         drop = {t for name in named for t in tokenize(name)}
         vector = self._vector_of(text) if w.dense > 0 else None  # embedded on the worker while keywords score
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
-        bm25 = best_only(bm25f(index, terms, w.columns), w.candidates)
-        overlap = text_overlap(index.postings, index.size, query_terms(text, drop))
+        overlap = np.zeros(index.size, np.float64)  # filled by the same pass over the postings as bm25
+        bm25 = best_only(bm25f(index, terms, w.columns, overlap), w.candidates)
         cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse(bm25, cosine, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)

@@ -17,7 +17,6 @@ moves with the size of the memory):
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -66,27 +65,6 @@ def record_kind(text: str, seq: int = 0) -> int:
             continue
         return STATEMENT
     return QUESTION
-
-
-def text_overlap(postings_of, size: int, terms: Sequence[str]) -> np.ndarray:
-    """Per record, the share of the query's content words (weighted by rarity) its own text contains.
-
-    ``postings_of(stem) -> (records, columns, counts)`` of the actor's index; only the text column counts.
-    A term's weight is its inverse document frequency among the actor's records (at least 0.5, so a word
-    most records share still counts a little).
-    """
-    out = np.zeros(size, np.float64)
-    if not size or not terms:
-        return out
-    total = 0.0
-    for term in dict.fromkeys(stem(t) for t in terms):
-        records, columns, _ = postings_of(term)
-        records = records[columns == 0]
-        weight = max(math.log((size + 1) / (records.size + 0.5)), 0.5)
-        total += weight
-        if records.size:
-            out[records] += weight
-    return out / total if total else out
 
 
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, bias),
