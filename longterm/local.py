@@ -10,13 +10,18 @@ Search, per request (the actor's records only):
    dropped) are scored by BM25F over text, caption, neighbouring messages and the
    day, in numpy (``longterm.keyword``; FTS5 is kept for the benchmark's baseline);
    then its vector is compared with every vector of the actor;
-3. the two are fused, boosted and smoothed (``longterm.scoring``), the excluded
-   turns are masked, and the best ``top_k`` are read back with a calibrated score.
+3. the two are fused, boosted and smoothed (``longterm.scoring``) and weighted by
+   each record's kind (``longterm.relevance``: statements above replies, questions
+   and small talk); the excluded turns are masked;
+4. the best 30 get their relevance probability (the score returned and the one
+   ``LTM_MIN_SCORE`` applies to), a newer statement of the same subject moves above
+   an older one, near-duplicates collapse, and the best ``top_k`` are read back.
 
 Writing: ``record_exchange`` queues two records (the user's message and the
-reply) for the background writer, which embeds and stores them. The query
-vector of the user's message, computed by the search before the model call,
-is reused as that message's record vector, so the writer embeds only the reply.
+reply) for the background writer, which stores them. The query vector of the
+user's message, computed by the search before the model call, is reused as that
+message's record vector, and the reply is not embedded (``EMBED_REPLIES``), so a
+turn costs one embedding.
 """
 
 from __future__ import annotations
