@@ -162,7 +162,8 @@ class ActorBuffers:
                 k = self.size
                 code = self._codes.setdefault(session_id, len(self._codes))
                 self._ids[k] = rowid
-                self._vectors[k] = np.frombuffer(vector, "<f4")
+                if vector:  # a record stored before its vector (written later): zeros until then, found by its words
+                    self._vectors[k] = np.frombuffer(vector, "<f4")
                 self._sessions[k], self._turns[k], self._speakers[k] = code, turn, speaker
                 self._speaker_ids[k] = self._speaker_codes.setdefault(speaker, len(self._speaker_codes))
                 self._position[int(rowid)] = k

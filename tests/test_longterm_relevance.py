@@ -158,3 +158,16 @@ def test_an_echo_repeats_the_statement_and_different_facts_do_not() -> None:
     statement = words_of("I'm allergic to peanuts, so I always check the labels.")
     assert repeats(statement, words_of("You said 'I'm allergic to peanuts, so I always check the labels.'"))
     assert not repeats(statement, words_of("My sister Joana is a nurse in Coimbra."))
+
+
+def test_a_record_whose_vector_is_not_written_yet_is_indexed_with_none() -> None:
+    from longterm.index import build_index
+    from longterm.keyword import bm25f
+
+    unit = np.zeros(384, np.float32)
+    unit[0] = 1.0
+    index = build_index([(1, "s1", 0, 1, 0, "", unit.tobytes(), "I live in Lisbon", "", 1.7e9),
+                         (2, "s1", 0, 1, 1, "", b"", "You said 'I live in Lisbon'", "", 1.7e9)])
+    assert index.size == 2 and not index.vectors[1].any()  # no vector yet: its cosine is 0
+    assert (bm25f(index, ["lisbon"], (1.0, 0.5, 0.7, 0.5, 1.0)) > 0).all()  # found by its words meanwhile
+    assert list(index.kinds) == [STATEMENT, REPLY]
