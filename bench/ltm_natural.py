@@ -1,6 +1,6 @@
 """Benchmark: long-term memory where users meet it, played through the product over HTTP at its defaults.
 
-usage: .venv/bin/python bench/ltm_natural.py [SET.json] [--quick] [--sweep] [--no-results]
+usage: .venv/bin/python bench/ltm_natural.py [SET.json] [--quick] [--sweep] [--fit] [-v] [--no-results]
 
 SET is a JSON file (default ``bench/data/ltm_natural.json``) in this format:
 
@@ -37,6 +37,9 @@ Printed:
 
 ``--quick``: the first two sessions and their questions (seconds). ``--sweep``: plays with
 ``LTM_MIN_SCORE=0`` and prints hit rate and noise at several thresholds (how the default is chosen).
+``--fit``: tells the sessions, then fits the relevance model (``longterm.relevance.COEFFICIENTS``) on the
+candidates of every question: run it on a calibration set (``bench/data/ltm_calibration.json``), never on
+the set the benchmark reports. ``-v``: lists the missed questions and the noise.
 """
 
 from __future__ import annotations
@@ -431,7 +434,11 @@ def main() -> int:
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data = load(args.path)
+    try:
+        data = load(args.path)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # a set that is not in the format above
+        print(f"{args.path}: not a usable set: {type(e).__name__}: {e} (the format is in --help)", file=sys.stderr)
+        return 2
     if args.quick:
         data = quick(data)
     print(f"{args.path.name}: {len(data.sessions)} sessions, {data.statements} statements, "
