@@ -25,11 +25,12 @@ import threading
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from longterm.embedding import DIMENSIONS
+from longterm.relevance import record_kind
 from longterm.text import date_words, stem, tokenize
 
 #: (id, session_id, generation, turn, seq, speaker, vector bytes, text, caption, created_at)
@@ -79,6 +80,10 @@ class ActorIndex:
     speaker_codes: Mapping[str, int]
     #: stem -> posting list (shared with later snapshots: may hold records beyond size, see ``postings``)
     inverted: Mapping[str, Postings]
+    #: per record its kind (``longterm.relevance``: statement, question, chatter, reply), from its text
+    kinds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    #: per record when it was said (epoch seconds): recency among records of one subject
+    created: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     version: int = -1
     deletes: int = -1
     #: per record: has its vector yet (None: all have). A record stored on the request path waits for the
@@ -124,6 +129,8 @@ class ActorBuffers:
         self._record_lengths = np.zeros(capacity, np.float64)
         self._speaker_ids = np.zeros(capacity, np.int32)
         self._has_vector = np.zeros(capacity, bool)
+        self._kinds = np.zeros(capacity, np.int8)
+        self._created = np.zeros(capacity, np.float64)
         self._speaker_codes: dict[str, int] = {"": 0}
         self._inverted: dict[str, Postings] = {}
         self._codes: dict[str, int] = {}
@@ -142,7 +149,7 @@ class ActorBuffers:
             return
         capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth: an actor's vectors are most of it
         for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
-                     "_record_lengths", "_speaker_ids", "_has_vector"):
+                     "_record_lengths", "_speaker_ids", "_has_vector", "_kinds", "_created"):
             old = getattr(self, name)
             new = np.full((capacity, *old.shape[1:]), -1 if name in ("_prev", "_next") else 0, old.dtype)
             new[: self.size] = old[: self.size]
@@ -169,6 +176,7 @@ class ActorBuffers:
                 self._sessions[k], self._turns[k], self._speakers[k] = code, turn, speaker
                 self._speaker_ids[k] = self._speaker_codes.setdefault(speaker, len(self._speaker_codes))
                 self._position[int(rowid)] = k
+                self._kinds[k], self._created[k] = record_kind(text, seq), created_at
                 if speaker:
                     self._names.add(speaker)
                 self._index(k, text, caption, created_at)
@@ -237,7 +245,7 @@ class ActorBuffers:
                               self._speakers[:n], self._prev[:n].copy(), self._next[:n].copy(), dict(self._codes),
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
-                              dict(self._speaker_codes), self._inverted,
+                              dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
                               self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
 
 

@@ -32,22 +32,35 @@ B = 0.75
 MIN_IDF = 1e-6
 
 
-def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float]) -> np.ndarray:
+def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float],
+          overlap: np.ndarray | None = None) -> np.ndarray:
     """Positive BM25F of every record of ``index`` for ``terms`` (0: no term matched).
 
     ``weights``: text, caption, previous message, next message, day. A term is one phrase of
     the query, as in an FTS5 OR-query of quoted terms: two words with one stem count twice.
+    ``overlap`` (an array of the index's size, zeros): filled in the same pass over the postings with
+    the share of the query's distinct stems, weighted by rarity, that each record's own text contains
+    (``longterm.relevance``'s lexical evidence).
     """
     n = index.size
     scores = np.zeros(n, np.float64)
     if not n or not terms:
         return scores
+    seen: set[str] = set()
+    total = 0.0
     lengths = index.record_lengths  # tokens per record over all five columns (and FTS5's owner token)
     norm = K1 * (1 - B + B * lengths / lengths.mean())
     w_text, w_caption, w_prev, w_next, w_day = (float(w) for w in weights)
     own = {TEXT: w_text, CAPTION: w_caption, DAY: w_day}
     for term in terms:
-        records, columns, counts = index.postings(stem(term))
+        stemmed = stem(term)
+        records, columns, counts = index.postings(stemmed)
+        if overlap is not None and stemmed not in seen:
+            seen.add(stemmed)
+            in_text_only = records[columns == TEXT]
+            weight = overlap_weight(n, in_text_only.size)
+            total += weight
+            overlap[in_text_only] += weight
         if not records.size:
             continue
         frequency = np.zeros(n, np.float64)
@@ -67,7 +80,14 @@ def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float]) -> 
         idf = max(math.log((n - matched.size + 0.5) / (matched.size + 0.5)), MIN_IDF)
         f = frequency[matched]
         scores[matched] += idf * f * (K1 + 1) / (f + norm[matched])
+    if overlap is not None and total:
+        overlap /= total
     return scores
+
+
+def overlap_weight(records: int, containing: int) -> float:
+    """A query stem's weight in the text overlap: its rarity among the actor's records, at least 0.5."""
+    return max(math.log((records + 1) / (containing + 0.5)), 0.5)
 
 
 def best_only(scores: np.ndarray, candidates: int) -> np.ndarray:

@@ -9,13 +9,13 @@ The recipe (tuned on the LoCoMo dev split, see ``docs/longterm.md``):
 CombSUM of the two normalised scores beat reciprocal rank fusion (which throws
 the scores' gaps away), and an answer is often split over two adjacent messages
 ("Did you go?" / "Yes, to Oslo in May"), which the neighbour term rewards.
-``calibrate`` turns the raw evidence of one record into a score in [0, 1] that
-means the same for every query, for ``LTM_MIN_SCORE``.
+The score a record is *reported* with (and ``LTM_MIN_SCORE`` applies to) is not
+this one, which is relative to its query's best: it is ``longterm.relevance``'s
+probability.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,17 +85,3 @@ def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.n
         return np.zeros(0, np.int64)
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.lexsort((part, -scores[part]))]
-
-
-#: logistic calibration of (cosine, saturated bm25) -> P(the record answers the query); fitted on the
-#: LoCoMo dev split by ``bench/ltm_recall.py --fit-calibration`` (evidence turns vs the rest of the top 10)
-CALIBRATION = (2.162, 4.324, -4.967)
-#: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
-BM25_HALF = 8.0
-
-
-def calibrate(cosine: float, bm25: float, coefficients: tuple[float, float, float] = CALIBRATION) -> float:
-    """A score in [0, 1] comparable across queries (the fused score is relative to its query's best)."""
-    a, b, c = coefficients
-    keyword = bm25 / (bm25 + BM25_HALF) if bm25 > 0 else 0.0
-    return 1.0 / (1.0 + math.exp(-(a * cosine + b * keyword + c)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from longterm.base import MessageRecord
-from longterm.scoring import (boost_speaker, calibrate, fuse, max_normalise, minmax, smooth_neighbours, top_k)
+from longterm.scoring import (boost_speaker, fuse, max_normalise, minmax, smooth_neighbours, top_k)
 from longterm.index import build_index
 from longterm.sqlite_store import SQLiteLongTermStore, owner_token
 from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
@@ -108,10 +108,6 @@ def test_top_k_is_best_first_ties_to_the_earlier_and_honours_the_mask() -> None:
     assert top_k(scores, 3).tolist() == [1, 0, 2]
     assert top_k(scores, 3, np.array([True, False, True, True])).tolist() == [0, 2, 3]
     assert top_k(scores, 9, np.array([False, False, False, True])).tolist() == [3]
-
-
-def test_calibrated_scores_rise_with_either_signal_and_stay_in_range() -> None:
-    assert 0.0 < calibrate(0.0, 0.0) < calibrate(0.5, 0.0) < calibrate(0.5, 10.0) < 1.0
 
 
 def test_neighbours_follow_conversation_order_not_write_order() -> None:

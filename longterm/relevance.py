@@ -1,0 +1,115 @@
+"""What a record is, and how likely it is to answer a query: the decision of what reaches the model.
+
+Two things the rank-fused score cannot say (it is relative to its query's best record, so its scale
+moves with the size of the memory):
+
+- **kind**: every message stays retrievable, but a question ("what is my cat called?"), a greeting or an
+  acknowledgement states nothing, and the model's reply (the second message of an exchange) only says
+  what the model made of the user's words. Computed from the text when a record is indexed (no stored
+  field): the ranking multiplies a record's score by its kind's weight, and the relevance model has one
+  term per kind.
+- **relevance**: a logistic model of P(the record answers the query) from absolute evidence: the cosine of
+  the two embeddings, the share of the query's content words (weighted by rarity) that the record's text
+  contains, the saturated BM25, and the kind. Fitted on a calibration set written for it
+  (``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``), never on the benchmark's questions;
+  ``LTM_MIN_SCORE`` is a threshold on this probability, so it means the same at 10 records and at 10,000.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from longterm.text import STOPWORDS, stem, tokenize
+
+#: record kinds (int8 codes in the index)
+STATEMENT, QUESTION, CHATTER, REPLY = 0, 1, 2, 3
+KIND_NAMES = ("statement", "question", "chatter", "reply")
+#: the ranking's multiplier per kind: statements first; a reply below the statement it answers; questions and
+#: small talk last (measured: see docs/longterm.md)
+KIND_WEIGHT = np.array([1.0, 0.6, 0.3, 0.7], np.float64)
+
+#: greetings, thanks and acknowledgements: a message made only of these (and stop words) states nothing
+CHATTER_WORDS = frozenset("""
+hi hello hey hiya howdy morning evening afternoon night good great nice cool ok okay k fine thanks thank cheers ta
+yes yeah yep no nope sure perfect awesome lovely brilliant wow lol haha bye goodbye later see meet pleasure
+sorry mind never right alright got it welcome again there please hmm oh ah well done np gotcha noted
+helpful useful interesting amazing fantastic excellent understood makes sense agreed exactly indeed
+""".split())
+#: first words of a question or a request to the assistant (a sentence that asks, not tells)
+ASKING_WORDS = frozenset("""
+what whats which who whom whose where when why how is are am was were do does did can could would will should
+shall may might tell explain give write translate recommend suggest show list describe summarise summarize help
+remind find define compare calculate
+""".split())
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+
+
+def record_kind(text: str, seq: int = 0) -> int:
+    """The kind of a record: the reply of an exchange (``seq`` > 0), chatter, a question, or a statement.
+
+    A message is a statement if any of its sentences tells something: "I moved to Porto. Any tips?" is one.
+    """
+    if seq > 0:
+        return REPLY
+    words = tokenize(text)
+    if not words or all(w in CHATTER_WORDS or w in STOPWORDS for w in words):
+        return CHATTER
+    for sentence in _SENTENCE.findall(text):
+        tokens = tokenize(sentence)
+        if not tokens or all(w in CHATTER_WORDS or w in STOPWORDS for w in tokens):
+            continue
+        if sentence.rstrip().endswith("?") or tokens[0] in ASKING_WORDS:
+            continue
+        return STATEMENT
+    return QUESTION
+
+
+#: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, bias),
+#: fitted by ``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``
+COEFFICIENTS = (21.057, 3.648, -1.77, -5.666, -8.028, -1.884, -8.023)
+#: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
+BM25_HALF = 8.0
+
+
+def features(cosine: np.ndarray, overlap: np.ndarray, bm25: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """The relevance model's inputs, one row per record (the order of ``COEFFICIENTS``)."""
+    saturated = np.where(bm25 > 0, bm25 / (bm25 + BM25_HALF), 0.0)
+    return np.column_stack([cosine, overlap, saturated, kinds == QUESTION, kinds == CHATTER, kinds == REPLY,
+                            np.ones(len(cosine))]).astype(np.float64)
+
+
+def probability(x: np.ndarray, coefficients: Sequence[float] = COEFFICIENTS) -> np.ndarray:
+    """P(relevant) for each row of ``features``."""
+    return 1.0 / (1.0 + np.exp(-(x @ np.asarray(coefficients, np.float64))))
+
+
+def fit(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> tuple[float, ...]:
+    """Logistic regression by Newton's method (a little ridge: some kinds are rare in a small set)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(60):
+        p = 1 / (1 + np.exp(-x @ w))
+        gradient = x.T @ (y - p) - ridge * w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        w += np.linalg.solve(hessian, gradient)
+    return tuple(round(float(v), 3) for v in w)
+
+
+#: two user statements at least this similar (cosine) are about the same subject: the newer ranks first
+SAME_SUBJECT = 0.45
+#: two records at least this similar (cosine), or whose words mostly repeat the other's, are near-duplicates
+NEAR_DUPLICATE = 0.8
+#: share of the shorter record's words found in the longer one that makes them near-duplicates
+WORD_CONTAINMENT = 0.8
+
+
+def words_of(text: str) -> frozenset[str]:
+    return frozenset(stem(t) for t in tokenize(text) if t not in STOPWORDS)
+
+
+def repeats(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether the shorter of two word sets is mostly inside the longer (an echo, a restatement)."""
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return bool(small) and len(small & large) >= WORD_CONTAINMENT * len(small)

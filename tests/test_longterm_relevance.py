@@ -1,0 +1,173 @@
+"""What reaches the model from long-term memory, over POST /invocations at the defaults (echo model, SQLite).
+
+A paraphrase with no word in common is recalled in a new session; a question memory cannot answer gets
+nothing; an update ranks above the statement it replaces; a question the user asked earlier does not
+outrank the statement it asked about; a fact said twice (and echoed back by the model) is injected once.
+The pieces (record kinds, the relevance model) are tested on their own at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+import agent
+from longterm.relevance import (CHATTER, QUESTION, REPLY, STATEMENT, features, probability, record_kind,
+                                repeats, words_of)
+from service import Assistant
+from tests.helpers.scripted_model import ScriptedModel
+from tests.test_http import invoke
+from tests.test_longterm_http import ltm_settings, replica
+
+#: what a user told the assistant over a few sessions (each message one turn)
+TOLD = {
+    "monday": ["Hi there!", "I work as a lighthouse keeper on the north coast.",
+               "My sister Joana is a nurse in Coimbra.", "Thanks, that's helpful!"],
+    "tuesday": ["Good morning!", "I support FC Porto, I never miss a match on TV.", "My cat is called Biscuit, a ginger tabby.",
+                "I'm saving up for an electric bike."],
+}
+
+
+@pytest.fixture
+def assistant(tmp_path: Path, model: ScriptedModel) -> Iterator[Assistant]:
+    built = replica(ltm_settings(tmp_path), model)
+    agent.set_assistant(built)
+    yield built
+    agent.set_assistant(None)
+    built.close()
+
+
+@pytest.fixture
+def http(assistant: Assistant) -> Iterator[TestClient]:
+    with TestClient(agent.app) as client:
+        yield client
+
+
+def say(http: TestClient, session: str, message: str, actor: str = "ana") -> dict:
+    response = invoke(http, {"message": message, "actor_id": actor, "explain": True}, session)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def tell(http: TestClient, assistant: Assistant, sessions: dict[str, list[str]]) -> None:
+    for session, messages in sessions.items():
+        for message in messages:
+            say(http, session, message)
+    assert assistant.ltm is not None and assistant.ltm.flush(30)
+
+
+def recalled(model: ScriptedModel) -> list[str]:
+    """The recalled lines of the last system prompt the model saw, in order ("user: ..." / "assistant: ...")."""
+    prompt = model.system_prompts[-1] or ""
+    return [line.split("] ", 1)[1] for line in prompt.splitlines() if line.startswith("- [")]
+
+
+def test_a_paraphrase_with_no_word_in_common_is_recalled_in_a_new_session(
+        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, assistant, TOLD)
+    answer = say(http, "friday", "Which football team do I follow?")
+    assert answer["history_length"] == 0  # a new session: it can only come from long-term memory
+    assert recalled(model)[0] == "user: I support FC Porto, I never miss a match on TV."
+    assert answer["memory"]["long_term"][0]["session_id"] == "tuesday"
+
+
+def test_a_question_memory_cannot_answer_injects_nothing(http: TestClient, assistant: Assistant,
+                                                         model: ScriptedModel) -> None:
+    tell(http, assistant, TOLD)
+    for question in ("What is the capital of Australia?", "How long should I boil an egg?",
+                     "Translate 'good morning' into French."):
+        answer = say(http, "friday", question)
+        assert answer["memories_used"] == 0 and answer["memory"]["long_term"] == [], question
+        assert recalled(model) == []
+
+
+def test_a_newer_statement_of_the_same_subject_ranks_first(http: TestClient, assistant: Assistant,
+                                                            model: ScriptedModel) -> None:
+    tell(http, assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
+                           "march": ["Big news: we moved from Lisbon to Porto last week!"]})
+    say(http, "april", "Where do I live?")
+    users = [line for line in recalled(model) if line.startswith("user: ")]
+    assert users[0] == "user: Big news: we moved from Lisbon to Porto last week!"
+    assert "user: I live in Lisbon, in a small flat near the river." in users[1:]  # still there, below
+
+
+def test_an_earlier_question_does_not_outrank_the_statement_it_asked_about(
+        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, assistant, TOLD)
+    tell(http, assistant, {"wednesday": ["what is the name of my cat?"]})
+    say(http, "friday", "Tell me about my cat")
+    lines = recalled(model)
+    assert lines[0] == "user: My cat is called Biscuit, a ginger tabby."
+    assert "user: what is the name of my cat?" not in lines[:1]
+
+
+def test_a_fact_said_twice_and_echoed_back_is_injected_once(http: TestClient, assistant: Assistant,
+                                                             model: ScriptedModel) -> None:
+    tell(http, assistant, {"one": ["I'm allergic to peanuts, so I always check the labels."],
+                           "two": ["Just so you know, I am allergic to peanuts and I always check labels."]})
+    say(http, "three", "Do I have any food allergies?")
+    lines = recalled(model)
+    about_peanuts = [line for line in lines if "peanuts" in line]
+    assert len(about_peanuts) == 1, lines  # two statements and two echo replies of them: one stands for all
+    assert about_peanuts[0].startswith("user: ")
+
+
+def test_small_talk_is_kept_but_not_recalled_for_a_real_question(http: TestClient, assistant: Assistant,
+                                                                  model: ScriptedModel) -> None:
+    tell(http, assistant, TOLD)
+    assert assistant.ltm is not None
+    assert any(m.text == "Hi there!" for m in assistant.ltm.search("ana", "Hi there!", 50))  # kept
+    say(http, "friday", "Hi there, how are you today?")
+    assert recalled(model) == []
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seq, kind", [
+    ("I work as a lighthouse keeper.", 0, STATEMENT),
+    ("Big news: we moved to Porto!", 0, STATEMENT),
+    ("We moved to Porto. Any tips for restaurants?", 0, STATEMENT),  # it tells something, then asks
+    ("What do I do for a living?", 0, QUESTION),
+    ("Write me a haiku about autumn.", 0, QUESTION),  # a request tells nothing about the user
+    ("Can you recommend a podcast", 0, QUESTION),
+    ("Hi! Nice to meet you.", 0, CHATTER),
+    ("ok", 0, CHATTER),
+    ("Thanks, that's helpful!", 0, CHATTER),
+    ("I work as a lighthouse keeper.", 1, REPLY),  # the model's reply, whatever it says
+])
+def test_a_records_kind_comes_from_its_text_and_place(text: str, seq: int, kind: int) -> None:
+    assert record_kind(text, seq) == kind
+
+
+def test_relevance_rises_with_each_kind_of_evidence_and_falls_for_what_states_nothing() -> None:
+    def p(cosine: float, overlap: float = 0.0, bm25: float = 0.0, kind: int = STATEMENT) -> float:
+        return float(probability(features(np.array([cosine]), np.array([overlap]), np.array([bm25]),
+                                          np.array([kind])))[0])
+
+    assert 0.0 < p(0.1) < p(0.4) < p(0.4, overlap=0.5) < 1.0
+    assert p(0.1) < 0.1 < p(0.45)  # unrelated under the default LTM_MIN_SCORE, a close paraphrase above
+    for kind in (QUESTION, CHATTER, REPLY):
+        assert p(0.5, 0.5, 5.0, kind) < p(0.5, 0.5, 5.0, STATEMENT)
+
+
+def test_an_echo_repeats_the_statement_and_different_facts_do_not() -> None:
+    statement = words_of("I'm allergic to peanuts, so I always check the labels.")
+    assert repeats(statement, words_of("You said 'I'm allergic to peanuts, so I always check the labels.'"))
+    assert not repeats(statement, words_of("My sister Joana is a nurse in Coimbra."))
+
+
+def test_a_record_whose_vector_is_not_written_yet_is_indexed_with_none() -> None:
+    from longterm.index import build_index
+    from longterm.keyword import bm25f
+
+    unit = np.zeros(384, np.float32)
+    unit[0] = 1.0
+    index = build_index([(1, "s1", 0, 1, 0, "", unit.tobytes(), "I live in Lisbon", "", 1.7e9),
+                         (2, "s1", 0, 1, 1, "", b"", "You said 'I live in Lisbon'", "", 1.7e9)])
+    assert index.size == 2 and not index.vectors[1].any()  # no vector yet: its cosine is 0
+    assert (bm25f(index, ["lisbon"], (1.0, 0.5, 0.7, 0.5, 1.0)) > 0).all()  # found by its words meanwhile
+    assert list(index.kinds) == [STATEMENT, REPLY]
