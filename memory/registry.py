@@ -75,11 +75,27 @@ def answers_a_read(store: SessionStore) -> None:
 
 # -- the backends: each factory imports its module only when called ---------------------------------------
 
+#: a turn may make several model calls (tools): its hold covers this many model deadlines
+MODEL_CALLS_PER_TURN = 3
+
+
+def turn_grace(settings: Settings) -> float:
+    """How long a turn's load holds its session (``memory.expiry``): its model deadlines, or the default.
+
+    ``MODEL_TIMEOUT_S`` set: that many calls' worth; unset, the provider's default is decided after the
+    store is built, so the default grace covers the largest one.
+    """
+    from memory.expiry import DEFAULT_TURN_GRACE
+
+    if settings.model_timeout_s is None:
+        return DEFAULT_TURN_GRACE
+    return max(DEFAULT_TURN_GRACE, MODEL_CALLS_PER_TURN * settings.model_timeout_s)
+
 
 def _memory(settings: Settings) -> SessionStore:
     from memory.in_memory import InMemoryStore
 
-    return InMemoryStore(ttl=settings.session_ttl)
+    return InMemoryStore(ttl=settings.session_ttl, turn_grace=turn_grace(settings))
 
 
 def _sqlite(settings: Settings) -> SessionStore:
@@ -87,7 +103,7 @@ def _sqlite(settings: Settings) -> SessionStore:
 
     try:
         return SQLiteStore(settings.session_db, ttl=settings.session_ttl, synchronous=settings.sqlite_synchronous,
-                           busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+                           busy_timeout_ms=settings.sqlite_busy_timeout_ms, turn_grace=turn_grace(settings))
     except StoreUnavailable as e:  # a path that cannot hold a database: stop start-up with one line
         raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
 
@@ -97,7 +113,7 @@ def _redis(settings: Settings) -> SessionStore:
 
     try:
         return RedisStore.from_url(settings.redis_url, key_prefix=settings.key_prefix, ttl=settings.session_ttl,
-                                   cluster=settings.redis_cluster)
+                                   cluster=settings.redis_cluster, turn_grace=turn_grace(settings))
     except ValueError as e:  # a URL redis-py (or its cluster client) cannot use
         raise ConfigError(f"REDIS_URL={settings.redis_url!r}: {e}") from e
     except StoreUnavailable as e:  # REDIS_CLUSTER=on: the client reads the slot map at start-up
@@ -108,7 +124,7 @@ def _dynamodb(settings: Settings) -> SessionStore:
     from memory.dynamodb import DynamoDBStore, make_client
 
     store = DynamoDBStore(make_client(settings.aws_region, settings.dynamodb_endpoint_url),
-                          settings.dynamodb_table, ttl=settings.session_ttl)
+                          settings.dynamodb_table, ttl=settings.session_ttl, turn_grace=turn_grace(settings))
     store.check_table(create=settings.dynamodb_create_table)  # one clear line when the table is wrong or unreachable
     return store
 
