@@ -253,7 +253,8 @@ def plot(data: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [2.2, 1]})
-    styles = {"memory": "tab:gray", "sqlite": "tab:blue", "redis": "tab:red", "dynamodb": "tab:green"}
+    styles = {"memory": "tab:gray", "sqlite": "tab:blue", "redis": "tab:red", "dynamodb": "tab:green",
+              "postgres": "tab:purple"}
     for name, color in styles.items():
         rows = data["backends"].get(name)
         if not rows:

@@ -29,6 +29,7 @@ from memory.base import (
     check_idempotency_key, check_messages, clip_first_message, decode_cursor, generation_retention, history_bounds,
     history_page, page_sessions, request_retention,
 )
+from memory.expiry import DEFAULT_TURN_GRACE
 from memory.postgres import rows
 from memory.postgres.connection import make_pool, run
 from memory.postgres.schema import migrate
@@ -79,18 +80,20 @@ class PostgresStore(SessionStore):
     name = "postgres"
 
     def __init__(self, url: str, *, ttl: int | None = None, pool_size: int = 10, pool_timeout: float = 5.0,
-                 statement_timeout: float = 10.0,
+                 statement_timeout: float = 10.0, turn_grace: float = DEFAULT_TURN_GRACE,
                  configure: Callable[[psycopg.Connection], None] | None = None) -> None:
         """Open a pool on ``url`` (a libpq URL) and bring the schema to this release's version.
 
         ``pool_timeout``: how long a call waits for a free connection before its 503; ``statement_timeout``:
-        how long a statement may run or wait on a lock before its 503 (0: the server's). ``configure``: run on
+        how long a statement may run or wait on a lock before its 503 (0: the server's); ``turn_grace``: the
+        longest a turn takes from its ``load_window`` to its write (``memory.expiry``). ``configure``: run on
         each new connection (session settings, or tracing the protocol as the round-trip count does).
 
         When the database does not answer at start-up the server still starts: requests answer 503 until
         it does, and the schema is migrated by the first request that reaches it.
         """
         self._ttl = ttl
+        self._turn_grace = turn_grace
         self._pool = make_pool(url, size=pool_size, timeout=pool_timeout, name="sessions",
                                statement_timeout=statement_timeout, configure=configure)
         self._ready = False
@@ -170,14 +173,18 @@ class PostgresStore(SessionStore):
     # -- reads ---------------------------------------------------------------------------------
 
     def load_window(self, actor_id: str, session_id: str, k: int) -> Window:
-        """One call, the rolling summary included (with a TTL it also restarts the session's expiry)."""
+        """One call, the rolling summary included (with a TTL it also holds the session for the turn)."""
         return self._window(actor_id, session_id, k, touch=self._ttl is not None)
 
     def get_last_k_turns(self, actor_id: str, session_id: str, k: int) -> list[Turn]:
         return self._window(actor_id, session_id, k, touch=False).turns
 
     def _window(self, actor_id: str, session_id: str, k: int, *, touch: bool) -> Window:
-        params = (actor_id, session_id, k, self._cutoff(), time.time() if touch else None)
+        hold = None
+        if touch:  # the turn holds the session max(TTL, turn grace) from now: its TTL clock moves to that
+            assert self._ttl is not None
+            hold = time.time() + max(self._ttl, self._turn_grace) - self._ttl
+        params = (actor_id, session_id, k, self._cutoff(), hold)
         return rows.window_from_rows(self._run(lambda conn: conn.execute(_LOAD_WINDOW, params).fetchall(),
                                                retry=True))
 

@@ -63,6 +63,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s memory_sessions%ROWTYPE;
     r memory_requests%ROWTYPE;
+    expired boolean;
     turn_of integer[] := '{}';
     first_turn integer;
     i integer;
@@ -77,11 +78,15 @@ BEGIN
             ON CONFLICT (actor_id, session_id) DO NOTHING;
         SELECT * INTO s FROM memory_sessions WHERE actor_id = p_actor AND session_id = p_session FOR UPDATE;
     END IF;
+    expired := s.updated_at < p_cutoff;
+    IF expired AND s.messages > 0 THEN
+        s.generation := s.generation + 1;  -- an expired life that held turns: the next one is a new generation
+    END IF;
     IF p_generation IS NOT NULL AND s.generation <> p_generation THEN
         RETURN QUERY SELECT 'changed'::text, 0, NULL::text, NULL::text;
         RETURN;
     END IF;
-    IF s.updated_at < p_cutoff THEN  -- expired: it starts again at 1, under the same generation
+    IF expired THEN  -- it starts again at 1
         DELETE FROM memory_messages WHERE session_pk = s.pk;
         DELETE FROM memory_requests WHERE session_pk = s.pk;
         s.turns := 0; s.user_messages := 0; s.messages := 0; s.events := 0;
@@ -114,9 +119,10 @@ BEGIN
         SELECT s.pk, turn_of[u.n], s.messages + u.n, s.events, p_now, u.role, u.body
         FROM unnest(p_roles, p_bodies) WITH ORDINALITY AS u (role, body, n);
     s.messages := s.messages + cardinality(p_roles);
+    -- expiry only moves later: a write never cuts short the hold of a turn in progress
     UPDATE memory_sessions SET turns = s.turns, user_messages = s.user_messages, messages = s.messages,
-        events = s.events, updated_at = p_now, written_at = p_now, summary_text = s.summary_text,
-        summary_through = s.summary_through
+        events = s.events, updated_at = greatest(updated_at, p_now), written_at = p_now,
+        generation = s.generation, summary_text = s.summary_text, summary_through = s.summary_through
         WHERE pk = s.pk;
     IF p_key IS NOT NULL THEN
         DELETE FROM memory_requests WHERE session_pk = s.pk AND stored_at < p_since;
@@ -131,10 +137,11 @@ END
 $$;
 
 -- load_window in one round trip: a header row (turn -1: generation, liveness, USER-message count and the
--- rolling summary), then the last k turns' messages by primary key. p_touch_at (SESSION_TTL set): the
--- session's expiry starts again, in the same statement.
+-- rolling summary), then the last k turns' messages by primary key. An expired life that held turns reports
+-- the next generation (the one its next write starts). p_hold (SESSION_TTL set): the turn's hold, the
+-- session's TTL clock moved to it (never back), in the same statement.
 CREATE FUNCTION memory_load_window(p_actor text, p_session text, p_k integer, p_cutoff double precision,
-                                   p_touch_at double precision)
+                                   p_hold double precision)
 RETURNS TABLE (turn integer, role text, body text, generation bigint, live boolean, message_count integer,
                summary_through integer)
 LANGUAGE plpgsql AS $$
@@ -143,8 +150,8 @@ DECLARE
     s memory_sessions%ROWTYPE;
     is_live boolean;
 BEGIN
-    IF p_touch_at IS NOT NULL THEN
-        UPDATE memory_sessions SET updated_at = greatest(updated_at, p_touch_at)
+    IF p_hold IS NOT NULL THEN
+        UPDATE memory_sessions SET updated_at = greatest(updated_at, p_hold)
             WHERE actor_id = p_actor AND session_id = p_session AND updated_at >= p_cutoff AND messages > 0
             RETURNING * INTO s;
     END IF;
@@ -155,7 +162,8 @@ BEGIN
         END IF;
     END IF;
     is_live := s.updated_at >= p_cutoff;
-    RETURN QUERY SELECT -1, NULL::text, s.summary_text, s.generation, is_live, s.user_messages,
+    RETURN QUERY SELECT -1, NULL::text, s.summary_text,
+        s.generation + CASE WHEN NOT is_live AND s.messages > 0 THEN 1 ELSE 0 END, is_live, s.user_messages,
         s.summary_through;
     IF is_live THEN
         RETURN QUERY SELECT m.turn, m.role, m.body, NULL::bigint, NULL::boolean, NULL::integer, NULL::integer
@@ -185,7 +193,9 @@ BEGIN
     DELETE FROM memory_messages WHERE session_pk = s.pk;
     DELETE FROM memory_requests WHERE session_pk = s.pk;
     UPDATE memory_sessions SET turns = 0, user_messages = 0, messages = 0, events = 0, written_at = NULL,
-        summary_text = NULL, summary_through = NULL, generation = generation + 1, updated_at = p_now
+        summary_text = NULL, summary_through = NULL, updated_at = p_now,
+        -- past the generation an expired life (which held turns) reported, too
+        generation = generation + 1 + CASE WHEN s.updated_at < p_cutoff AND s.messages > 0 THEN 1 ELSE 0 END
         WHERE pk = s.pk;
     RETURN CASE WHEN s.updated_at >= p_cutoff THEN s.events ELSE 0 END;
 END
@@ -202,7 +212,8 @@ DECLARE
     s memory_sessions%ROWTYPE;
 BEGIN
     SELECT * INTO s FROM memory_sessions WHERE actor_id = p_actor AND session_id = p_session FOR UPDATE;
-    IF p_generation IS NOT NULL AND (coalesce(s.generation, 0) <> p_generation
+    IF p_generation IS NOT NULL AND (coalesce(s.generation
+            + CASE WHEN s.updated_at < p_cutoff AND s.messages > 0 THEN 1 ELSE 0 END, 0) <> p_generation
             OR (CASE WHEN FOUND AND s.updated_at >= p_cutoff THEN s.user_messages ELSE 0 END) < p_through) THEN
         RETURN false;  -- cleared since (or the turns it summarises are gone)
     END IF;
@@ -220,8 +231,9 @@ BEGIN
 END
 $$;
 
--- purge_expired (at start-up with SESSION_TTL): rows of sessions never deleted go; a tombstone stays until
--- p_tombstone_cutoff. Returns how many sessions with turns were purged.
+-- purge_expired (at start-up with SESSION_TTL): a session that held turns stays as a tombstone, its
+-- generation moved on, until p_tombstone_cutoff, as a deleted one does; a row that never held a turn nor was
+-- deleted goes. Returns how many sessions with turns were purged.
 CREATE FUNCTION memory_purge_expired(p_cutoff double precision, p_tombstone_cutoff double precision)
 RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -230,13 +242,14 @@ DECLARE
     purged integer;
 BEGIN
     SELECT count(*) INTO purged FROM memory_sessions WHERE updated_at < p_cutoff AND messages > 0;
-    DELETE FROM memory_sessions WHERE updated_at < p_cutoff AND (generation = 0 OR updated_at < p_tombstone_cutoff);
+    DELETE FROM memory_sessions
+        WHERE updated_at < p_cutoff AND (updated_at < p_tombstone_cutoff OR (generation = 0 AND messages = 0));
     DELETE FROM memory_messages m USING memory_sessions s
         WHERE m.session_pk = s.pk AND s.updated_at < p_cutoff;
     DELETE FROM memory_requests r USING memory_sessions s
         WHERE r.session_pk = s.pk AND s.updated_at < p_cutoff;
     UPDATE memory_sessions SET turns = 0, user_messages = 0, messages = 0, events = 0, written_at = NULL,
-        summary_text = NULL, summary_through = NULL
+        summary_text = NULL, summary_through = NULL, generation = generation + 1
         WHERE updated_at < p_cutoff AND messages > 0;
     RETURN purged;
 END
