@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from longterm.sqlite_store import SQLiteLongTermStore
 from tests.helpers.server import Server
 
 FACT = "Remember this: my daughter's name is Ingrid and she plays the cello"
@@ -74,7 +75,8 @@ def test_a_newcomer_tells_a_fact_in_one_session_and_is_reminded_of_it_in_another
     assert say(server, "b1", QUESTION, actor="bob")["memories_used"] == 0
 
 
-def test_a_clean_shutdown_right_after_the_turns_loses_no_record(start: Callable[..., Server]) -> None:
+def test_a_clean_shutdown_right_after_the_turns_loses_no_record(start: Callable[..., Server],
+                                                                 tmp_path: Path) -> None:
     """Eight clients at once outrun the one background writer; SIGTERM must drain its queue, not drop it."""
     turns = 24
     server = start()
@@ -87,7 +89,11 @@ def test_a_clean_shutdown_right_after_the_turns_loses_no_record(start: Callable[
     restarted = start()
     found = {m["text"] for m in search(restarted, "locker note box spare key", top_k=50)}
     assert set(messages) <= found
-    assert len(found) == 2 * turns  # each exchange: the message and the reply
+    records = SQLiteLongTermStore(tmp_path / "sessions-longterm.db")  # a search shows a message for its echo
+    try:
+        assert records.count("alice") == 2 * turns  # each exchange: the message and the reply
+    finally:
+        records.close()
 
 
 def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server]) -> None:
