@@ -419,7 +419,7 @@ def plot(rows: list[dict[str, float]], default: float, title: str) -> None:
     ax.set_ylim(0, 2.5)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.suptitle(machine_line(), fontsize=7, y=0.01)
+    fig.suptitle(machine_line(), fontsize=7, y=-0.03)
     save_plot(fig, "ltm_natural")
 
 

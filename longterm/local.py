@@ -46,7 +46,7 @@ from core.errors import InvalidCursor
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from longterm.embedding import DIMENSIONS, URGENT, Embedder
 from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, features, probability,
-                                 repeats, words_of)
+                                 repeats, restates, words_of)
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, max_normalise, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
@@ -393,9 +393,8 @@ def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
 
 
 def _near_duplicate(index: ActorIndex, a: int, b: int, words_a: frozenset[str], words_b: frozenset[str]) -> bool:
-    """Two records that say the same thing: their vectors nearly equal, or one's words mostly the other's."""
-    if float(index.vectors[a] @ index.vectors[b]) >= NEAR_DUPLICATE:
-        return True
-    if index.kinds[a] == REPLY or index.kinds[b] == REPLY:  # an echo of the statement beside it
+    """Two records that say the same thing: the model's echo of the user's words (mostly the same words), or
+    two statements alike in their vectors that mostly repeat each other's words and numbers."""
+    if index.kinds[a] == REPLY or index.kinds[b] == REPLY:  # a reply is not embedded: its words tell
         return repeats(words_a, words_b)
-    return repeats(words_a, words_b) and len(words_a) > 2 and len(words_b) > 2
+    return float(index.vectors[a] @ index.vectors[b]) >= NEAR_DUPLICATE and restates(words_a, words_b)

@@ -109,7 +109,23 @@ def words_of(text: str) -> frozenset[str]:
     return frozenset(stem(t) for t in tokenize(text) if t not in STOPWORDS)
 
 
-def repeats(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Whether the shorter of two word sets is mostly inside the longer (an echo, a restatement)."""
+def repeats(a: frozenset[str], b: frozenset[str], share: float = WORD_CONTAINMENT) -> bool:
+    """Whether the shorter of two word sets is mostly (``share``) inside the longer (an echo, a restatement)."""
     small, large = (a, b) if len(a) <= len(b) else (b, a)
-    return bool(small) and len(small & large) >= WORD_CONTAINMENT * len(small)
+    return bool(small) and len(small & large) >= share * len(small)
+
+
+#: two statements alike in their vectors are near-duplicates only if this share of the shorter's words is in the
+#: longer ("I'm allergic to peanuts" / "Just so you know, I'm allergic to peanuts"), not "My sister lives in
+#: Porto" / "My brother lives in Porto"
+RESTATED = 0.6
+
+
+def restates(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two statements whose vectors are alike say the same thing: mostly the same words, the same
+    numbers ("box 5 holds key 1005" and "box 6 holds key 1006" are two facts)."""
+    return _numbers(a) == _numbers(b) and repeats(a, b, RESTATED)
+
+
+def _numbers(words: frozenset[str]) -> frozenset[str]:
+    return frozenset(w for w in words if any(c.isdigit() for c in w))

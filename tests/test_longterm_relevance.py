@@ -171,3 +171,13 @@ def test_a_record_whose_vector_is_not_written_yet_is_indexed_with_none() -> None
     assert index.size == 2 and not index.vectors[1].any()  # no vector yet: its cosine is 0
     assert (bm25f(index, ["lisbon"], (1.0, 0.5, 0.7, 0.5, 1.0)) > 0).all()  # found by its words meanwhile
     assert list(index.kinds) == [STATEMENT, REPLY]
+
+
+def test_statements_that_differ_in_a_number_or_most_words_are_not_duplicates() -> None:
+    from longterm.relevance import restates
+
+    assert restates(words_of("I'm allergic to peanuts, so I always check the labels."),
+                    words_of("Just so you know, I am allergic to peanuts and I always check labels."))
+    assert not restates(words_of("Locker note 5: box 5 holds the spare key number 1005"),
+                        words_of("Locker note 6: box 6 holds the spare key number 1006"))
+    assert not restates(words_of("My sister Joana lives in Porto"), words_of("My brother Rui lives in Porto"))
