@@ -133,9 +133,9 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
     start embeds the rest."""
     path = tmp_path / "sessions-longterm.db"
     left_by_a_kill = SQLiteLongTermStore(path)  # what a killed server left: text stored, no vectors
-    for n in range(600):
+    for first in range(0, 3000, 100):
         left_by_a_kill.write([MessageRecord("carol", "garden", n + 1, 0, "user", f"garden note {n}: water the roses",
-                                            1_700_000_000.0 + n)])
+                                            1_700_000_000.0 + n) for n in range(first, first + 100)])
     left_by_a_kill.close()
     server = start(LTM_DRAIN_S="1")
     answers = [say(server, f"s{n}", f"Remember this: my locker number is {4100 + n}") for n in range(5)]
@@ -143,7 +143,7 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
     watcher = SQLiteLongTermStore(path)
     try:
         backlog = watcher.count_unembedded()
-        assert backlog > 100, backlog  # ≈ 5 ms a text: seconds of work left
+        assert backlog > 1000, backlog  # 2-5 ms a text: seconds of work left, more than LTM_DRAIN_S
         assert server.process is not None
         started = time.monotonic()
         server.process.terminate()
@@ -159,7 +159,7 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
         assert {m["text"] for m in search(restarted, "locker number", top_k=10)} >= {
             f"Remember this: my locker number is {4100 + n}" for n in range(5)}
         assert eventually(lambda: watcher.count_unembedded() == 0, timeout=120)
-        assert watcher.count("carol") == 600
+        assert watcher.count("carol") == 3000
     finally:
         watcher.close()
 
