@@ -43,6 +43,7 @@ from hooks.folds import FoldQueue
 from hooks.memory import MemoryHooks
 from hooks.model_timer import ModelTimer
 from longterm import LongTermMemory, forget_action, search_action
+from memory import probe_store
 from memory.base import SessionStore, StoredReply
 from models.base import reply_text, run_agent, text_of
 from models.summarizer import Summarizer
@@ -582,13 +583,8 @@ class Assistant:
         return self._answered(line, body)
 
     def probe_store(self) -> None:
-        """Warn at start-up when a networked store (Redis) does not answer, not only 503 on the first request."""
-        if self.store.name != "redis":
-            return  # SQLite was opened already; AgentCore Memory is a call to AWS, made per request
-        try:
-            self.store.get_last_k_turns("start-up-check", "start-up-check", 1)
-        except AssistantError as e:
-            logger.warning("%s; requests answer 503 until it is reachable", e.message)
+        """Warn at start-up when a networked store does not answer, not only 503 on the first request."""
+        probe_store(self.store)  # as the backend's registry entry says (nothing to probe for most)
 
     def close(self) -> None:
         """Finish the running turns and (for up to ``FOLD_DRAIN_S``) the waiting summary folds, drain long-term

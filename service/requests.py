@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core.errors import BadRequest, int_field
 from core.settings import Settings
-from longterm import SearchRequest, parse_search
+from longterm import SearchRequest, off_reason, parse_search
 from service.identity import header, resolve_actor_id, resolve_session_id
 
 #: payload ``action`` values: operations run without the model (see ``Assistant.run_action``)
@@ -115,14 +115,7 @@ def idempotency_key(payload: Mapping[str, object], headers: Mapping[str, str] | 
 
 def long_term_off(action: str, settings: Settings) -> BadRequest:
     """The 400 of a long-term action on a server without long-term memory: why it is off and how to turn it on."""
-    if settings.long_term_memory is False:
-        why = "LONG_TERM_MEMORY=off"
-    elif settings.memory_backend not in ("memory", "sqlite", "agentcore"):
-        why = f"the default for MEMORY_BACKEND={settings.memory_backend}, whose sessions every replica shares"
-    else:
-        why = "this assistant was built without it"
-    return BadRequest(f"'{action}' needs long-term memory, which is off on this server ({why}); start the server "
-                      "with LONG_TERM_MEMORY=on to turn it on (see docs/longterm.md)")
+    return BadRequest(f"'{action}' needs long-term memory, which is off on this server: {off_reason(settings)}")
 
 
 def parse_action(action: object, payload: Mapping[str, object], session_id: str | None,
