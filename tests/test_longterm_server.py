@@ -164,10 +164,12 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
         watcher.close()
 
 
-def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server]) -> None:
+def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server],
+                                                                          tmp_path: Path) -> None:
     a, b = start(), start()
     say(a, "s1", FACT)
-    assert eventually(lambda: search(b, "daughter cello"))
+    assert search(b, "daughter cello")  # at once: the text was stored before a answered
+    assert eventually(lambda: vectors_added(tmp_path))  # recall by meaning (and its score), a moment later
     assert say(b, "s2", QUESTION)["memories_used"] >= 1
 
     status, forgot = b.invoke({"action": "forget", "actor_id": "alice"})
