@@ -40,6 +40,7 @@ SCRIPTS = {
     "token_estimate.py": "token estimates vs SmolLM2's tokenizer",
     "ltm_cost.py": "CPU per turn, one thread",
     "ltm_recall.py": "Recall of evidence turns",
+    "ltm_durability.py": "reply -> its records searchable (ms)",
 }
 #: run after the others: it reads what their quick runs wrote
 REPORT = "report.py"

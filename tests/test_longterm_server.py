@@ -138,23 +138,23 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
     start embeds the rest."""
     path = tmp_path / "sessions-longterm.db"
     left_by_a_kill = SQLiteLongTermStore(path)  # what a killed server left: text stored, no vectors
-    for n in range(600):
-        left_by_a_kill.write([MessageRecord("carol", "garden", n + 1, 0, "user", f"garden note {n}: water the roses",
-                                            1_700_000_000.0 + n)])
+    for first in range(0, 3000, 200):
+        left_by_a_kill.write([MessageRecord("carol", "garden", n + 1, 0, "user", f"garden note {n}",
+                                            1_700_000_000.0 + n) for n in range(first, first + 200)])
     left_by_a_kill.close()
-    server = start(LTM_DRAIN_S="1")
+    server = start(LTM_DRAIN_S="0.5")
     answers = [say(server, f"s{n}", f"Remember this: my locker number is {4100 + n}") for n in range(5)]
     assert [a["message_count"] for a in answers] == [1] * 5
     watcher = SQLiteLongTermStore(path)
     try:
         backlog = watcher.count_unembedded()
-        assert backlog > 100, backlog  # ≈ 5 ms a text: seconds of work left
+        assert backlog > 0, backlog  # 1-5 ms a text: seconds of work left, far more than LTM_DRAIN_S
         assert server.process is not None
         started = time.monotonic()
         server.process.terminate()
         server.process.wait(30)
         took = time.monotonic() - started
-        assert took < 1 + 4, f"exit took {took:.1f} s"  # the drain bound, the close's slack, uvicorn's shutdown
+        assert took < 0.5 + 4, f"exit took {took:.1f} s"  # the drain bound, the close's slack, uvicorn's shutdown
         closed = [line for line in server.log().splitlines() if "long-term memory: closed" in line]
         assert len(closed) == 1, closed
         left = int(closed[0].split("records left without vectors: ")[1].split(" ")[0])
@@ -164,15 +164,17 @@ def test_sigterm_with_a_backlog_exits_within_the_drain_bound_and_the_rest_is_emb
         assert {m["text"] for m in search(restarted, "locker number", top_k=10)} >= {
             f"Remember this: my locker number is {4100 + n}" for n in range(5)}
         assert eventually(lambda: watcher.count_unembedded() == 0, timeout=120)
-        assert watcher.count("carol") == 600
+        assert watcher.count("carol") == 3000
     finally:
         watcher.close()
 
 
-def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server]) -> None:
+def test_a_second_replica_finds_forgets_and_clears_what_the_first_recorded(start: Callable[..., Server],
+                                                                          tmp_path: Path) -> None:
     a, b = start(), start()
     say(a, "s1", FACT)
-    assert eventually(lambda: search(b, "daughter cello"))
+    assert search(b, "daughter cello")  # at once: the text was stored before a answered
+    assert eventually(lambda: vectors_added(tmp_path))  # recall by meaning (and its score), a moment later
     assert say(b, "s2", QUESTION)["memories_used"] >= 1
 
     status, forgot = b.invoke({"action": "forget", "actor_id": "alice"})

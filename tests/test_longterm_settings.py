@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ({"LTM_MAX_TOKENS": "10"}, "LTM_MAX_TOKENS=10 must be between 50 and 20000"),
     ({"LTM_NAMESPACE": "/users/all/"}, "LTM_NAMESPACE='/users/all/' must contain {actorId}"),
     ({"LTM_NAMESPACE": "/strategies/{memoryStrategyId}/actors/{actorId}/"}, "no other placeholder"),
+    ({"LTM_DRAIN_S": "61"}, "LTM_DRAIN_S=61 must be between 0 and 60"),
+    ({"LTM_DRAIN_S": "soon"}, "LTM_DRAIN_S='soon' is not a number"),
 ])
 def test_a_wrong_ltm_setting_names_itself(env: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -42,6 +44,19 @@ def test_ltm_defaults() -> None:
         None, 5, 0.1, 600)
     assert settings.ltm_db == Path("/data/chat-longterm.sqlite")
     assert Settings.from_env({"LONG_TERM_MEMORY": "OFF"}).long_term_memory is False
+
+
+def test_the_drain_bound_reaches_the_local_long_term_memory(tmp_path: Path) -> None:
+    """``LTM_DRAIN_S`` bounds what ``close()`` spends adding vectors (default 3 s, well under a 10 s grace)."""
+    assert Settings.from_env({}).ltm_drain_s == 3.0
+    settings = replace(Settings.from_env({"LTM_DRAIN_S": "0.5"}), memory_backend="sqlite",
+                       session_db=tmp_path / "sessions.db")
+    ltm = longterm.create_long_term(settings, "sqlite")
+    try:
+        assert isinstance(ltm, LocalLongTermMemory) and ltm.drain_s == 0.5
+    finally:
+        assert ltm is not None
+        ltm.close()
 
 
 def _settings(tmp_path: Path, **changes: object) -> Settings:
