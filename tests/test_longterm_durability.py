@@ -72,8 +72,8 @@ def test_an_exchange_is_found_by_its_keywords_before_it_has_vectors_and_by_meani
     assert ltm.flush(60) and store.count_unembedded() == 0
     store.release.clear()
     say(ltm, "alice", "s2", 1, CELLO, "A cellist in the family!")  # returns once the text is stored
-    assert store.entered.wait(30)  # the writer holds the two vectors
-    assert store.count_unembedded() == 2
+    assert store.entered.wait(30)  # the writer holds the message's vector (a reply is found by its words only)
+    assert store.count_unembedded() == 1
     assert texts(ltm.search("alice", "Ingrid cello", 1)) == [CELLO]  # ranked by its keywords alone
     store.release.set()
     assert ltm.flush(60) and store.count_unembedded() == 0
@@ -226,7 +226,8 @@ def test_record_ids_reveal_nothing_about_other_actors(tmp_path: Path) -> None:
         assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
         page = ltm.list_records("bob", limit=2)
         assert page.next_cursor == "r3"  # bob's own third record: his records are numbered 1..4, no gap
-        assert {m.record_id for m in ltm.search("bob", "bob", 4)} == set(ids)
+        found = {m.record_id for m in ltm.search("bob", "bob", 4)}
+        assert found and found <= set(ids)  # the search hands out the same ids (near-duplicates may collapse)
     finally:
         ltm.close()
 

@@ -121,8 +121,7 @@ def test_a_sigkill_right_after_acknowledged_turns_loses_no_record(start: Callabl
     assert server.process is not None and server.process.returncode == -9
     restarted = start()
     found = {m["text"] for m in search(restarted, "locker note box spare key", top_k=50)}  # at once: no wait
-    assert set(messages) <= found
-    assert len(found) == 2 * turns  # each exchange: the message and the reply
+    assert set(messages) <= found  # (a search shows a message for the reply that echoes it: both are counted below)
     records = SQLiteLongTermStore(tmp_path / "sessions-longterm.db")
     try:
         assert records.count("alice") == 2 * turns
