@@ -53,9 +53,13 @@ class ScriptedModel(Model):
         return self.calls[-1]
 
     def seen_texts(self, call: int = -1) -> list[tuple[str, str]]:
-        """(role, text) of every text block the model saw in one call."""
+        """(role, text) of every text block of the messages the model saw in one call.
+
+        The recalled-memory block the hooks put ahead of the new message is not one of them: ``memory_block``.
+        """
         return [
-            (m["role"], b["text"]) for m in self.calls[call] for b in m["content"] if "text" in b
+            (m["role"], b["text"]) for m in self.calls[call] for b in m["content"]
+            if "text" in b and not is_memory_block(b["text"])
         ]
 
     def memory_block(self, call: int = -1) -> str:
@@ -63,7 +67,8 @@ class ScriptedModel(Model):
 
         The hooks put it first in the user message of the new turn (``hooks/framing.py``).
         """
-        blocks = [text for role, text in self.seen_texts(call) if role == "user" and is_memory_block(text)]
+        blocks = [b["text"] for m in self.calls[call] if m["role"] == "user" for b in m["content"]
+                  if "text" in b and is_memory_block(b["text"])]
         assert len(blocks) <= 1, f"more than one memory block in call {call}: {blocks!r}"
         return blocks[0] if blocks else ""
 
