@@ -280,7 +280,7 @@ class Settings:
     #: P(the record answers the query) fitted on LoCoMo: a clearly related record scores 0.02-0.2, an unrelated
     #: one under 0.015, and with few records (no keyword evidence yet) nothing scores above 0.06
     ltm_min_score: float = 0.02
-    #: ``LTM_MAX_TOKENS``: the injected records' budget in the system prompt (estimated tokens)
+    #: ``LTM_MAX_TOKENS``: the recalled records' budget in the memory block (estimated tokens)
     ltm_max_tokens: int = 600
     #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records
     ltm_namespace: str = DEFAULT_LTM_NAMESPACE
