@@ -92,5 +92,14 @@ def fenced(items: list[str], now: float | None = None, preamble: str = PREAMBLE)
 
 
 def is_memory_block(text: str) -> bool:
-    """Whether a text block is a framed memory block (the hooks put it first in the newest user message)."""
+    """Whether a text starts as a framed memory block does (see ``own_words`` for telling it from a user's text)."""
     return text.startswith(PREAMBLE)
+
+
+def own_words(texts: list[str]) -> list[str]:
+    """The text blocks of one user message without the memory block the hooks put first.
+
+    Only a first block followed by the user's own is the memory block: a message whose only text
+    starts like one is the user's (someone pasted it), and stays.
+    """
+    return texts[1:] if len(texts) > 1 and is_memory_block(texts[0]) else texts

@@ -16,14 +16,14 @@ from __future__ import annotations
 from strands.hooks import BeforeInvocationEvent
 from strands.types.content import Messages
 
-from core.quoting import fenced, is_memory_block, summary_item
+from core.quoting import fenced, is_memory_block, own_words, summary_item
 from memory.turn import TurnState
 
 
 def user_words(messages: Messages | None) -> str:
     """The text of the user messages, without a memory block placed in them: what the user sent."""
     return "\n".join(
-        "".join(block["text"] for block in message["content"] if "text" in block and not is_memory_block(block["text"]))
+        "".join(own_words([block["text"] for block in message["content"] if "text" in block]))
         for message in messages or [] if message["role"] == "user"
     ).strip()
 
@@ -45,7 +45,9 @@ def place(event: BeforeInvocationEvent, state: TurnState) -> None:
     at = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "user"), None)
     if at is None:
         return
-    content = [block for block in messages[at]["content"] if not ("text" in block and is_memory_block(block["text"]))]
+    content = list(messages[at]["content"])
+    if len(content) > 1 and "text" in content[0] and is_memory_block(content[0]["text"]):
+        content = content[1:]  # the block placed before (by the other hook): replaced, not doubled
     items = memory_items(state)
     messages[at] = {**messages[at], "content": [{"text": fenced(items)}, *content] if items else content}
     event.messages = messages

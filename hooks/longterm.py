@@ -1,10 +1,10 @@
 """Long-term memory hooks: before the model answers, recall what this actor said in earlier sessions.
 
 On ``BeforeInvocationEvent`` the hooks search the actor's long-term records
-with the new user message and hand the best few to the model as quoted items of
-the memory block ahead of the new message (``hooks/framing.py``; never the system
-prompt), each with who said it, its date and session, bounded by ``LTM_TOP_K`` records, ``LTM_MIN_SCORE``
-(calibrated, 0..1) and ``LTM_MAX_TOKENS``. Turns already in the loaded window
+with the new user message and hand the best few to the model as quoted items
+of the memory block ahead of the new message (``hooks/framing.py``; never the
+system prompt), each with who said it, its date and session, bounded by
+``LTM_TOP_K`` records, ``LTM_MIN_SCORE`` (calibrated, 0..1) and ``LTM_MAX_TOKENS``. Turns already in the loaded window
 are left out (the turn state's ``loaded_turns``), so the model never sees one
 exchange twice.
 
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 #: a recalled record is clipped to fit the budget only when at least this many tokens are left
 MIN_CLIP_TOKENS = 24
+
 
 def select(memories: Iterable[Memory], min_score: float, max_tokens: int) -> list[Memory]:
     """Records at or above ``min_score``, in order, while their quoted items fit in ``max_tokens``.

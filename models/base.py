@@ -15,8 +15,9 @@ from strands.models import Model
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
 
+from core.quoting import own_words
+
 # BYTES_PER_TOKEN and MESSAGE_OVERHEAD_TOKENS: still importable from here, where callers found them
-from core.quoting import is_memory_block
 from core.tokens import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens  # noqa: F401
 
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def last_user_text(messages: Messages) -> str:
     for message in reversed(messages):
         if message["role"] != "user":
             continue
-        texts = [block["text"] for block in message["content"] if "text" in block and not is_memory_block(block["text"])]
+        texts = own_words([block["text"] for block in message["content"] if "text" in block])
         if texts:
             return "".join(texts)
     return ""

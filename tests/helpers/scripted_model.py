@@ -20,7 +20,7 @@ from strands.models import Model
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
-from core.quoting import MEMORY_CLOSE, MEMORY_OPEN, is_memory_block
+from core.quoting import MEMORY_CLOSE, MEMORY_OPEN, own_words
 from models.base import last_user_text, text_stream
 
 Step = str | dict[str, Any] | BaseException
@@ -57,18 +57,22 @@ class ScriptedModel(Model):
 
         The recalled-memory block the hooks put ahead of the new message is not one of them: ``memory_block``.
         """
-        return [
-            (m["role"], b["text"]) for m in self.calls[call] for b in m["content"]
-            if "text" in b and not is_memory_block(b["text"])
-        ]
+        seen = []
+        for message in self.calls[call]:
+            texts = [block["text"] for block in message["content"] if "text" in block]
+            seen += [(message["role"], text) for text in (own_words(texts) if message["role"] == "user" else texts)]
+        return seen
 
     def memory_block(self, call: int = -1) -> str:
         """The recalled-memory block the model was handed in one call ("" when none).
 
         The hooks put it first in the user message of the new turn (``hooks/framing.py``).
         """
-        blocks = [b["text"] for m in self.calls[call] if m["role"] == "user" for b in m["content"]
-                  if "text" in b and is_memory_block(b["text"])]
+        blocks = []
+        for message in self.calls[call]:
+            texts = [block["text"] for block in message["content"] if "text" in block]
+            if message["role"] == "user" and own_words(texts) != texts:
+                blocks.append(texts[0])
         assert len(blocks) <= 1, f"more than one memory block in call {call}: {blocks!r}"
         return blocks[0] if blocks else ""
 
