@@ -288,7 +288,7 @@ class Settings:
     #: (``longterm.relevance``, fitted on a calibration set of natural questions), the same at 10 records and
     #: at 10,000; 0.1 is where that set reached 0.9 of its answers with 0.2 records per unanswerable question
     ltm_min_score: float = 0.1
-    #: ``LTM_MAX_TOKENS``: the injected records' budget in the system prompt (estimated tokens)
+    #: ``LTM_MAX_TOKENS``: the injected records' budget in the memory block (estimated tokens)
     ltm_max_tokens: int = 600
     #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records
     ltm_namespace: str = DEFAULT_LTM_NAMESPACE

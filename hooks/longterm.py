@@ -1,9 +1,10 @@
 """Long-term memory hooks: before the model answers, recall what this actor said in earlier sessions.
 
 On ``BeforeInvocationEvent`` the hooks search the actor's long-term records
-with the new user message and append the best few to the system prompt, each
-with its session and date, bounded by ``LTM_TOP_K`` records, ``LTM_MIN_SCORE``
-(calibrated, 0..1) and ``LTM_MAX_TOKENS``. Turns already in the loaded window
+with the new user message and hand the best few to the model as quoted items
+of the memory block ahead of the new message (``hooks/framing.py``; never the
+system prompt), each with who said it, its date and session, bounded by
+``LTM_TOP_K`` records, ``LTM_MIN_SCORE`` (calibrated, 0..1) and ``LTM_MAX_TOKENS``. Turns already in the loaded window
 are left out (the turn state's ``loaded_turns``), so the model never sees one
 exchange twice.
 
@@ -31,25 +32,20 @@ from strands.hooks import BeforeInvocationEvent, HookProvider, HookRegistry
 
 from core.telemetry import capture_content, memory_step, record_injected
 from core.timing import timed
+from hooks.framing import place, user_words
 from longterm.base import LongTermMemory, Memory
 from longterm.lines import line
 from longterm.text import estimate_tokens
 from memory.turn import TurnState
-from models.base import text_of
 
 logger = logging.getLogger(__name__)
 
 #: a recalled record is clipped to fit the budget only when at least this many tokens are left
 MIN_CLIP_TOKENS = 24
 
-MEMORY_HEADER = (
-    "Long-term memory: what was said in earlier conversations with this user, retrieved for the new "
-    "message (most relevant first; it may be outdated or unrelated, use it only if it helps):"
-)
-
 
 def select(memories: Iterable[Memory], min_score: float, max_tokens: int) -> list[Memory]:
-    """Records at or above ``min_score``, in order, while their lines fit in ``max_tokens``.
+    """Records at or above ``min_score``, in order, while their quoted items fit in ``max_tokens``.
 
     A record that does not fit whole is clipped to what is left (if at least ``MIN_CLIP_TOKENS``),
     and nothing follows it.
@@ -73,11 +69,6 @@ def select(memories: Iterable[Memory], min_score: float, max_tokens: int) -> lis
 
 def _with_text(memory: Memory, text: str) -> Memory:
     return replace(memory, text=text)
-
-
-def with_memories(system_prompt: str | None, memories: list[Memory]) -> str:
-    section = MEMORY_HEADER + "\n" + "\n".join(line(m) for m in memories)
-    return f"{system_prompt}\n\n{section}" if system_prompt else section
 
 
 def recall_attributes(state: TurnState) -> dict[str, Any]:
@@ -108,9 +99,9 @@ class LongTermHooks(HookProvider):
 
     @memory_step("recall", lambda self: recall_attributes(self.state), backend=lambda self: self.ltm.name)
     def recall(self, event: BeforeInvocationEvent) -> None:
-        """Append the actor's best records for the new message to the system prompt (none already in the window)."""
+        """Quote the actor's best records for the new message in the memory block (none already in the window)."""
         started, state = time.perf_counter(), self.state
-        query = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
+        query = user_words(event.messages)
         try:
             state.epoch = self.ltm.epoch(state.actor_id)
             if not query:
@@ -124,14 +115,15 @@ class LongTermHooks(HookProvider):
             state.recall_skipped = f"long-term store failed: {type(e).__name__}"
             return
         chosen = select(found, self.min_score, self.max_tokens)
+        state.recalled = [line(m) for m in chosen]
         state.recall_considered = len(found)
-        state.recall_tokens = sum(estimate_tokens(line(m)) for m in chosen)
+        state.recall_tokens = sum(estimate_tokens(item) for item in state.recalled)
         state.recall_texts = [m.text for m in chosen] if capture_content() else []
         record_injected(len(chosen))
         if not chosen:
             state.recall_skipped = "nothing found" if not found else "none relevant enough (LTM_MIN_SCORE)"
         if chosen:
-            event.agent.system_prompt = with_memories(event.agent.system_prompt, chosen)
+            place(event, state)
         state.memories_used = len(chosen)
         state.injected = [{"record_id": m.record_id, "score": round(m.score, 4), "session_id": m.session_id,
                            "turn": m.turn} for m in chosen]

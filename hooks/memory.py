@@ -5,9 +5,9 @@ whole turns whose estimated tokens fit ``MEMORY_MAX_TOKENS``; long replies push 
 oldest turns of the window out early, and the rolling summary covers them.
 
 With ``ROLLING_SUMMARY`` (on by default) the stored running summary of the
-turns that fell out of the window is given to the model in the system prompt
-ahead of them (so the history itself still starts with ``user`` and
-alternates); ``hooks/summary.py`` moves it ahead after the reply.
+turns that fell out of the window is given to the model as a quoted item of the
+memory block ahead of the new message (``hooks/framing.py``: never in the system
+prompt, which is the operator's); ``hooks/summary.py`` moves it ahead after the reply.
 
 The hooks keep nothing of their own: what they load and store goes into the
 turn's ``TurnState`` (``memory/turn.py``), which the pipeline created and reads.
@@ -31,9 +31,10 @@ from strands.types.content import Messages
 from core.errors import AlreadyStored
 from core.telemetry import memory_step
 from core.timing import timed
-from memory.base import SessionStore, StoredReply, Summary, Turn
-from memory.turn import TurnState
-from models.base import SUMMARY_HEADING, estimate_tokens, reply_text, text_of
+from hooks.framing import place, user_words
+from memory.base import SessionStore, StoredReply, Turn
+from memory.turn import TurnState, has_exchange
+from models.base import estimate_tokens, reply_text
 
 logger = logging.getLogger(__name__)
 
@@ -78,19 +79,10 @@ def newest_within(turns: list[Turn], max_tokens: int | None) -> int:
     return len(turns)
 
 
-def with_summary(system_prompt: str | None, summary: Summary) -> str:
-    """The system prompt with the rolling summary; it runs ahead in batches, so its last turns may be in the history too."""
-    section = (
-        f"{SUMMARY_HEADING} (turns 1-{summary.through_turn}; "
-        f"the most recent of them may also appear below as messages):\n{summary.text}"
-    )
-    return f"{system_prompt}\n\n{section}" if system_prompt else section
-
-
 class MemoryHooks(HookProvider):
     """Binds one Agent invocation to one turn (``state``: its actor and session) of a store. Build one per turn.
 
-    ``rolling``: read the session's rolling summary into the system prompt (``ROLLING_SUMMARY``).
+    ``rolling``: give the model the session's rolling summary, quoted in the memory block (``ROLLING_SUMMARY``).
     """
 
     def __init__(self, store: SessionStore, state: TurnState, k: int, *, max_tokens: int | None = None,
@@ -113,7 +105,7 @@ class MemoryHooks(HookProvider):
     def load_window(self, event: BeforeInvocationEvent) -> None:
         """Put the session's last k turns (those that fit ``max_tokens``) and its summary in front of the model."""
         started, state = time.perf_counter(), self.state
-        state.user_text = "\n".join(text_of(m) for m in (event.messages or []) if m["role"] == "user").strip()
+        state.user_text = user_words(event.messages)
         with timed("store_read"):
             window = self.store.load_window(state.actor_id, state.session_id, self.k)
         turns = state.window = window.turns
@@ -132,8 +124,8 @@ class MemoryHooks(HookProvider):
                     state.summary = self.store.get_summary(state.actor_id, state.session_id)
             state.summary_read = True
             if state.summary is not None:
-                event.agent.system_prompt = with_summary(event.agent.system_prompt, state.summary)
                 state.summary_in_prompt = True
+                place(event, state)
         logger.debug("%s | loaded %d turns (%d left out for MEMORY_MAX_TOKENS) in %.2f ms", state.ids(),
                      state.history_length, state.dropped_for_budget, (time.perf_counter() - started) * 1e3)
 

@@ -12,7 +12,7 @@ Who writes what (everything else only reads):
   client leaves (``abandon``);
 - ``MemoryHooks``: the window (``generation``, ``loaded_count``, ``window``, ``history_length``,
   ``dropped_for_budget``, ``summary``) before the model, ``message_count`` / ``replayed`` after;
-- ``LongTermHooks``: ``epoch``, ``memories_used``, ``injected``;
+- ``LongTermHooks``: ``epoch``, ``memories_used``, ``injected``, ``recalled``;
 - ``SessionTools.clear``: ``skip_store`` (the exchange that cleared the session is not stored back).
 """
 
@@ -53,9 +53,10 @@ class TurnState:
     summary: Summary | None = None
     #: whether ``summary`` was read (only a full or budget-cut window reads it)
     summary_read: bool = False
-    #: whether ``summary`` went into the system prompt
+    #: whether ``summary`` went to the model (quoted in the memory block ahead of the new message, never the
+    #: system prompt: ``hooks/framing.py``)
     summary_in_prompt: bool = False
-    #: the user text the hooks saw in the agent's input
+    #: the user text the hooks saw in the agent's input (the user's own words, never the memory block)
     user_text: str = ""
     #: the reply as stored (or the stored reply of a replay)
     reply: str = ""
@@ -73,7 +74,7 @@ class TurnState:
     # -- long-term recall, set by LongTermHooks ----------------------------------------------------------
     #: the actor's long-term epoch when the turn started (None: not read)
     epoch: int | None = None
-    #: records injected into the system prompt (the response's ``memories_used``)
+    #: records quoted in the memory block (the response's ``memories_used``)
     memories_used: int = 0
     #: what was injected, for an ``explain`` report: record id, score, session, turn
     injected: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +84,8 @@ class TurnState:
     recall_skipped: str | None = None
     #: the injected records' text, kept only when content capture is on (``core.telemetry.capture_content``)
     recall_texts: list[str] = field(default_factory=list)
+    #: the same records as the model reads them: one quoted item each (``core.quoting``), in the memory block
+    recalled: list[str] = field(default_factory=list)
 
     #: set when the client left: the model stops at its next chunk
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -15,6 +15,8 @@ from strands.models import Model
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
 
+from core.quoting import own_words
+
 # BYTES_PER_TOKEN and MESSAGE_OVERHEAD_TOKENS: still importable from here, where callers found them
 from core.tokens import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens  # noqa: F401
 
@@ -22,21 +24,6 @@ T = TypeVar("T")
 
 #: a chat message's cost in tokens (``core.tokens``), under the name its callers import it by
 estimate_tokens = message_tokens
-
-
-#: how the memory hooks open the rolling summary they append to the system prompt (after a blank line);
-#: the local model moves that section to the end of the prompt (see ``models.local``)
-SUMMARY_HEADING = "Summary of the earlier part of this conversation"
-
-
-def split_summary(system_prompt: str | None) -> tuple[str | None, str | None]:
-    """The system prompt without the rolling summary section, and that section (None when there is none)."""
-    if not system_prompt:
-        return system_prompt, None
-    at = system_prompt.find(SUMMARY_HEADING)
-    if at < 0:
-        return system_prompt, None
-    return system_prompt[:at].rstrip() or None, system_prompt[at:]
 
 
 def text_of(message: Message | None) -> str:
@@ -52,11 +39,11 @@ def reply_text(result: AgentResult) -> str:
 
 
 def last_user_text(messages: Messages) -> str:
-    """Text of the newest user message that carries text (tool results are skipped)."""
+    """Text of the newest user message that carries text (tool results and the recalled-memory block are skipped)."""
     for message in reversed(messages):
         if message["role"] != "user":
             continue
-        texts = [block["text"] for block in message["content"] if "text" in block]
+        texts = own_words([block["text"] for block in message["content"] if "text" in block])
         if texts:
             return "".join(texts)
     return ""

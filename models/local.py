@@ -37,7 +37,6 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
 from core.errors import ConfigError
-from models.base import split_summary
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,6 @@ class LocalModel(LlamaCppModel):
 
     async def stream(self, messages: Messages, tool_specs: Any = None, system_prompt: str | None = None,
                      **kwargs: Any) -> AsyncGenerator[StreamEvent, None]:
-        system_prompt, messages = summary_last(system_prompt, messages)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout) as client:
             post = _StreamingPost(client)
             call = copy.copy(self)  # same config; only this call sees its client
@@ -205,23 +203,6 @@ class LocalModel(LlamaCppModel):
                     yield event
             finally:
                 await post.aclose()
-
-
-def summary_last(system_prompt: str | None, messages: Messages) -> tuple[str | None, Messages]:
-    """The rolling summary moved from the system prompt to the start of the newest user message.
-
-    llama.cpp reuses a slot's cache for the part of a prompt that matches what the slot already
-    holds, from the start (and, with ``CACHE_REUSE_TOKENS``, pieces of it that moved). A summary
-    in the system prompt sits before everything else: each time it is folded forward the whole
-    history after it would be read again. At the end, only the summary is new.
-    """
-    base, summary = split_summary(system_prompt)
-    last = messages[-1] if messages else None
-    if summary is None or last is None or last["role"] != "user" or any("toolResult" in b for b in last["content"]):
-        return system_prompt, messages  # (a tool loop's result message keeps the summary where it was)
-    summary = summary.replace("appear below as messages", "appear above as messages", 1)
-    moved: Messages = [*messages[:-1], {**last, "content": [{"text": summary + "\n\n"}, *last["content"]]}]
-    return base, moved
 
 
 def create_local_model(local_model_path: str | None, max_tokens: int, parallel: int = 2,

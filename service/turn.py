@@ -248,7 +248,7 @@ class TurnPipeline:
 
         When another request stored this idempotency key first (a concurrent retry, on any replica),
         the answer is that stored turn, ``replayed``, not this run's reply. With long-term memory
-        on, ``memories_used`` counts the records recalled into the system prompt.
+        on, ``memories_used`` counts the records recalled (quoted in the memory block ahead of the message).
         """
         if state.replayed is not None:
             return self.replayed(request, state.replayed)

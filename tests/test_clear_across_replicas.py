@@ -75,6 +75,7 @@ def send(replica: Assistant, body: dict[str, Any], session: str = "bank") -> Any
 
 def everything_the_model_saw(model: ScriptedModel, since: int = 0) -> str:
     return " ".join([str(p) for p in model.system_prompts[since:]] +
+                    [model.memory_block(call) for call in range(since, len(model.calls))] +
                     [text for call in range(since, len(model.calls)) for _, text in model.seen_texts(call)])
 
 

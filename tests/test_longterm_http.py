@@ -25,12 +25,12 @@ from strands.types.streaming import StreamEvent
 
 import agent
 from core.settings import Settings
-from hooks.longterm import MEMORY_HEADER
 from longterm.agentcore import AgentCoreLongTermMemory
 from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
 from memory.sqlite import SQLiteStore
 from service import Assistant
+from service.turn import SYSTEM_PROMPT
 from tests.helpers.agentcore_fake import MEMORY_ID
 from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.conftest import ACTOR_HEADER, agentcore_store, boto3_session
@@ -170,10 +170,10 @@ def test_a_fact_told_in_one_session_is_recalled_in_the_next(http: TestClient, lt
     answer = say(http, "alice", "s2", QUESTION)
     assert answer["memories_used"] >= 1  # with the default LTM_MIN_SCORE
     assert answer["history_length"] == 0  # a new session: the fact came from long-term memory
-    assert MEMORY_HEADER in model.system_prompts[-1] and FACT in model.system_prompts[-1]
+    assert FACT in model.memory_block(-1) and model.system_prompts[-1] == SYSTEM_PROMPT  # quoted, not system
     assert search(http, "bob", "daughter cello") == []
     assert say(http, "bob", "b1", QUESTION)["memories_used"] == 0
-    assert MEMORY_HEADER not in (model.system_prompts[-1] or "")
+    assert model.memory_block(-1) == "" and model.system_prompts[-1] == SYSTEM_PROMPT
 
 
 def test_explain_lists_the_recalled_records(http: TestClient, ltm_assistant: Assistant) -> None:
@@ -458,7 +458,8 @@ def test_on_agentcore_turns_recall_the_services_records_and_the_actions_reach_th
         summary = service.extract("/summaries/alice/s1/", "Session s1: the user talked about her daughter's cello")
         answer = assistant.handle({"message": QUESTION, "actor_id": "alice", "explain": True}, ctx("s2"))
         assert answer["memories_used"] >= 1 and answer["memory"]["long_term"][0]["record_id"].startswith("mem-")
-        assert "Ingrid plays the cello" in model.system_prompts[-1] and "violin" not in model.system_prompts[-1]
+        assert "Ingrid plays the cello" in model.memory_block(-1) and "violin" not in model.memory_block(-1)
+        assert model.system_prompts[-1] == SYSTEM_PROMPT
         retrieved = [r for op, r in service.calls if op == "RetrieveMemoryRecords"]
         assert [r["namespacePath"] for r in retrieved] == ["/users/alice/"]
         assert not any(op == "BatchCreateMemoryRecords" for op, _ in service.calls)  # the strategies extract

@@ -18,16 +18,16 @@ from core.errors import ConfigError
 from memory.base import SessionStore, Summary
 from models import last_user_text
 from models.summarizer import SUMMARY_SYSTEM_PROMPT, Summarizer
-from tests.helpers.scripted_model import ScriptedModel
+from tests.helpers.scripted_model import ScriptedModel, quoted_items
 from tests.helpers.session_helpers import FactKeepingModel, chat_calls, run_turn, summary_inputs
 
-SUMMARY_RANGE = re.compile(r"Summary of the earlier part of this conversation \(turns 1-(\d+)")
+SUMMARY_RANGE = re.compile(r"^the assistant's summary of turns 1-(\d+) of this conversation")
 
 
-def summarised_through(system_prompt: str | None) -> int:
-    """The last turn the rolling summary in a chat call's system prompt covers (0: none given)."""
-    found = SUMMARY_RANGE.search(system_prompt or "")
-    return int(found.group(1)) if found else 0
+def summarised_through(block: str) -> int:
+    """The last turn the rolling summary quoted in a chat call's memory block covers (0: none given)."""
+    found = [SUMMARY_RANGE.search(item["said_by"]) for item in quoted_items(block)]
+    return max((int(f.group(1)) for f in found if f), default=0)
 
 
 def test_a_fact_from_turn_1_reaches_the_model_at_turn_30_with_k_5(store: SessionStore) -> None:
@@ -38,7 +38,8 @@ def test_a_fact_from_turn_1_reaches_the_model_at_turn_30_with_k_5(store: Session
     hooks = run_turn(store, model, "What is my name?", k=5, rolling=True)
 
     last_chat = chat_calls(model)[-1]
-    assert "My name is Ana" in model.system_prompts[last_chat]
+    assert "My name is Ana" in model.memory_block(last_chat)
+    assert model.system_prompts[last_chat] == "You are a test assistant."  # the summary is not the operator's
     texts = [text for _, text in model.seen_texts(last_chat)]
     assert "My name is Ana" not in texts  # turn 1 is long out of the window: only the summary carries it
     assert texts[0] == "message 25" and texts[-1] == "What is my name?"
@@ -55,7 +56,8 @@ def test_with_k_5_and_batch_3_the_model_never_misses_a_turn(store: SessionStore)
     chats = chat_calls(model)
     assert len(chats) == 30
     for turn, call in enumerate(chats, start=1):
-        system = model.system_prompts[call]
+        system = model.memory_block(call)  # where the summary is: quoted ahead of the new message
+        assert model.system_prompts[call] == "You are a test assistant."
         verbatim = [int(t.split()[1][4:]) for role, t in model.seen_texts(call) if role == "user"][:-1]
         assert verbatim == list(range(max(1, turn - 5), turn))  # the window: exactly the last k turns
         through = summarised_through(system)
@@ -140,9 +142,12 @@ def test_the_history_still_starts_with_user_and_alternates(store: SessionStore) 
         run_turn(store, model, f"my color is c{n}", k=2, rolling=True)
     last_chat = chat_calls(model)[-1]
     assert [m["role"] for m in model.calls[last_chat]] == ["user", "assistant", "user", "assistant", "user"]
-    assert ("Summary of the earlier part of this conversation (turns 1-2; the most recent of them may also "
-            "appear below as messages)") in model.system_prompts[last_chat]
-    assert model.system_prompts[last_chat].startswith("You are a test assistant.")
+    [summary] = model.quoted(last_chat)
+    assert summary["said_by"] == ("the assistant's summary of turns 1-2 of this conversation (the most recent of "
+                                  "them may also appear above as messages)")
+    assert model.system_prompts[last_chat] == "You are a test assistant."
+    # the summary goes first in the newest user message, after the whole history
+    assert model.calls[last_chat][-1]["content"][0]["text"] == model.memory_block(last_chat)
 
 
 def test_a_failing_summariser_keeps_the_turn_and_the_next_turn_catches_up(
@@ -209,7 +214,7 @@ def test_without_a_summariser_old_turns_are_simply_out_of_the_window(store: Sess
         run_turn(store, model, f"message {n}", k=2)
     assert summary_inputs(model) == []
     assert store.get_summary("alice", "s1") is None
-    assert "Summary of the earlier part" not in (model.system_prompts[-1] or "")
+    assert model.memory_block(-1) == "" and model.system_prompts[-1] == "You are a test assistant."
 
 
 def test_clearing_the_session_drops_its_rolling_summary(store: SessionStore) -> None:
@@ -222,7 +227,7 @@ def test_clearing_the_session_drops_its_rolling_summary(store: SessionStore) -> 
     assert store.get_summary("alice", "s1") is None
     for n in range(1, 4):
         run_turn(store, model, f"fresh {n}", k=2, rolling=True)
-    assert "p1" not in model.system_prompts[chat_calls(model)[-1]]
+    assert "p1" not in model.memory_block(chat_calls(model)[-1])
 
 
 def test_the_stored_summary_stays_bounded_with_a_model_that_echoes_everything(store: SessionStore) -> None:
@@ -294,7 +299,7 @@ def test_turns_cut_at_max_tokens_still_move_the_rolling_summary(settings: Settin
     assert summary is not None and summary.through_turn >= 16 - 4
     assert all(f"my fact{n} is v{n}" in summary.text for n in range(1, summary.through_turn + 1))
     last_chat = chat_calls(model)[-1]
-    seen = model.system_prompts[last_chat] + " ".join(t for _, t in model.seen_texts(last_chat))
+    seen = model.memory_block(last_chat) + " ".join(t for _, t in model.seen_texts(last_chat))
     assert all(f"my fact{n} is v{n}" in seen for n in range(1, 16))
 
 
@@ -310,7 +315,7 @@ def test_on_sqlite_a_turn_reads_the_summary_with_its_window(tmp_path: Path, monk
     try:
         for n in range(1, 21):
             run_turn(store, model, f"my fact{n} is v{n}", k=5, rolling=True)
-        assert "my fact1 is v1" in model.system_prompts[chat_calls(model)[-1]]  # the summary did reach the model
+        assert "my fact1 is v1" in model.memory_block(chat_calls(model)[-1])  # the summary did reach the model
         assert reads == []
     finally:
         store.close()

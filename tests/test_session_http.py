@@ -14,6 +14,7 @@ from models.summarizer import EMPTY_SESSION_SUMMARY
 from tests.conftest import ACTOR_HEADER
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.session_helpers import chat_calls, result_text, summary_inputs, tool_results
+from tests.test_rolling_summary import summarised_through
 from tests.test_http import invoke as post
 
 
@@ -160,9 +161,9 @@ def test_rolling_summary_reaches_the_model_over_http(client: TestClient, assista
         invoke(client, {"message": f"filler {n}"}, "conv1")
     last = invoke(client, {"message": "where do I live?"}, "conv1").json()
     assert (last["message_count"], last["history_length"]) == (6, 2)
-    system = model.system_prompts[chat_calls(model)[-1]]
+    system = model.memory_block(chat_calls(model)[-1])  # the summary: quoted ahead of the new message
     # folded one turn early, after each reply: for the request after next (window: the newest 2 turns)
-    assert "Summary of the earlier part of this conversation (turns 1-4" in system
+    assert summarised_through(system) == 4
     assert "my city is Lima" in system  # the echo-like scripted summariser repeats its input
     assert assistant.store.get_summary("default_user", "conv1").through_turn == 5
 
@@ -174,9 +175,9 @@ def test_summary_batch_over_http_one_summary_call_per_batch_and_no_gap(client: T
     for n in range(2, 14):
         body = invoke(client, {"message": f"filler {n}"}, "conv1").json()
         assert body["history_length"] == min(n - 1, 4)
-        system = model.system_prompts[chat_calls(model)[-1]] or ""
+        system = model.memory_block(chat_calls(model)[-1])
         if n > 5:  # turn 1 is out of the window: the summary carries it, and reaches the window
-            through = int(system.split("(turns 1-")[1].split(";")[0])
+            through = summarised_through(system)
             assert "my city is Lima" in system and through >= n - 5
     # after turns 4, 7, 10 and 13 (one turn early, for the request after next): 4 calls, not 10
     assert len(summary_inputs(model)) == 4

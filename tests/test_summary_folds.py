@@ -56,7 +56,7 @@ def turn(n: int, session: str = "s") -> dict[str, Any]:
 
 def facts_seen(model: FactKeepingModel, call: int) -> set[int]:
     """The fact numbers in front of the model in one chat call: in the summary or as messages (the new one too)."""
-    seen = (model.system_prompts[call] or "") + " ".join(text for _, text in model.seen_texts(call))
+    seen = model.memory_block(call) + " ".join(text for _, text in model.seen_texts(call))
     return {int(n) for n in re.findall(r"my fact(\d+) is v\1", seen)}
 
 
@@ -102,7 +102,7 @@ def test_with_each_fold_finishing_after_the_next_turn_the_model_never_misses_a_t
     for n, call in enumerate(chats, start=1):
         assert facts_seen(model, call) == set(range(1, n + 1)), f"turn {n} missed a turn"
         if n > 5:
-            assert summarised_through(model.system_prompts[call]) >= n - 5  # the summary reaches the window
+            assert summarised_through(model.memory_block(call)) >= n - 5  # the summary reaches the window
     assert summary_inputs(model), "no fold ran"
 
 

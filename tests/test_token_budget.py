@@ -54,7 +54,7 @@ def test_with_a_tight_token_budget_and_long_replies_the_model_never_misses_a_tur
     for n in range(1, 26):
         run_turn(store, model, f"my fact{n} is v{n}{PADDING}", k=10, rolling=True, batch=3, max_tokens=budget)
     for turn, call in enumerate(chat_calls(model), start=1):
-        system = model.system_prompts[call]
+        system = model.memory_block(call)  # the summary, quoted ahead of the new message
         users = [t for role, t in model.seen_texts(call) if role == "user"][:-1]
         verbatim = [int(re.match(r"my fact(\d+)", t).group(1)) for t in users]  # type: ignore[union-attr]
         assert sum(estimate_tokens(t) for _, t in model.seen_texts(call)[:-1]) <= budget

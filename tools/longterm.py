@@ -20,6 +20,7 @@ from typing import Any
 from strands import tool
 from strands.types.tools import AgentTool
 
+from core.quoting import SEARCH_PREAMBLE, fenced
 from longterm.actions import MAX_QUERY_CHARS, MAX_TOP_K
 from longterm.base import LongTermMemory
 from longterm.lines import line
@@ -56,7 +57,8 @@ class LongTermTools:
             return {"status": "error", "content": [{"text": f"Long-term memory is unavailable: {e}"}]}
         if not found:
             return {"status": "success", "content": [{"text": "Nothing about that in long-term memory."}]}
-        return {"status": "success", "content": [{"text": "\n".join(line(m) for m in found)}]}
+        # quoted as the recalled memory block is: a record cannot pose as an instruction in a tool result either
+        return {"status": "success", "content": [{"text": fenced([line(m) for m in found], preamble=SEARCH_PREAMBLE)}]}
 
     @property
     def tools(self) -> list[AgentTool]:

@@ -11,6 +11,7 @@ assert exactly which history the model saw.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
@@ -19,6 +20,7 @@ from strands.models import Model
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 
+from core.quoting import MEMORY_CLOSE, MEMORY_OPEN, own_words
 from models.base import last_user_text, text_stream
 
 Step = str | dict[str, Any] | BaseException
@@ -51,10 +53,32 @@ class ScriptedModel(Model):
         return self.calls[-1]
 
     def seen_texts(self, call: int = -1) -> list[tuple[str, str]]:
-        """(role, text) of every text block the model saw in one call."""
-        return [
-            (m["role"], b["text"]) for m in self.calls[call] for b in m["content"] if "text" in b
-        ]
+        """(role, text) of every text block of the messages the model saw in one call.
+
+        The recalled-memory block the hooks put ahead of the new message is not one of them: ``memory_block``.
+        """
+        seen = []
+        for message in self.calls[call]:
+            texts = [block["text"] for block in message["content"] if "text" in block]
+            seen += [(message["role"], text) for text in (own_words(texts) if message["role"] == "user" else texts)]
+        return seen
+
+    def memory_block(self, call: int = -1) -> str:
+        """The recalled-memory block the model was handed in one call ("" when none).
+
+        The hooks put it first in the user message of the new turn (``hooks/framing.py``).
+        """
+        blocks = []
+        for message in self.calls[call]:
+            texts = [block["text"] for block in message["content"] if "text" in block]
+            if message["role"] == "user" and own_words(texts) != texts:
+                blocks.append(texts[0])
+        assert len(blocks) <= 1, f"more than one memory block in call {call}: {blocks!r}"
+        return blocks[0] if blocks else ""
+
+    def quoted(self, call: int = -1) -> list[dict[str, Any]]:
+        """The items of the memory block of one call, each read back from its one line of JSON."""
+        return quoted_items(self.memory_block(call))
 
     def record(self, messages: Messages, system_prompt: str | None) -> None:
         """Remember one call (the caller holds ``_lock``)."""
@@ -97,3 +121,14 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value)
+
+
+def quoted_items(block: str) -> list[dict[str, Any]]:
+    """The lines between a memory block's fence, each parsed as the one JSON object it must be."""
+    if not block:
+        return []
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(MEMORY_OPEN))
+    end = lines.index(MEMORY_CLOSE)
+    assert end > start and lines.count(MEMORY_CLOSE) == 1, block
+    return [json.loads(line) for line in lines[start + 1:end]]
