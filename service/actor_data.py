@@ -82,7 +82,10 @@ def export_page(store: SessionStore, ltm: LongTermMemory | None, actor_id: str, 
         inner = cursor[len(SESSIONS_PART):] if cursor is not None else None
         if inner == "":
             raise InvalidCursor(BAD_CURSOR)
-        page = store.list_sessions(actor_id, limit, inner)
+        try:
+            page = store.list_sessions(actor_id, limit, inner)
+        except InvalidCursor as e:  # the inner cursor is ours to name: the caller only ever saw the outer one
+            raise InvalidCursor(BAD_CURSOR) from e
         sessions = [whole_session(store, actor_id, info) for info in page.sessions]
         if page.next_cursor is not None:
             next_cursor = SESSIONS_PART + page.next_cursor
@@ -92,7 +95,10 @@ def export_page(store: SessionStore, ltm: LongTermMemory | None, actor_id: str, 
             cursor = MEMORIES_PART
     if cursor is not None and cursor.startswith(MEMORIES_PART):
         if ltm is not None:
-            records = ltm.list_records(actor_id, limit, cursor[len(MEMORIES_PART):] or None)
+            try:
+                records = ltm.list_records(actor_id, limit, cursor[len(MEMORIES_PART):] or None)
+            except InvalidCursor as e:
+                raise InvalidCursor(BAD_CURSOR) from e
             memories = [record_json(m) for m in records.records]
             next_cursor = None if records.next_cursor is None else MEMORIES_PART + records.next_cursor
         elif cursor != MEMORIES_PART:  # a records cursor, on a server with no records
