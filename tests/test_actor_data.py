@@ -243,6 +243,30 @@ def test_without_long_term_memory_export_and_erase_cover_the_sessions(settings: 
         replica.close()
 
 
+def test_a_bearer_token_scopes_export_erase_and_the_memory_actions_to_its_subject(sqlite_replica: Replica) -> None:
+    from tests.test_identity import bearer
+
+    tell(sqlite_replica)
+    tell(sqlite_replica, "bob")
+    bobs = sqlite_replica.ok({"action": "list_memories", "actor_id": "bob"})["memories"][0]["record_id"]
+    agent.set_assistant(sqlite_replica.assistant)
+    try:
+        with TestClient(agent.app) as http:
+            mine = invoke(http, {"action": "export", "limit": 100}, **bearer(ALICE)).json()
+            assert mine["actor_id"] == ALICE and {s["session_id"] for s in mine["sessions"]} == set(TOLD)
+            for body in ({"action": "export", "actor_id": "bob"}, {"action": "erase", "actor_id": "bob"},
+                         {"action": "list_memories", "actor_id": "bob"},
+                         {"action": "delete_memory", "actor_id": "bob", "record_id": bobs}):
+                refused = invoke(http, body, **bearer(ALICE))
+                assert refused.status_code == 403 and "error" in refused.json(), body
+            assert invoke(http, {"action": "delete_memory", "record_id": bobs}, **bearer(ALICE)).status_code == 404
+            assert invoke(http, {"action": "erase"}, **bearer(ALICE)).json()["deleted"]["sessions"] == 2
+    finally:
+        agent.set_assistant(None)
+    assert_erased(sqlite_replica)
+    assert_everything_exported(sqlite_replica.export_all("bob"))  # bob's data, and his record, untouched
+
+
 # -- AgentCore Memory's own long-term records ------------------------------------------------------
 
 def test_on_agentcore_export_lists_the_services_records_and_erase_deletes_them(settings: Settings) -> None:
