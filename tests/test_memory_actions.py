@@ -15,11 +15,13 @@ import pytest
 from starlette.testclient import TestClient
 
 import agent
+from longterm.local import LocalLongTermMemory
 from memory.sqlite import SQLiteStore
 from service import Assistant
+from tests.helpers.longterm_helpers import embedder
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.server import Server
-from tests.test_longterm_http import FACT, QUESTION, ctx, ltm_settings, replica, say, search
+from tests.test_longterm_http import FACT, QUESTION, GatedRecords, ctx, ltm_settings, replica, say, search
 
 OTHER_FACT = "I collect stamps from Norway"
 
@@ -111,6 +113,30 @@ def test_a_deleted_memory_is_never_listed_searched_or_recalled_again(http: TestC
     assert all("cello" not in item["text"] for item in answer["memory"]["long_term"])
     again = delete(http, "alice", user_record["record_id"])
     assert again.status_code == 404  # deleted stays deleted: a second delete finds nothing
+
+
+def test_a_vector_on_its_way_never_brings_a_deleted_memory_back(tmp_path: Path) -> None:
+    """The reply's vector is embedded and held just before it is added while the record is deleted over HTTP."""
+    settings = ltm_settings(tmp_path)
+    records = GatedRecords(settings.ltm_db)
+    assistant = replica(settings, ScriptedModel(echo=True), LocalLongTermMemory(records, embedder()))
+    agent.set_assistant(assistant)
+    try:
+        with TestClient(agent.app) as http:
+            say(http, "alice", "s1", FACT)
+            assert records.entered.wait(30)  # the writer holds the reply's vector
+            echoed = record_of(http, "alice", f"You said '{FACT}'")
+            assert delete(http, "alice", echoed["record_id"]).status_code == 200
+            records.release.set()
+            assert assistant.ltm is not None and assistant.ltm.flush(30)
+            assert [m["text"] for m in memories(http, "alice")["memories"]] == [FACT]
+            assert all(m["role"] == "user" for m in search(http, "alice", "daughter Ingrid cello"))
+            recalled = say(http, "alice", "s2", QUESTION, explain=True)["memory"]["long_term"]
+            assert echoed["record_id"] not in {item["record_id"] for item in recalled}
+    finally:
+        records.release.set()
+        agent.set_assistant(None)
+        assistant.close()
 
 
 def test_another_actors_record_id_is_the_same_404_as_an_unknown_one_and_stays(http: TestClient) -> None:
