@@ -75,7 +75,7 @@ class TurnState:
     epoch: int | None = None
     #: records injected into the system prompt (the response's ``memories_used``)
     memories_used: int = 0
-    #: what was injected, for an ``explain`` report: record id, score, session, turn
+    #: what was injected, for an ``explain`` report: record id, score, session, turn, role, text
     injected: list[dict[str, Any]] = field(default_factory=list)
 
     #: set when the client left: the model stops at its next chunk

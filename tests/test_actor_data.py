@@ -171,6 +171,27 @@ def test_erase_on_one_replica_is_seen_by_another_and_after_a_restart(durable_sto
         restarted.close()
 
 
+def test_a_turn_running_while_erase_runs_is_refused_and_stores_nothing(tmp_path: Path, settings: Settings) -> None:
+    """``erase`` takes no session slot: it lands while a turn of an erased session is in the model."""
+    from memory.sqlite import SQLiteStore
+    from tests.test_longterm_http import GatedEcho, while_in_the_model
+
+    gated = GatedEcho()
+    assistant = Assistant(settings, SQLiteStore(tmp_path / "sessions.db"), gated, local_ltm(tmp_path / "r.db"))
+    replica = Replica(assistant)
+    try:
+        tell(replica)
+        answer, erased = while_in_the_model(
+            gated, lambda: assistant.handle({"message": "My passport number is 123", "actor_id": ALICE}, ctx("trip")),
+            lambda: assistant.handle({"action": "erase", "actor_id": ALICE}, ctx("x")))
+        assert erased["deleted"] == {"sessions": 2, "turns": 3, "memories": 6}
+        assert answer.status_code == 409  # the session was erased under it: nothing of the turn is stored
+        assert assistant.ltm is not None and assistant.ltm.flush(30)
+        assert_erased(replica)
+    finally:
+        replica.close()
+
+
 # -- what each kind of page holds, and bad input -------------------------------------------------
 
 @pytest.fixture
