@@ -70,39 +70,45 @@ def whole_session(store: SessionStore, actor_id: str, info: SessionInfo) -> dict
     }
 
 
+def split_cursor(cursor: str | None) -> tuple[str, str | None]:
+    """``(part, the store's cursor or None)`` of an ``export`` cursor; ``InvalidCursor`` for one we did not issue."""
+    if cursor is None:
+        return SESSIONS_PART, None
+    part, inner = cursor[:2], cursor[2:]
+    if (part == SESSIONS_PART and inner) or part == MEMORIES_PART:
+        return part, inner or None
+    raise InvalidCursor(BAD_CURSOR)
+
+
+def issued(cursor: str | None, part: str) -> str | None:
+    return None if cursor is None else part + cursor
+
+
 def export_page(store: SessionStore, ltm: LongTermMemory | None, actor_id: str, limit: int,
                 cursor: str | None) -> dict[str, Any]:
     """One page of everything stored for the actor: sessions first, then long-term records."""
-    if cursor is not None and not cursor.startswith((SESSIONS_PART, MEMORIES_PART)):
-        raise InvalidCursor(BAD_CURSOR)
+    part, inner = split_cursor(cursor)
     sessions: list[dict[str, Any]] = []
-    memories: list[dict[str, Any]] = []
-    next_cursor: str | None = None
-    if cursor is None or cursor.startswith(SESSIONS_PART):
-        inner = cursor[len(SESSIONS_PART):] if cursor is not None else None
-        if inner == "":
-            raise InvalidCursor(BAD_CURSOR)
-        try:
+    try:  # a store's own cursor is ours to name: the caller only ever saw the outer one
+        if part == SESSIONS_PART:
             page = store.list_sessions(actor_id, limit, inner)
-        except InvalidCursor as e:  # the inner cursor is ours to name: the caller only ever saw the outer one
-            raise InvalidCursor(BAD_CURSOR) from e
-        sessions = [whole_session(store, actor_id, info) for info in page.sessions]
-        if page.next_cursor is not None:
-            next_cursor = SESSIONS_PART + page.next_cursor
-        elif sessions and ltm is not None:
-            next_cursor = MEMORIES_PART  # the records follow on the next page
-        elif ltm is not None:  # no session at all: the records start on this page
-            cursor = MEMORIES_PART
-    if cursor is not None and cursor.startswith(MEMORIES_PART):
-        if ltm is not None:
-            try:
-                records = ltm.list_records(actor_id, limit, cursor[len(MEMORIES_PART):] or None)
-            except InvalidCursor as e:
-                raise InvalidCursor(BAD_CURSOR) from e
-            memories = [record_json(m) for m in records.records]
-            next_cursor = None if records.next_cursor is None else MEMORIES_PART + records.next_cursor
-        elif cursor != MEMORIES_PART:  # a records cursor, on a server with no records
+            sessions = [whole_session(store, actor_id, info) for info in page.sessions]
+            if page.next_cursor is not None or ltm is None:
+                return export_body(sessions, [], issued(page.next_cursor, SESSIONS_PART), ltm)
+            if sessions:
+                return export_body(sessions, [], MEMORIES_PART, ltm)  # the records follow on the next page
+            inner = None  # no session at all: the records start on this page
+        if ltm is None:  # a records cursor, on a server that keeps none
             raise InvalidCursor(BAD_CURSOR)
+        records = ltm.list_records(actor_id, limit, inner)
+    except InvalidCursor as e:
+        raise InvalidCursor(BAD_CURSOR) from e
+    return export_body(sessions, [record_json(m) for m in records.records],
+                       issued(records.next_cursor, MEMORIES_PART), ltm)
+
+
+def export_body(sessions: list[dict[str, Any]], memories: list[dict[str, Any]], next_cursor: str | None,
+                ltm: LongTermMemory | None) -> dict[str, Any]:
     return {"action": "export", "sessions": sessions, "memories": memories, "next_cursor": next_cursor,
             "long_term": ltm is not None}
 
