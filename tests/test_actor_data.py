@@ -28,7 +28,6 @@ from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.helpers.longterm_helpers import local_ltm
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.server import Server
-from tests.test_http import invoke as invoke_json
 from tests.test_longterm_http import ctx
 
 ALICE = "alice"
