@@ -26,6 +26,7 @@ from tests.conftest import StoreFactory, agentcore_store, boto3_session
 from tests.helpers.agentcore_fake import MEMORY_ID
 from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.helpers.longterm_helpers import local_ltm
+from tests.helpers.redis_server import delete_prefix, unique_prefix
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.server import Server
 from tests.test_longterm_http import ctx
@@ -312,10 +313,18 @@ def test_on_agentcore_export_lists_the_services_records_and_erase_deletes_them(s
         replica.close()
 
 
-# -- two real servers on one SQLite file, then a restart -------------------------------------------
+# -- two real servers on one SQLite file (or one Redis), then a restart ----------------------------
 
-def test_two_servers_on_one_file_erase_once_and_stay_erased_after_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_two_servers_on_one_store_erase_once_and_stay_erased_after_a_restart(tmp_path: Path, backend: str,
+                                                                              request: pytest.FixtureRequest) -> None:
+    """SQLite: one file (and one records file beside it); Redis: one key prefix, long-term memory off there."""
     env = {"SESSION_DB": str(tmp_path / "sessions.db")}
+    if backend == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), unique_prefix()
+        env.update(MEMORY_BACKEND="redis", REDIS_URL=url, KEY_PREFIX=prefix)
+        request.addfinalizer(lambda: delete_prefix(url, prefix))
+    memories = 6 if backend == "sqlite" else None
     servers = [Server(env, log_path=tmp_path / f"server-{n}.log").start(timeout=120) for n in range(2)]
     try:
         for session, messages in TOLD.items():
@@ -324,7 +333,7 @@ def test_two_servers_on_one_file_erase_once_and_stay_erased_after_a_restart(tmp_
         status, page = servers[1].invoke({"action": "export", "actor_id": ALICE, "limit": 100})
         assert status == 200 and {s["session_id"] for s in page["sessions"]} == set(TOLD)
         assert servers[1].invoke({"action": "erase", "actor_id": ALICE}) == (200, {
-            "action": "erase", "actor_id": ALICE, "deleted": {"sessions": 2, "turns": 3, "memories": 6}})
+            "action": "erase", "actor_id": ALICE, "deleted": {"sessions": 2, "turns": 3, "memories": memories}})
         assert servers[0].invoke({"action": "export", "actor_id": ALICE})[1]["sessions"] == []
     finally:
         for server in servers:
@@ -333,6 +342,6 @@ def test_two_servers_on_one_file_erase_once_and_stay_erased_after_a_restart(tmp_
     try:
         assert server.invoke({"action": "export", "actor_id": ALICE}) == (200, {
             "action": "export", "actor_id": ALICE, "sessions": [], "memories": [], "next_cursor": None,
-            "long_term": True})
+            "long_term": backend == "sqlite"})
     finally:
         server.stop()
