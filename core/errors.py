@@ -30,6 +30,12 @@ class BadRequest(AssistantError):
     status = 400
 
 
+class NotFound(AssistantError):
+    """What the caller named is not theirs: unknown, or another actor's (HTTP 404; the same answer for both)."""
+
+    status = 404
+
+
 class Unauthorized(AssistantError):
     """The caller's credentials are missing, unreadable or not valid (HTTP 401)."""
 

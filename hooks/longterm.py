@@ -126,6 +126,6 @@ class LongTermHooks(HookProvider):
             place(event, state)
         state.memories_used = len(chosen)
         state.injected = [{"record_id": m.record_id, "score": round(m.score, 4), "session_id": m.session_id,
-                           "turn": m.turn} for m in chosen]
+                           "turn": m.turn, "role": m.role, "text": m.text} for m in chosen]
         logger.debug("%s | recalled %d of %d long-term records in %.2f ms", state.ids(), len(chosen), len(found),
                      (time.perf_counter() - started) * 1e3)

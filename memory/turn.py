@@ -76,7 +76,7 @@ class TurnState:
     epoch: int | None = None
     #: records quoted in the memory block (the response's ``memories_used``)
     memories_used: int = 0
-    #: what was injected, for an ``explain`` report: record id, score, session, turn
+    #: what was injected, for an ``explain`` report: record id, score, session, turn, role, text
     injected: list[dict[str, Any]] = field(default_factory=list)
     #: for the recall's trace: records the search returned, the tokens injected, why nothing was (if so)
     recall_considered: int = 0

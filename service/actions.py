@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.errors import AssistantError, BadRequest
+from core.errors import AssistantError, BadRequest, NotFound
 from core.settings import Settings
 from core.timing import timed
 from longterm import LongTermMemory, forget_action, off_reason, search_action
@@ -25,7 +25,8 @@ from memory.base import SessionStore
 from memory.turn import TurnState
 from models.summarizer import Summarizer
 from service.failures import model_error
-from service.parsing import SearchRequest, before_field, cursor_field, page_size, parse_search
+from service.actor_data import EXPORT_PAGE, erase_actor, export_page, record_json
+from service.parsing import SearchRequest, before_field, cursor_field, page_size, parse_search, record_id_field
 from service.tracing import traced_action
 from service.views import history_body, sessions_body
 from tools.session import SessionTools
@@ -34,6 +35,8 @@ from tools.session import SessionTools
 SESSIONS_PAGE = (20, 100)
 #: ``get_history``'s page size: default and largest
 HISTORY_PAGE = (50, 200)
+#: ``list_memories``' page size: default and largest
+MEMORIES_PAGE = (20, 100)
 
 
 class Parts(Protocol):
@@ -122,6 +125,37 @@ def forget(parts: Parts, actor_id: str, session_id: str, fields: None) -> dict[s
         return forget_action(parts.ltm, actor_id)
 
 
+def list_memories(parts: Parts, actor_id: str, session_id: str, page: Page) -> dict[str, Any]:
+    """What is remembered about the actor, newest first, a page at a time (``InvalidCursor``: a 400)."""
+    assert parts.ltm is not None
+    with timed("longterm_read"):
+        found = parts.ltm.list_records(actor_id, page.limit, page.cursor)
+    return {"action": "list_memories", "memories": [record_json(m) for m in found.records],
+            "next_cursor": found.next_cursor}
+
+
+def delete_memory(parts: Parts, actor_id: str, session_id: str, record_id: str) -> dict[str, Any]:
+    """One record of the caller's actor. Unknown and another actor's are the same 404: nothing is revealed."""
+    assert parts.ltm is not None
+    with timed("longterm_write"):
+        deleted = parts.ltm.delete_record(actor_id, record_id)
+    if not deleted:
+        raise NotFound("no memory with this 'record_id' for this actor (list_memories shows the ids)")
+    return {"action": "delete_memory", "record_id": record_id, "deleted": 1}
+
+
+def export(parts: Parts, actor_id: str, session_id: str, page: Page) -> dict[str, Any]:
+    """One page of everything stored for the actor: sessions (turns, summary), then long-term records."""
+    with timed("store_read"):
+        return export_page(parts.store, parts.ltm, actor_id, page.limit, page.cursor)
+
+
+def erase(parts: Parts, actor_id: str, session_id: str, fields: None) -> dict[str, Any]:
+    """Delete everything stored for the actor, on whatever backend; how much of each kind went."""
+    with timed("store_write"):
+        return erase_actor(parts.store, parts.ltm, actor_id)
+
+
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("summarize_session", no_fields, summarize_session, per_session=True),
     Action("clear_session", no_fields, clear_session, per_session=True),
@@ -132,6 +166,12 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("search_memory", lambda p, s: parse_search(p, s.ltm_top_k), search_memory, per_session=False,
            long_term=True),
     Action("forget", no_fields, forget, per_session=False, long_term=True),
+    Action("list_memories", lambda p, s: Page(page_size(p, MEMORIES_PAGE), cursor=cursor_field(p)), list_memories,
+           per_session=False, long_term=True),
+    Action("delete_memory", lambda p, s: record_id_field(p, "delete_memory"), delete_memory, per_session=False,
+           long_term=True),
+    Action("export", lambda p, s: Page(page_size(p, EXPORT_PAGE), cursor=cursor_field(p)), export, per_session=False),
+    Action("erase", no_fields, erase, per_session=False),
 )}
 
 

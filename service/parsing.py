@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from core.errors import BadRequest
 from longterm.actions import MAX_QUERY_CHARS, MAX_TOP_K
 
+#: longest ``record_id`` taken: a record id is 32 hex digits locally, an AgentCore record id is shorter than this
+MAX_RECORD_ID_CHARS = 256
+
 #: largest ``before`` taken: JSON's largest safe integer (every store takes it; no session has that many turns)
 MAX_TURN_NUMBER = 2**53 - 1
 
@@ -72,6 +75,22 @@ def cursor_field(payload: Mapping[str, object]) -> str | None:
     if cursor is not None:
         check_text("cursor", cursor)
     return cursor
+
+
+def record_id_field(payload: Mapping[str, object], action: str) -> str:
+    """``record_id``: a non-empty string (a ``record_id`` this server listed), at most ``MAX_RECORD_ID_CHARS``."""
+    record_id = payload.get("record_id")
+    if record_id is None:
+        raise BadRequest(f"{action} needs a 'record_id' string (from list_memories or an explain report)")
+    if not isinstance(record_id, str):
+        raise BadRequest(f"'record_id' must be a string, got {type(record_id).__name__}")
+    check_text("record_id", record_id)
+    if not record_id.strip():
+        raise BadRequest("'record_id' must not be empty")
+    if len(record_id) > MAX_RECORD_ID_CHARS:
+        raise BadRequest(f"'record_id' is {len(record_id)} characters long; a record id is at most "
+                         f"{MAX_RECORD_ID_CHARS}")
+    return record_id
 
 
 def before_field(payload: Mapping[str, object]) -> int | None:

@@ -2,7 +2,8 @@
 
 Pure functions from the store's records to response bodies, so the shapes the dev UI codes
 against live in one place (docs/http.md lists them). Times are ISO 8601 in UTC to the second
-(``2026-11-28T22:51:03Z``); ids and turn numbers, never a second copy of texts, in the report.
+(``2026-11-28T22:51:03Z``). The report names turns by number; recalled records carry their text (as the model was
+handed it), so the caller sees what was remembered, and it is always the caller's own actor's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from memory.base import HistoryPage, SessionPage, StoredReply, Summary
 
 #: the fields of one ``memory.long_term`` item of an ``explain`` report (the dev UI reads exactly these)
-LONG_TERM_ITEM = ("record_id", "session_id", "turn", "score")
+LONG_TERM_ITEM = ("record_id", "session_id", "turn", "score", "role", "text")
 
 
 def iso_utc(epoch_seconds: float) -> str:
@@ -54,7 +55,7 @@ def memory_report(turns: list[int], summary: Summary | None,
                   long_term: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What was put in front of the model: the turns loaded, the summary's extent, the long-term records injected.
 
-    ``long_term``: ``{"record_id", "session_id", "turn", "score"}`` per record, best first
+    ``long_term``: ``{"record_id", "session_id", "turn", "score", "role", "text"}`` per record, best first
     (``LongTermHooks.injected``); empty when long-term memory is off or recalled nothing.
     """
     return {

@@ -60,6 +60,22 @@ CASES: list[tuple[str, str, str, str]] = [
     ("clear_session", "action", '{"name": "clear_session"}', "unknown action dict"),
     ("forget", "stream", '"yes"', "'stream' must be true or false"),
     ("summarize_session", "actor_id", NESTED, "actor_id must be a string, got list"),
+    ("delete_memory", "record_id", LONE_SURROGATE, "'record_id' holds a lone surrogate"),
+    ("delete_memory", "record_id", HUGE, "'record_id' must be a string, got int"),
+    ("delete_memory", "record_id", json.dumps("x" * 50_000), "'record_id' is 50000 characters long"),
+    ("delete_memory", "record_id", NESTED, "'record_id' must be a string, got list"),
+    ("delete_memory", "record_id", '{"$ne": ""}', "'record_id' must be a string, got dict"),
+    ("delete_memory", "record_id", "null", "delete_memory needs a 'record_id' string"),
+    ("list_memories", "limit", HUGE, "'limit' must be an integer from 1 to 100, got a huge integer"),
+    ("list_memories", "cursor", LONE_SURROGATE, "'cursor' holds a lone surrogate"),
+    ("list_memories", "cursor", NESTED, "'cursor' must be a string"),
+    ("export", "limit", "-" + HUGE, "'limit' must be an integer from 1 to 100, got a huge negative"),
+    ("export", "limit", NESTED, "'limit' must be an integer"),
+    ("export", "cursor", LONE_SURROGATE, "'cursor' holds a lone surrogate"),
+    ("export", "cursor", '{"a": ["s:"]}', "'cursor' must be a string"),
+    ("export", "cursor", '"m:' + "9" * 5_000 + '"', "'cursor' is not a cursor this server issued"),
+    ("erase", "actor_id", LONE_SURROGATE, "actor_id"),
+    ("erase", "actor_id", NESTED, "actor_id must be a string, got list"),
 ]
 
 
@@ -83,7 +99,8 @@ def state_of(assistant: Assistant) -> tuple[Any, ...]:
 
 def test_every_action_of_the_table_is_covered() -> None:
     assert {case[0] for case in CASES} == set(ACTIONS)
-    assert {"search_memory", "list_sessions", "get_history"} <= {case[0] for case in CASES if case[1] != "action"}
+    assert {"search_memory", "list_sessions", "get_history", "delete_memory", "list_memories", "export"} <= \
+        {case[0] for case in CASES if case[1] != "action"}
 
 
 @pytest.mark.parametrize(("action", "field", "value", "says"), CASES,

@@ -182,7 +182,7 @@ def test_explain_lists_the_recalled_records(http: TestClient, ltm_assistant: Ass
     answer = say(http, "alice", "s2", QUESTION, explain=True)
     items = answer["memory"]["long_term"]
     assert len(items) == answer["memories_used"] >= 1
-    assert all(set(item) == {"record_id", "session_id", "turn", "score"} for item in items)
+    assert all(set(item) == {"record_id", "session_id", "turn", "score", "role", "text"} for item in items)
     assert {(item["session_id"], item["turn"]) for item in items} == {("s1", 1)}
     assert all(isinstance(item["record_id"], str) and 0 < item["score"] <= 1 for item in items)
     assert answer["memory"]["window"] == {"turns": []}

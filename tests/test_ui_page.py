@@ -320,6 +320,54 @@ def test_a_conversation_is_found_again_after_leaving_and_coming_back(page: Page)
     assert "window: turns 1, 2" in page.memory_of(third)
 
 
+FACT = "My daughter Ingrid plays the cello"
+
+
+def remembered(page: Page) -> dict[str, str]:
+    """The "What is remembered" panel: text -> record id, per listed record."""
+    return {item.find_element(page.by.CSS_SELECTOR, ".text").text: item.get_attribute("data-record-id")
+            for item in page.all("#memory-list .memory-item")}
+
+
+def test_a_reply_shows_the_recalled_text_and_a_memory_deleted_in_the_panel_is_not_recalled_again(
+        page: Page, server: Server) -> None:
+    actor = page.actor()
+    page.say("Hello there")  # the actor has records: the fact's search embeds it, and its record keeps that vector
+    page.say(FACT)
+    page.wait.until(lambda d: FACT in remembered(page))  # the panel lists what is remembered, newest first
+    assert list(remembered(page))[:2] == [f"You said '{FACT}'", FACT]
+    page.find("#new-session").click()
+    page.wait.until(lambda d: not page.turns())
+    asked = page.say("What instrument does my daughter play?")
+    recalled = asked.find_elements(page.by.CSS_SELECTOR, ".memory-box li.recalled")
+    assert FACT in [r.find_element(page.by.CSS_SELECTOR, ".recalled-text").text for r in recalled]
+    assert "user, session" in page.memory_of(asked) and "turn 2 · score" in page.memory_of(asked)
+
+    doomed = remembered(page)[FACT]
+    item = page.find(f'#memory-list .memory-item[data-record-id="{doomed}"]')
+    item.find_element(page.by.CSS_SELECTOR, "button.delete").click()
+    page.wait.until(lambda d: FACT not in remembered(page))
+    assert "Deleted one memory" in page.text("status")
+    status, listed = server.invoke({"action": "list_memories", "actor_id": actor, "limit": 100})
+    assert status == 200 and doomed not in {m["record_id"] for m in listed["memories"]}  # deleted on the server
+    again = page.say("Which instrument does my daughter Ingrid play?")
+    ids = [r.get_attribute("data-record-id")
+           for r in again.find_elements(page.by.CSS_SELECTOR, ".memory-box li.recalled")]
+    assert ids and doomed not in ids  # the reply's own record is still recalled; the deleted one never
+
+
+def test_the_memory_panel_shows_another_actors_memories_only_after_switching(page: Page, server: Server) -> None:
+    other = f"ui-{uuid.uuid4().hex[:10]}"
+    assert server.invoke({"message": "I collect stamps from Chile", "actor_id": other, "session_id": "x"})[0] == 200
+    page.say("I collect stamps from Norway")
+    page.wait.until(lambda d: "I collect stamps from Norway" in remembered(page))
+    assert "I collect stamps from Chile" not in remembered(page)
+    page.find("#actor").clear()
+    page.find("#actor").send_keys(other, "\n")
+    page.wait.until(lambda d: "I collect stamps from Chile" in remembered(page))
+    assert "I collect stamps from Norway" not in remembered(page)
+
+
 def test_long_histories_and_many_sessions_page_back(page: Page, server: Server) -> None:
     actor = page.actor()
     for n in range(1, 56):

@@ -29,6 +29,7 @@ MESSAGES = [
     "Which islands can I reach by ferry?",
     "Book a table for Friday night",
     "What was I planning again?",
+    "What did I plan for Saturday?",  # recalled from another session: the text shows under the reply
 ]
 
 

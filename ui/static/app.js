@@ -15,7 +15,8 @@ const state = {
   summaryThrough: 0,     // the turn the summary in the Memory panel reaches
   retry: null,           // the message that last failed ({text, actor, session, key}): sent again, it keeps its key
   // what this server can do: null = not known yet, false = it answered "unknown action"/field
-  can: { listSessions: null, history: null, explain: null, longTerm: null },
+  memoryCursor: null,    // list_memories paging
+  can: { listSessions: null, history: null, explain: null, longTerm: null, listMemories: null },
 };
 
 // -- talking to the server -------------------------------------------------------------------
@@ -217,8 +218,15 @@ function memoryBox(memory) {
     const records = el("ul", "records");
     for (const r of recalled) {
       const score = typeof r.score === "number" ? r.score.toFixed(2) : r.score;
-      records.append(el("li", "", `session ${r.session_id}, turn ${r.turn} · score ${score} · ${r.record_id}`));
+      const item = el("li", "recalled");
+      item.dataset.recordId = r.record_id;
+      // the text the model was handed (an older server reports ids and scores only)
+      if (typeof r.text === "string") item.append(el("p", "recalled-text", r.text));
+      item.append(el("span", "recalled-meta",
+        `${r.role ? `${r.role}, ` : ""}session ${r.session_id}, turn ${r.turn} · score ${score}`));
+      records.append(item);
     }
+    longTerm.classList.add("with-records");  // the records' text takes the box's whole width
     longTerm.append(records);
   }
   list.append(windowLine, el("li", "", summary ? `summary: turns 1–${summary.through_turn}` : "summary: none"), longTerm);
@@ -297,6 +305,7 @@ async function sendMessage(text) {
     scrollToEnd();
     loadSessions();
     refreshSummary(final.memory);
+    loadMemories();
   } catch (e) {
     if (e.name === "AbortError") {
       failTurn(turn, "Stopped.");  // the server cancels a turn whose client hangs up
@@ -443,6 +452,65 @@ async function detectLongTerm() {
   $("ltm-note").textContent = state.can.longTerm
     ? "Memories the server keeps across this actor's sessions."
     : "This server has no long-term memory (no search_memory action).";
+  loadMemories();
+}
+
+/** One remembered record in the panel, with the button that deletes it (this record only). */
+function rememberedItem(m) {
+  const item = el("li", "memory-item");
+  item.dataset.recordId = m.record_id;
+  const remove = el("button", "delete", "Delete");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `Delete the memory: ${m.text.slice(0, 60)}`);
+  remove.addEventListener("click", () => deleteMemory(m, item, remove));
+  item.append(el("p", "text", m.text), remove,
+    el("p", "meta", `${m.role} · session ${m.session_id}, turn ${m.turn} · ${formatTime(m.created_at)}`));
+  return item;
+}
+
+/** The panel "What is remembered": this actor's records, newest first (`more`: the next page). */
+async function loadMemories(more = false) {
+  if (!state.can.longTerm || state.can.listMemories === false) return;
+  try {
+    const data = await action("list_memories", { limit: 20, cursor: more ? state.memoryCursor : null });
+    state.can.listMemories = true;
+    $("remembered").hidden = false;
+    if (!more) $("memory-list").replaceChildren();
+    for (const m of data.memories ?? []) $("memory-list").append(rememberedItem(m));
+    state.memoryCursor = data.next_cursor ?? null;
+    $("more-memories").hidden = !state.memoryCursor;
+    const none = !$("memory-list").children.length;
+    $("remembered-note").hidden = !none;
+    $("remembered-note").textContent = `Nothing is remembered about ${state.actor} yet.`;
+  } catch (e) {
+    if (isUnknown(e, "list_memories")) {
+      state.can.listMemories = false;  // an older server: no panel
+      $("remembered").hidden = true;
+      return;
+    }
+    $("remembered").hidden = false;
+    $("remembered-note").hidden = false;
+    $("remembered-note").textContent = describe(e);
+  }
+}
+
+async function deleteMemory(memory, item, button) {
+  button.disabled = true;
+  try {
+    await action("delete_memory", { record_id: memory.record_id });
+    item.remove();
+    setStatus("Deleted one memory: it will not be recalled again.");
+  } catch (e) {
+    if (e instanceof ServerError && e.status === 404) {
+      item.remove();  // already gone (deleted elsewhere, or forgotten)
+      setStatus("That memory was already deleted.");
+    } else {
+      button.disabled = false;
+      setStatus(describe(e), "error");
+    }
+  }
+  $("remembered-note").hidden = Boolean($("memory-list").children.length);
+  $("remembered-note").textContent = `Nothing is remembered about ${state.actor} yet.`;
 }
 
 async function searchMemory(query) {
@@ -476,6 +544,7 @@ function setActor(actor) {
   state.nextCursor = null;
   $("session-list").replaceChildren();
   loadSessions();
+  loadMemories();
 }
 
 function wire() {
@@ -496,6 +565,7 @@ function wire() {
   $("new-session").addEventListener("click", startNewSession);
   $("more-sessions").addEventListener("click", () => loadSessions(true));
   $("older").addEventListener("click", () => loadHistory(true));
+  $("more-memories").addEventListener("click", () => loadMemories(true));
   $("actor-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const actor = $("actor").value.trim();
@@ -513,6 +583,7 @@ function wire() {
       resetConversation();
       setStatus(`Cleared: ${plural(data.deleted ?? 0, "message")} deleted.`);
       loadSessions();
+      loadMemories();  // the session's memories went with it
     });
   });
   $("search-form").addEventListener("submit", (event) => {
@@ -521,8 +592,10 @@ function wire() {
   });
   $("forget").addEventListener("click", () => {
     if (!confirm(`Forget everything long-term memory holds for ${state.actor}?`)) return;
-    action("forget").then((data) => setStatus(`Forgot ${plural(data.deleted ?? 0, "memory", "memories")}.`),
-      (e) => setStatus(describe(e), "error"));
+    action("forget").then((data) => {
+      setStatus(`Forgot ${plural(data.deleted ?? 0, "memory", "memories")}.`);
+      loadMemories();
+    }, (e) => setStatus(describe(e), "error"));
   });
 }
 
