@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # not --quiet: a fresh install takes a minute or two, and pip's own lines (one per package) show it moving
 PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
-.PHONY: run chat test bench venv clean dynamodb-table
+.PHONY: run chat test bench bench-quick venv clean dynamodb-table
 
 venv: $(VENV)/.installed
 
@@ -34,7 +34,8 @@ ACTOR ?= default_user
 chat: venv
 	$(PY) -m ui.chat --url $(URL) --actor $(ACTOR)
 
-test: venv
+# the suite runs every benchmark's --quick mode (tests/test_bench_smoke.py): it needs their plotting library
+test: venv $(VENV)/.bench-installed
 	$(PY) -m pytest
 
 # MEMORY_BACKEND=dynamodb: create DYNAMODB_TABLE (pk/sk, the actor index, TTL on expires_at) from the environment
@@ -46,6 +47,10 @@ dynamodb-table: venv
 BENCH_OPENAI_VENV ?= /tmp/agentcore-bench-openai-venv
 # LoCoMo-format conversations for bench/ltm_recall.py (the dev split, beside the repository; never copied in)
 LOCOMO ?= ../shared/data/locomo/locomo-dev5.json
+
+# `make bench-quick`: every benchmark at a tiny size (about a minute; proves they run, measures nothing)
+bench-quick: venv $(VENV)/.bench-installed
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_bench_smoke.py
 
 bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	$(PY) bench/store_overhead.py

@@ -28,6 +28,7 @@ from core.settings import Settings
 from memory import create_store, probe_store
 from models import configure_model
 from service import Assistant
+from service.access import AccessPolicy, access_policy, log_access
 from service.connections import check_bindable, uvicorn_options
 from service.guard import RequestGuard
 from service.logs import configure_logging, install_log_filters, log_start_up
@@ -43,6 +44,7 @@ _owned = False
 def build_assistant(settings: Settings | None = None) -> Assistant:
     """The store, long-term memory (per ``LONG_TERM_MEMORY`` and the backend; it logs one line) and the model."""
     settings = settings or Settings.from_env()
+    longterm.check_settings(settings)  # MEMORY_BACKEND and LTM_BACKEND name backends: one line, nothing built yet
     store = create_store(settings)
     ltm = None
     try:
@@ -88,6 +90,11 @@ def request_limits() -> tuple[int, str]:
     return assistant.settings.body_limit, assistant.store.name
 
 
+def request_access() -> AccessPolicy:
+    """What the request guard checks of every request: a verified bearer token (AUTH_*), the page's Host/Origin."""
+    return access_policy(get_assistant().settings)
+
+
 @asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
     """Build (and validate) everything before the first request; at the end, close what this lifespan built.
@@ -98,6 +105,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
     assistant = get_assistant()  # build (and validate) everything before the first request
+    access_policy(assistant.settings)  # AUTH_DISCOVERY_URL read now, not at the first request
     if assistant.settings.dev_ui:
         mount_dev_ui(app)  # the chat page on GET / (DEV_UI=on: `make run`; never unless asked)
     try:
@@ -107,7 +115,8 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
             close_assistant()
 
 
-app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits)])
+app = BedrockAgentCoreApp(lifespan=lifespan, middleware=[Middleware(RequestGuard, limits=request_limits,
+                                                                   access=request_access)])
 install_log_filters()  # library lines go through our handler once; our request line replaces their duplicates
 
 
@@ -132,6 +141,7 @@ def main() -> None:
         configure_logging(settings.log_level, settings.log_format)
         server = uvicorn_options(settings)  # checks MAX_CONNECTIONS against the descriptor limit
         check_bindable(server["host"], server["port"])  # a taken or bad port before the model loads
+        access = access_policy(settings)  # AUTH_DISCOVERY_URL fetched: an unreachable issuer is one line
         # a store or model may refuse its settings too (a MEMORY_ID, MODEL_PROVIDER=local without a model file)
         assistant = build_assistant(settings)
     except ConfigError as e:
@@ -144,6 +154,7 @@ def main() -> None:
     gc.freeze()
     log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
                  server["http"].limits.max_connections)
+    log_access(access, server["host"])
     probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))

@@ -30,6 +30,9 @@ per-turn memory time across the whole replay). The OpenAI session is pre-filled 
 the fake (exactly what the store writes); the official manager replays its first turns for real
 and the rest of its events are copies of what it wrote for its last real turn, with the texts and
 its conversation-manager offset advanced, so the session holds what 1,000 real turns would leave.
+
+``--quick``: a smoke run (20 stored turns, 5 measured), written to ``alternatives_quick.*``; without
+the OpenAI Agents SDK's venv (``OPENAI_AGENTS_PYTHON``) its rows are left out, and the run says so.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    ROOT, fmt, latency_summary, machine_line, percentile, print_table, save_plot, scratch_dir, verdict,
+    ROOT, fmt, latency_summary, machine_line, percentile, print_table, quick_run, save_plot, scratch_dir, verdict,
     write_results,
 )
 from conversation import echo_reply, user_text
@@ -427,7 +430,11 @@ def main() -> None:
     parser.add_argument("--measured-openai-default", type=int, default=30,
                         help="measured turns for the OpenAI session with default settings (it reloads everything)")
     parser.add_argument("--measured-agentcore", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 stored turns, 5 measured")
     args = parser.parse_args()
+    if quick_run(args.quick):
+        parser.set_defaults(stored=20, measured=5, measured_openai_default=3, measured_agentcore=2)
+        args = parser.parse_args()  # flags given still win
     turns = args.stored + args.measured
     print(f"alternatives: the same conversation, {args.stored:,} stored turns, then {args.measured} measured")
 

@@ -90,6 +90,24 @@ def _numeric(cell: str) -> bool:
 
 # -- results ----------------------------------------------------------------------------------
 
+#: "_quick" once ``quick_run`` is called: a smoke run's files never replace a full run's figures
+#: (``bench/results/*_quick.*`` are ignored by git)
+_results_suffix = ""
+
+
+def quick_run(quick: bool) -> bool:
+    """Mark this run as ``--quick`` (or not): results and plots go to ``<name>_quick.*``. Returns ``quick``."""
+    global _results_suffix
+    _results_suffix = "_quick" if quick else ""
+    if quick:
+        print("quick run: tiny sizes, to show the benchmark runs; its figures are not measurements")
+    return quick
+
+
+def _results_name(name: str) -> str:
+    return name if name.endswith(_results_suffix) else name + _results_suffix
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -142,6 +160,7 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
 def write_results(name: str, data: dict[str, Any]) -> Path:
     """``bench/results/<name>.json``: the figures, when and where they were measured."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    name = _results_name(name)
     path = RESULTS / f"{name}.json"
     body = {"benchmark": name, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), **data}
@@ -154,7 +173,7 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 def save_plot(fig: Any, name: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.png"
+    path = RESULTS / f"{_results_name(name)}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"wrote {path.relative_to(ROOT)}")
     return path
@@ -252,17 +271,28 @@ class ServerProcess:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
+        self._launched = 0.0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it (``wait_ready`` waits): several servers start at once."""
         log = open(self.log_path, "wb")
-        started = time.perf_counter()
+        self._launched = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, str(self.script)], env=self.env, cwd=self.cwd,
                                         stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> ServerProcess:
+        """Wait for the first ``GET /ping`` to answer 200 (``timeout`` seconds from the launch)."""
+        assert self.process is not None
+        started = self._launched
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:

@@ -22,6 +22,9 @@ rolling summary on), then:
 Speed depends on what else the machine runs: the 1-minute load average at start and end is
 printed and stored with the figures. ``--env NAME=VALUE`` runs with another setting (e.g.
 ``--env MEMORY_MAX_TOKENS=600``).
+
+``--quick``: a smoke run (2 turns, 1 second session, replies capped at 8 tokens), written to
+``<name>_quick.json``.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, scratch_dir, verdict,
-    write_results,
+    BENCH, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, quick_run, scratch_dir,
+    verdict, write_results,
 )
 
 AGENT = BENCH / "apps" / "serve_agent.py"
@@ -188,9 +191,16 @@ def main() -> None:
     parser.add_argument("--name", default="local_conversation", help="results file name (bench/results/<name>.json)")
     parser.add_argument("--pause", type=float, default=0.0, metavar="S",
                         help="seconds between a reply and the next message (default 0: back to back)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 turns, 1 second session, short replies")
     args = parser.parse_args()
+    quick = quick_run(args.quick)
+    if quick:
+        parser.set_defaults(turns=2, trials=1)
+        args = parser.parse_args()  # flags given still win
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     env.update(AWS_EC2_METADATA_DISABLED="true", MODEL_PROVIDER="local", MEMORY_BACKEND="sqlite", LOG_LEVEL="DEBUG")
+    if quick:
+        env.update(MAX_TOKENS="8")  # --env still wins
     env.update(dict(item.split("=", 1) for item in args.env))
     print(f"conversation: {args.turns} turns with the default local model; settings {args.env or 'default'}; "
           f"{args.pause:g} s between a reply and the next message; load average {os.getloadavg()[0]:.2f}")

@@ -1,13 +1,13 @@
 """Benchmark: what long-term memory costs a turn, and the throughput ratio on/off for models of 0, 50 and 500 ms.
 
-usage: .venv/bin/python bench/ltm_cost.py [--turns 200] [--seconds 4] [--rounds 2] [--no-results]
+usage: .venv/bin/python bench/ltm_cost.py [--turns 200] [--seconds 4] [--rounds 2] [--no-results] [--quick]
 
 The turn is benchmark 3's (``bench/server_throughput.py``, distinct workload): the ``sqlite`` backend,
 400 sessions of 20 stored turns with a rolling summary, 25-45-word messages, the echo reply; with
 long-term memory on, the actor holds those sessions' 16,400 records (random unit vectors: a search
 costs the same whatever they are) and every turn searches and then queues its exchange. In-process,
-no HTTP: the assistant is ``service.Assistant`` (off) and ``tests.longterm_wiring.LongTermAssistant``
-(on: the wiring ``docs/longterm.md`` specifies).
+no HTTP: the assistant is ``service.Assistant``, without long-term memory (off) and with it (on: the
+``ltm`` that ``agent.build_assistant`` hands it).
 
 1. **CPU per turn**, one thread: process CPU time (every thread: the background writer's embedding
    included, the writer drained before the clock stops) over ``--turns`` turns, off and on.
@@ -18,6 +18,8 @@ no HTTP: the assistant is ``service.Assistant`` (off) and ``tests.longterm_wirin
    every core busy, throughput is cores / CPU per turn, so on/off = (off + model) / (on + model).
 
 The machine's load average is printed with the figures: other work on the 2 cores slows every figure.
+
+``--quick``: a smoke run (16 sessions, 10 turns, windows of 0.2 s), written to ``ltm_cost_quick.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import fmt, machine_line, print_table, scratch_dir, write_results
+from common import fmt, machine_line, print_table, quick_run, scratch_dir, write_results
 from conversation import echo_reply, user_text
 
 import numpy as np  # noqa: E402
@@ -46,6 +48,14 @@ SESSIONS = 400
 STORED_TURNS = 20
 ACTOR = "default_user"
 DELAYS_MS = (0, 50, 500)
+#: unmeasured turns each assistant runs first (imports, connections, the actor's load)
+WARMUP_TURNS = 20
+
+
+def use_quick_sizes() -> None:
+    """``--quick``: 16 sessions and 2 warm-up turns (the sizes are read when the run starts)."""
+    global SESSIONS, WARMUP_TURNS
+    SESSIONS, WARMUP_TURNS = 16, 2
 
 
 def sessions() -> list[str]:
@@ -85,7 +95,6 @@ def prefill(db: Path, long_term: bool) -> None:
 def build(db: Path, long_term: bool, delay: float) -> Any:
     import longterm
     from service import Assistant
-    from tests.longterm_wiring import LongTermAssistant
 
     settings = replace(Settings.from_env({"SESSION_DB": str(db), "MEMORY_BACKEND": "sqlite"}), model_provider="echo")
     store = SQLiteStore(db)
@@ -93,7 +102,7 @@ def build(db: Path, long_term: bool, delay: float) -> Any:
         return Assistant(settings, store, WaitingEcho(delay))
     ltm = longterm.create_long_term(replace(settings, long_term_memory=True), store.name)
     assert ltm is not None
-    return LongTermAssistant(settings, store, WaitingEcho(delay), ltm=ltm)
+    return Assistant(settings, store, WaitingEcho(delay), ltm=ltm)
 
 
 def turn(assistant: Any, n: int) -> None:
@@ -147,7 +156,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="window per throughput measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the throughput measurements")
     parser.add_argument("--no-results", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 16 sessions, 10 turns, 0.2 s windows")
     args = parser.parse_args()
+    if quick_run(args.quick):
+        parser.set_defaults(turns=10, seconds=0.2, rounds=1)
+        args = parser.parse_args()  # flags given still win
+        use_quick_sizes()
     load_before = os.getloadavg()
     with scratch_dir("ltm-cost") as directory:
         dbs = {False: directory / "off.db", True: directory / "on.db"}
@@ -155,7 +169,7 @@ def main() -> int:
             prefill(db, long_term)
         assistants = {(lt, d): build(dbs[lt], lt, d / 1e3) for lt in (False, True) for d in DELAYS_MS}
         for (lt, d), assistant in assistants.items():  # first turns pay for imports, connections, the actor's load
-            for n in range(20):
+            for n in range(WARMUP_TURNS):
                 turn(assistant, 900_000 + n)
             drain(assistant)
         cpu = {lt: [] for lt in (False, True)}

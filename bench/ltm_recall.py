@@ -20,6 +20,9 @@ vectors random unit vectors: they cost the search the same).
 Evidence ids are read as LoCoMo writes them ("D1:3"; "D:11:26" is read as "D11:26"; several in one
 string are split on ";" or ","); ids not in the conversation are dropped, and a question left with no
 evidence is skipped. Nothing of the file is copied anywhere: the scratch database is deleted after.
+
+``--quick`` (PATH optional): a smoke run of everything above, ``--scale`` at 200 / 1,000 records, written to
+``ltm_recall_quick.*``; without PATH on a tiny made-up sample (``bench/locomo_sample.py``), not LoCoMo.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import itertools
 import json
 import re
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -36,7 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from common import fmt, machine_line, percentile, print_table, save_plot, scratch_dir, write_results
+from common import fmt, machine_line, percentile, print_table, quick_run, save_plot, scratch_dir, write_results
+from ltm_baseline import keyword_baseline
 
 import numpy as np  # noqa: E402
 
@@ -178,7 +183,7 @@ def evaluate(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dic
             found = ltm.search(conv.actor, q.text, 10)
             latencies.append(time.perf_counter_ns() - started)
             ours = [dia[(m.session_id, m.turn)] for m in found]
-            ids = ltm.keyword_baseline(conv.actor, q.text, 10)
+            ids = keyword_baseline(ltm, conv.actor, q.text, 10)
             by_id = ltm.store.fetch(conv.actor, ids)
             base = [dia[(by_id[i].session_id, by_id[i].turn)] for i in ids if i in by_id]
             rows.append({"category": q.category, "ours5": recall(ours, q.evidence, 5),
@@ -369,13 +374,26 @@ def plot(categories: dict[str, dict[str, float]], title: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path)
+    parser.add_argument("path", type=Path, nargs="?", help="a LoCoMo-format file (optional with --quick)")
     parser.add_argument("--loo", action="store_true", help="leave-one-conversation-out tuning figures")
     parser.add_argument("--fit-calibration", action="store_true")
     parser.add_argument("--scale", action="store_true", help="search latency at 10k / 100k records")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of every part (PATH: a tiny sample)")
     args = parser.parse_args()
-    conversations = load(args.path)
+    if quick_run(args.quick):
+        args.loo = args.fit_calibration = args.scale = True
+    if args.path is None and args.quick:
+        from locomo_sample import write_sample
+
+        print("note: no LoCoMo file given: a tiny made-up sample (bench/locomo_sample.py), not LoCoMo")
+        with tempfile.TemporaryDirectory(prefix="ltm-recall-sample-") as sample_dir:
+            args.path = write_sample(Path(sample_dir))
+            conversations = load(args.path)
+    elif args.path is None:
+        parser.error("PATH is required (a LoCoMo-format file) unless --quick")
+    else:
+        conversations = load(args.path)
     questions = sum(len(c.questions) for c in conversations)
     print(f"{args.path.name}: {len(conversations)} conversations, {sum(len(c.turns) for c in conversations)} turns, "
           f"{questions} questions of categories 1-4 with evidence")
@@ -396,7 +414,7 @@ def main() -> int:
             extra["calibration"] = fit_calibration(ltm, conversations)
         ltm.close()
         if args.scale:
-            extra["scale"] = scale(directory, embedder, conversations)
+            extra["scale"] = scale(directory, embedder, conversations, *((200, 1000) if args.quick else ()))
     print_table(f"Recall of evidence turns ({args.path.name}; ours = the product's search, BM25-OR = the baseline)",
                 ["category", "questions", "BM25-OR @5", "BM25-OR @10", "ours @5", "ours @10"],
                 [[name, c["n"], fmt(c["bm25_5"]), fmt(c["bm25_10"]), fmt(c["ours5"]), fmt(c["ours10"])]

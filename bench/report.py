@@ -2,20 +2,26 @@
 
 After ``make bench``: ``.venv/bin/python bench/report.py`` and paste its output over the
 figures in docs/benchmarks.md.
+
+``--quick``: the tables of the other scripts' ``--quick`` runs (``bench/results/*_quick.json``), so a
+smoke run shows that what they write is still what this script reads.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: "_quick" with ``--quick``: read the quick runs' files
+_suffix = ""
 
 
 def load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{_suffix}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -23,6 +29,16 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def ms(workload: dict[str, Any], *keys: str) -> str:
+    """Latencies as "p50 / p99" (rounded ms); "-" for a window that served no request (a --quick run)."""
+    return " / ".join(f"{workload[k]:.0f}" if k in workload else "-" for k in keys)
+
+
+def ratio(workload: dict[str, Any], key: str) -> str:
+    value = workload.get(key)
+    return "-" if value is None or value != value else f"{value:.2f}"  # value != value: NaN
 
 
 def targets(data: dict[str, Any]) -> str:
@@ -46,6 +62,10 @@ def rss(runs: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    global _suffix
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the tables of the --quick runs (*_quick.json)")
+    _suffix = "_quick" if parser.parse_args().quick else ""
     out: list[str] = []
     store = load("store_overhead")
     if store:
@@ -82,11 +102,11 @@ def main() -> None:
         for r in echo:
             w = r["workloads"]
             d, long, h = w["distinct"], w.get("long"), w.get("hot")
-            rows.append([r["label"], f"{d['requests_per_s']:.0f}", f"{d['p50_ms']:.0f} / {d['p99_ms']:.0f}",
-                         f"{d['ratio_to_b']:.2f}", f"{d['ratio_to_b2']:.2f}", f"{d['server_cpu_ms_per_request']:.1f} ms",
+            rows.append([r["label"], f"{d['requests_per_s']:.0f}", ms(d, "p50_ms", "p99_ms"),
+                         ratio(d, "ratio_to_b"), ratio(d, "ratio_to_b2"), f"{d['server_cpu_ms_per_request']:.1f} ms",
                          f"{long['requests_per_s']:.0f}" if long else "-",
                          f"{h['requests_per_s']:.0f}" if h else "-",
-                         f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f}" if h else "-"])
+                         ms(h, "p50_ms", "p99_ms") if h else "-"])
         out += [f"**3. Server throughput, 8 clients** ({where(server)})", "",
                 table(["server", "req/s (distinct)", "p50 / p99 ms", "vs (b)", "vs (b2)", "server CPU per request",
                        "req/s (1,000 turns)", "req/s (hot)", "p50 / p99 ms (hot)"], rows), ""]
@@ -94,7 +114,7 @@ def main() -> None:
         if timed:
             out += [table(["model", "server", "req/s", "p50 / p95 / p99 ms", "vs (b2)", "server CPU per request"],
                           [[f"{r['model_delay_ms']} ms", r["label"], f"{d['requests_per_s']:.0f}",
-                            f"{d['p50_ms']:.0f} / {d['p95_ms']:.0f} / {d['p99_ms']:.0f}", f"{d['ratio_to_b2']:.2f}",
+                            ms(d, "p50_ms", "p95_ms", "p99_ms"), ratio(d, "ratio_to_b2"),
                             f"{d['server_cpu_ms_per_request']:.1f} ms"]
                            for r in timed for d in [r["workloads"]["distinct"]]]), ""]
         base = server["in_process"][0]

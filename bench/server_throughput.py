@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import sys
 import threading
@@ -57,7 +58,7 @@ from typing import Any
 
 from common import (
     BENCH, SESSION_HEADER, ServerProcess, delete_prefix, fmt, latency_summary, machine_line, percentile,
-    print_table, redis_prefix, redis_url, save_plot, scratch_dir, verdict, write_results,
+    print_table, quick_run, redis_prefix, redis_url, save_plot, scratch_dir, verdict, write_results,
 )
 from conversation import echo_reply, user_text
 from scripted_model import DELAY_ENV
@@ -84,7 +85,12 @@ B2_TARGET = 0.95  # default configuration / (b2), distinct sessions
 FILES_TARGET = 3.0  # default configuration / (e), at 1,000 stored turns
 P99_TARGET = 1.1  # p99 with the rolling summary / without, on the 50 ms model
 DELAYS_MS = (50, 500)
-QUICK = {"rounds": 2, "seconds": 0.4, "warmup": 0.2, "model_seconds": 1.0, "models": "50", "breakdown_turns": 60}
+#: seconds of unmeasured requests a server gets first (lazy imports, first connections)
+FIRST_REQUESTS_S = 0.5
+#: ``--quick``: a smoke run of every server and phase (the 50 ms model only), seconds long; see ``use_quick_sizes``
+#: a --quick run's servers: every app once (the others differ only in their settings: store, summary, delay)
+QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "e-files", "c-sqlite@50ms")
+QUICK = {"rounds": 1, "seconds": 0.2, "warmup": 0.05, "model_seconds": 0.3, "models": "50", "breakdown_turns": 10}
 K = 10  # MEMORY_K's default
 SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just folded ends ...
 BATCH = default_summary_batch(K)  # ... and SUMMARY_BATCH's default: sessions' summaries end at 10..14
@@ -109,6 +115,13 @@ HOT = "bench-hot"
 #: each workload's sessions, one pool per client, and how many turns each session holds before the run
 WORKLOADS = {"distinct": distinct_sessions, "long": long_sessions, "hot": lambda: [[HOT]] * CLIENTS}
 STORED = {"distinct": STORED_TURNS, "long": LONG_TURNS, "hot": STORED_TURNS}
+
+
+def use_quick_sizes() -> None:
+    """``--quick``: 2 sessions per client, 1 long one of 40 turns, shorter first requests (read when the run starts)."""
+    global SESSIONS_PER_CLIENT, LONG_SESSIONS_PER_CLIENT, LONG_TURNS, FIRST_REQUESTS_S
+    SESSIONS_PER_CLIENT, LONG_SESSIONS_PER_CLIENT, LONG_TURNS, FIRST_REQUESTS_S = 2, 1, 40, 0.1
+    STORED["long"] = LONG_TURNS
 
 
 def sessions_of(workload: str) -> list[str]:
@@ -280,10 +293,12 @@ def measure_all(phase: Phase, log_dir: Path, rounds_wanted: int) -> list[dict[st
     configs = phase.configs
     servers = []
     try:
-        for config in configs:
-            servers.append(ServerProcess(config.key, config.script, config.env, log_dir).start())
+        for config in configs:  # started together: their imports overlap (the start-up time is not a figure here)
+            servers.append(ServerProcess(config.key, config.script, config.env, log_dir).launch())
+        for server in servers:
+            server.wait_ready()
         for server in servers:  # first requests pay for lazy imports and first connections: not measured
-            run_load(server.port, [[HOT]] * CLIENTS, 0.5, 0.01)
+            run_load(server.port, [[HOT]] * CLIENTS, FIRST_REQUESTS_S, 0.01)
         rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for number in range(rounds_wanted):
             for config, server in zip(configs, servers):
@@ -542,6 +557,11 @@ def plot(data: dict[str, Any], name: str = "server_throughput") -> None:
     save_plot(fig, name)
 
 
+def ratio_of(numerator: float | None, denominator: float | None) -> float:
+    """numerator / denominator; NaN (a "-" in the tables, a MISS) when a window served no request (a --quick run)."""
+    return numerator / denominator if numerator is not None and denominator else math.nan
+
+
 def model_key(key: str, delay: int) -> str:
     return f"{key}@{delay}ms" if delay else key
 
@@ -560,12 +580,15 @@ def main() -> None:
                         help="comma-separated keys to run, e.g. c-sqlite,e-files or c-sqlite@50ms (b-strands and "
                              "b2-history of the same model always run)")
     parser.add_argument("--quick", action="store_true",
-                        help="a short run to try a change (2 rounds of 0.4 s, the 50 ms model only, 60 in-process "
-                             "turns; flags given still win), written to server_throughput_quick.json")
+                        help="a smoke run that shows every kind of server and phase still runs (1 round of 0.2 s, "
+                             "the 50 ms model only, 2 sessions per client, 10 in-process turns; flags given still "
+                             "win), "
+                             "written to server_throughput_quick.*; its figures are not measurements")
     args = parser.parse_args()
-    if args.quick:
+    if quick_run(args.quick):
         parser.set_defaults(**QUICK)
         args = parser.parse_args()
+        use_quick_sizes()
     delays = [int(d) for d in args.models.split(",") if d]
     base = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     base["MODEL_PROVIDER"] = "echo"
@@ -628,6 +651,9 @@ def main() -> None:
                 configs.append(files_config(delay, ("distinct",)))
             window = args.model_seconds * (1.5 if delay >= 500 else 1)  # 500 ms: still ~5 turns per client
             phases.append(Phase(delay, configs, max(args.warmup, 2 * delay / 1e3), window))
+        if args.quick:
+            for phase in phases:
+                phase.configs = [c for c in phase.configs if c.key in QUICK_SERVERS]
         if args.servers:
             wanted = set(args.servers.split(","))
             for phase in phases:
@@ -674,7 +700,7 @@ def main() -> None:
             for name, reference in (("ratio_to_b", strands), ("ratio_to_b2", given_ref)):
                 if reference is not None:
                     ref = reference["workloads"].get(workload) or reference["workloads"]["distinct"]
-                    w[name] = round(w["requests_per_s"] / ref["requests_per_s"], 3)
+                    w[name] = round(ratio_of(w["requests_per_s"], ref["requests_per_s"]), 3)
             rows.append([r["label"], f"{delay} ms" if delay else "echo", workload, fmt(w["requests_per_s"], 1),
                          fmt(w.get("p50_ms"), 1), fmt(w.get("p95_ms"), 1), fmt(w.get("p99_ms"), 1), w["errors"],
                          fmt(w.get("ratio_to_b"), 2), fmt(w.get("ratio_to_b2"), 2),
@@ -702,21 +728,21 @@ def main() -> None:
                        ratio >= B2_TARGET, f"{ratio:.2f}"))
     if "c-sqlite" in by_key and "e-files" in by_key:
         ours_long, files_long = by_key["c-sqlite"]["workloads"]["long"], by_key["e-files"]["workloads"]["long"]
-        ratio = ours_long["requests_per_s"] / files_long["requests_per_s"]
+        ratio = ratio_of(ours_long["requests_per_s"], files_long["requests_per_s"])
         ours_long["ratio_to_e"] = round(ratio, 3)
         checks.append((f"(c) sqlite, default configuration / (e) files >= {FILES_TARGET:g} "
                        f"at {LONG_TURNS:,} stored turns",
                        ratio >= FILES_TARGET, f"{ratio:.2f}"))
     on, off = by_key.get(model_key("c-sqlite", DELAYS_MS[0])), by_key.get(model_key("c-sqlite-off", DELAYS_MS[0]))
     if on is not None and off is not None:
-        ratio = on["workloads"]["distinct"]["p99_ms"] / off["workloads"]["distinct"]["p99_ms"]
+        ratio = ratio_of(on["workloads"]["distinct"].get("p99_ms"), off["workloads"]["distinct"].get("p99_ms"))
         checks.append((f"p99 with the rolling summary / without <= {P99_TARGET} ({DELAYS_MS[0]} ms model, "
                        "distinct sessions)", ratio <= P99_TARGET,
-                       f"{ratio:.2f} ({on['workloads']['distinct']['p99_ms']:.0f} / "
-                       f"{off['workloads']['distinct']['p99_ms']:.0f} ms)"))
+                       f"{ratio:.2f} ({fmt(on['workloads']['distinct'].get('p99_ms'), 0)} / "
+                       f"{fmt(off['workloads']['distinct'].get('p99_ms'), 0)} ms)"))
     if "c-sqlite-ltm" in by_key and "c-sqlite" in by_key:
         on, off = by_key["c-sqlite-ltm"], by_key["c-sqlite"]
-        ratio = on["workloads"]["distinct"]["requests_per_s"] / off["workloads"]["distinct"]["requests_per_s"]
+        ratio = ratio_of(on["workloads"]["distinct"]["requests_per_s"], off["workloads"]["distinct"]["requests_per_s"])
         on["ratio_to_off"] = round(ratio, 3)
         on["rss_added_mb"] = round(on["rss_mb"] - off["rss_mb"], 1)
         checks.append((f"(c) + long-term memory / (c) >= {LTM_TARGET_RATIO} (distinct sessions)",
@@ -750,8 +776,8 @@ def main() -> None:
         "notes": notes,
     }
     # a quick run, or one of some servers only (--servers), never replaces the full run's figures
-    name = "_".join(["server_throughput"] + (["quick"] if args.quick else []) +
-                    ([args.servers.replace(",", "_").replace("@", "-")] if args.servers else []))
+    subset = [args.servers.replace(",", "_").replace("@", "-")] if args.servers else []
+    name = "_".join(["server_throughput"] + subset)
     write_results(name, data)
     plot(data, name)
 

@@ -15,6 +15,8 @@
 Every process gets ``AWS_EC2_METADATA_DISABLED=true`` and an explicit ``MODEL_PROVIDER``, so nothing
 probes for AWS credentials (which could leave the machine). ``--root`` runs another checkout's
 ``agent.py`` with these same scripts.
+
+``--quick``: a smoke run (one start-up of each, one local reply), written to ``startup_quick.*``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH, ROOT, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, save_plot, scratch_dir, verdict,
-    write_results,
+    BENCH, ROOT, SESSION_HEADER, ServerProcess, fmt, machine_line, percentile, print_table, quick_run, save_plot,
+    scratch_dir, verdict, write_results,
 )
 
 AGENT = BENCH / "apps" / "serve_agent.py"  # agent.py's own main(), listening on 127.0.0.1 only
@@ -166,24 +168,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--local-runs", type=int, default=3)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose agent.py is started")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one start-up of each, one local reply")
     args = parser.parse_args()
+    quick = quick_run(args.quick)
+    if quick:
+        parser.set_defaults(runs=1, local_runs=1)
+        args = parser.parse_args()  # flags given still win
     root = args.root.resolve()
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     env.update(AWS_EC2_METADATA_DISABLED="true", MEMORY_BACKEND="sqlite")
     print(f"start-up: {args.runs} runs of {root / 'agent.py'}")
     data: dict[str, Any] = {"root": str(root), "notes": []}
     with scratch_dir("startup") as directory:
-        imports = import_seconds(root, env, 3)
+        imports = import_seconds(root, env, 1 if quick else 3)
         data["import_s"] = summary(imports)
         data["echo"] = startup_runs(root, {**env, "MODEL_PROVIDER": "echo"}, directory, args.runs, 1, "echo")
         local_env = {**env, "MODEL_PROVIDER": "local"}
-        why = local_unavailable(root, local_env, directory)
+        # only another checkout (--root) may lack the local provider: this one has it, no probe start needed
+        why = local_unavailable(root, local_env, directory) if root != ROOT else None
         if why:
             print(f"note: {why}")
             data["notes"].append(why)
             data["local"] = None
         else:
-            data["local"] = startup_runs(root, local_env, directory, args.local_runs, len(MESSAGES), "local")
+            data["local"] = startup_runs(root, local_env, directory, args.local_runs, 1 if quick else len(MESSAGES),
+                                         "local")
 
     rows = [["`import agent` alone", fmt(data["import_s"]["median"], 2), "-", "-", "-"]]
     echo_start = summary([r["startup_s"] for r in data["echo"]])

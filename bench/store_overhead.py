@@ -17,6 +17,8 @@ exactly as the store writes them (user + assistant, with the ``user_messages`` c
 
 Each size gets enough sessions that no session grows by more than 10 % during the run; the
 operations go round-robin over them.
+
+``--quick``: a smoke run (10 and 100 turns, 20 operations), written to ``store_overhead_quick.*``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from common import (
     delete_prefix, fmt, latency_summary, machine_line, print_table, redis_prefix, redis_url, save_plot,
-    scratch_dir, verdict, write_results,
+    quick_run, scratch_dir, verdict, write_results,
 )
 from conversation import assistant_text, user_text
 
@@ -263,7 +265,11 @@ def main() -> None:
     parser.add_argument("--agentcore-iterations", type=int, default=20)
     parser.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")), default=SIZES)
     parser.add_argument("--skip-dynamodb", action="store_true", help="no DynamoDB Local row (it needs Java)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 and 100 turns, 20 operations")
     args = parser.parse_args()
+    if quick_run(args.quick):
+        parser.set_defaults(iterations=20, warmup=5, agentcore_iterations=3, sizes=(10, 100))
+        args = parser.parse_args()  # flags given still win
 
     print(f"store overhead: {args.iterations} timed operations per backend and size, k={K}")
     backends: dict[str, list[SizeResult]] = {}

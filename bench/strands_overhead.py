@@ -24,6 +24,8 @@ send all messages as one serialised attribute; and as span attributes only) and,
 never applied in the product, the two upstream changes: no message events on a span that does not
 record (``tracer``), and one copy of the messages per model call instead of two (``copy``: the
 normalisation works on the middleware context's private copy).
+
+``--quick``: a smoke run (2 of the variants, 1 round of 20 turns), written to ``strands_overhead_quick.json``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from common import BENCH, fmt, machine_line, print_table, write_results
+from common import BENCH, fmt, machine_line, print_table, quick_run, write_results
 from conversation import echo_reply, user_text
 
 K = 10
@@ -69,6 +71,8 @@ VARIANTS = [
     Variant("b2-patched", "(b2) + that and one copy per model call (patched here only)", patches=("tracer", "copy"),
             base="b-patched"),
 ]
+#: a --quick run's variants: plain and patched (the others differ only in their environment or history)
+QUICK_VARIANTS = ("b2", "b2-patched")
 
 
 def history(turns: int) -> list[dict[str, Any]]:
@@ -158,19 +162,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over the variants")
     parser.add_argument("--no-results", action="store_true")
     parser.add_argument("--worker", nargs=2, metavar=("TURNS", "PATCHES"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 20 turns")
     args = parser.parse_args()
+    if args.quick:
+        parser.set_defaults(turns=20, rounds=1)
+        args = parser.parse_args()  # flags given still win
     if args.worker:
         worker(int(args.worker[0]), tuple(p for p in args.worker[1].split(",") if p))
         return 0
+    variants = [v for v in VARIANTS if v.key in QUICK_VARIANTS] if quick_run(args.quick) else VARIANTS
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     workers = {v.key: subprocess.Popen([sys.executable, str(BENCH / "strands_overhead.py"), "--worker",
                                         str(v.turns), ",".join(v.patches)], env={**base, **v.env},
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-               for v in VARIANTS}
-    runs: dict[str, list[dict[str, float]]] = {v.key: [] for v in VARIANTS}
+               for v in variants}
+    runs: dict[str, list[dict[str, float]]] = {v.key: [] for v in variants}
     try:
         for number in range(args.rounds):
-            for v in VARIANTS:  # one worker at a time: each round is measured on an otherwise idle process set
+            for v in variants:  # one worker at a time: each round is measured on an otherwise idle process set
                 process = workers[v.key]
                 assert process.stdin is not None and process.stdout is not None
                 process.stdin.write(f"run {args.turns}\n")
@@ -189,8 +198,8 @@ def main() -> int:
     cpu = {key: statistics.median(r["cpu_ms"] for r in rs) for key, rs in runs.items()}
     parts = components()
     rows, out = [], []
-    for v in VARIANTS:
-        context = cpu[v.key] - cpu[v.base] if v.base else None
+    for v in variants:
+        context = cpu[v.key] - cpu[v.base] if v.base in cpu else None  # a --quick run has no (b) variants
         entry = {"key": v.key, "label": v.label, "history_turns": v.turns, "env": v.env, "patches": list(v.patches),
                  "cpu_ms_per_turn": round(cpu[v.key], 3),
                  "context_ms": round(context, 3) if context is not None else None,

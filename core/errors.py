@@ -31,7 +31,7 @@ class BadRequest(AssistantError):
 
 
 class Unauthorized(AssistantError):
-    """The caller's credentials cannot be read (HTTP 401)."""
+    """The caller's credentials are missing, unreadable or not valid (HTTP 401)."""
 
     status = 401
 
@@ -40,6 +40,16 @@ class Forbidden(AssistantError):
     """The caller asked for an identity its token does not grant (HTTP 403)."""
 
     status = 403
+
+
+class NoCredentials(Unauthorized):
+    """No bearer token where this server needs one (HTTP 401, a challenge without an error code: RFC 6750)."""
+
+
+class IdentityProviderUnavailable(AssistantError):
+    """The token issuer's keys (its JWKS) cannot be fetched right now, so no token can be checked (HTTP 503)."""
+
+    status = 503
 
 
 class PayloadTooLarge(AssistantError):

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
-BACKENDS = ("memory", "sqlite", "redis", "agentcore", "dynamodb")
 MODEL_PROVIDERS = ("bedrock", "local", "openai", "ollama", "echo")
 DEFAULT_BEDROCK_MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
@@ -139,6 +138,17 @@ def _ltm_namespace(env: Mapping[str, str]) -> str:
     return value
 
 
+def _ltm_backend(env: Mapping[str, str], long_term_memory: bool | None) -> str | None:
+    """``LTM_BACKEND`` (its names are ``longterm.registry``'s); refused when ``LONG_TERM_MEMORY`` says otherwise."""
+    value = (env.get("LTM_BACKEND") or "").strip().lower() or None
+    if value is None or long_term_memory is None:
+        return value
+    if long_term_memory != (value != "off"):  # off with a backend, or on with off
+        switch = "on" if long_term_memory else "off"
+        raise ConfigError(f"LONG_TERM_MEMORY={switch} contradicts LTM_BACKEND={value}: set one of them")
+    return value
+
+
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -178,7 +188,9 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
 class Settings:
     """Everything the assistant reads from its environment."""
 
-    memory_backend: str = "sqlite"
+    #: ``MEMORY_BACKEND``, lower-cased; None (unset): the default of ``memory.registry.session_backend``
+    #: (agentcore when a memory id is configured, else sqlite). Its names are checked there, at start-up
+    memory_backend: str | None = None
     session_db: Path = Path(".data/sessions.db")
     sqlite_synchronous: str = "NORMAL"
     sqlite_busy_timeout_ms: int = 10_000
@@ -243,6 +255,13 @@ class Settings:
     #: ``DEV_UI``: serve the development chat page (``GET /``, ``ui/static``) beside the runtime's routes;
     #: off unless set, so a deployed runtime serves only ``/invocations`` and ``/ping``
     dev_ui: bool = False
+    #: ``AUTH_DISCOVERY_URL``: an OIDC issuer's discovery document; set, every request but ``/ping`` needs a bearer
+    #: token that issuer signed (``service.auth``), as the runtime's ``customJWTAuthorizer`` checks it; None: not here
+    auth_discovery_url: str | None = None
+    #: ``AUTH_ALLOWED_AUDIENCES``: the token's ``aud`` must be one of these (empty: ``aud`` not checked)
+    auth_allowed_audiences: tuple[str, ...] = ()
+    #: ``AUTH_ALLOWED_CLIENTS``: the token's ``client_id`` (or ``azp``) must be one of these (empty: not checked)
+    auth_allowed_clients: tuple[str, ...] = ()
 
     @property
     def body_limit(self) -> int:
@@ -250,8 +269,11 @@ class Settings:
         return self.max_body_bytes if self.max_body_bytes is not None else default_max_body_bytes(
             self.max_message_chars)
 
-    #: ``LONG_TERM_MEMORY``: on/off; None (unset): on for memory, sqlite and agentcore, off for redis
+    #: ``LONG_TERM_MEMORY``: on/off; None (unset): ``LTM_BACKEND`` or its default decides
     long_term_memory: bool | None = None
+    #: ``LTM_BACKEND``, lower-cased: where long-term records live (``off``: nowhere); None (unset): the session
+    #: backend's default (``longterm.registry``, which checks the name at start-up)
+    ltm_backend: str | None = None
     #: ``LTM_TOP_K``: long-term records injected before each answer (and ``search_memory``'s default)
     ltm_top_k: int = 5
     #: ``LTM_MIN_SCORE``: records scoring less (calibrated, 0..1) are not injected. The calibrated score is
@@ -313,9 +335,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         memory_id = (env.get("MEMORY_ID") or env.get("BEDROCK_AGENTCORE_MEMORY_ID") or "").strip() or None
-        backend = _choice(env, "MEMORY_BACKEND", BACKENDS, None) or ("agentcore" if memory_id else "sqlite")
-        if backend == "agentcore" and not memory_id:
-            raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
+        backend = (env.get("MEMORY_BACKEND") or "").strip().lower() or None  # a name memory.registry checks
         if memory_id is not None and len(memory_id) < 12:
             raise ConfigError(f"MEMORY_ID={memory_id!r} is too short (AgentCore memory ids have at least 12 characters)")
         synchronous = (env.get("SQLITE_SYNCHRONOUS") or "NORMAL").strip().upper()
@@ -355,6 +375,8 @@ class Settings:
         ollama_model = (env.get("OLLAMA_MODEL") or "").strip() or None
         if model_provider == "ollama" and not ollama_model:
             raise ConfigError("MODEL_PROVIDER=ollama needs OLLAMA_MODEL (e.g. llama3.2:1b, as `ollama list` names it)")
+        long_term_memory = _switch(env, "LONG_TERM_MEMORY")
+        ltm_backend = _ltm_backend(env, long_term_memory)
         return cls(
             memory_backend=backend,
             session_db=Path((env.get("SESSION_DB") or "").strip() or cls.session_db),
@@ -402,10 +424,39 @@ class Settings:
             http_idle_timeout_s=_float(env, "HTTP_IDLE_TIMEOUT_S", cls.http_idle_timeout_s, minimum=0.1,
                                        maximum=3600),
             max_connections=_int(env, "MAX_CONNECTIONS", None, minimum=8, maximum=1_000_000),
-            long_term_memory=_switch(env, "LONG_TERM_MEMORY"),
+            long_term_memory=long_term_memory,
+            ltm_backend=ltm_backend,
             ltm_top_k=_int(env, "LTM_TOP_K", cls.ltm_top_k, minimum=1, maximum=50),
             ltm_min_score=_float(env, "LTM_MIN_SCORE", cls.ltm_min_score, minimum=0.0, maximum=1.0),
             ltm_max_tokens=_int(env, "LTM_MAX_TOKENS", cls.ltm_max_tokens, minimum=50, maximum=20_000),
             ltm_namespace=_ltm_namespace(env),
             dev_ui=bool(_switch(env, "DEV_UI")),  # off unless set
+            **_auth(env),
         )
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of names; set, it must name at least one and no empty one."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ()
+    names = tuple(part.strip() for part in raw.split(","))
+    if not all(names):
+        raise ConfigError(f"{name}={raw!r} has an empty name; list names separated by commas")
+    return names
+
+
+def _auth(env: Mapping[str, str]) -> dict[str, object]:
+    """``AUTH_*``: what the runtime's ``customJWTAuthorizer`` is configured with, for a self-hosted server."""
+    url = _url(env, "AUTH_DISCOVERY_URL", None)
+    if url is not None and not urlsplit(url).hostname:
+        raise ConfigError(f"AUTH_DISCOVERY_URL={url!r} names no host")
+    audiences = _names(env, "AUTH_ALLOWED_AUDIENCES")
+    clients = _names(env, "AUTH_ALLOWED_CLIENTS")
+    if url is None and (audiences or clients):
+        raise ConfigError("AUTH_ALLOWED_AUDIENCES / AUTH_ALLOWED_CLIENTS are set but AUTH_DISCOVERY_URL is not: "
+                          "set it to the issuer's discovery URL (.../.well-known/openid-configuration)")
+    if url is not None and not (audiences or clients):
+        raise ConfigError("AUTH_DISCOVERY_URL needs AUTH_ALLOWED_AUDIENCES or AUTH_ALLOWED_CLIENTS: without either, "
+                          "a token the issuer signed for any other application would be accepted")
+    return {"auth_discovery_url": url, "auth_allowed_audiences": audiences, "auth_allowed_clients": clients}

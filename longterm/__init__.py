@@ -3,6 +3,8 @@
 The request path needs only this package's front door:
 
     ltm = create_long_term(settings, store.name)         # at start-up; None when off (one log line says why)
+    check_settings(settings)                             # first at start-up: the backends' names, one line
+    off_reason(settings)                                 # why it is off and how to turn it on (a 400 says it)
     ltm.epoch(actor_id)                                  # when a request starts (LongTermHooks reads it)
     ltm.search(actor_id, query, top_k, exclude)          # before the model call (LongTermHooks does it)
     ltm.record_exchange(actor_id, session_id, turn, user, reply, created_at, generation, epoch)  # after the store
@@ -10,7 +12,8 @@ The request path needs only this package's front door:
     ltm.forget(actor_id)                                 # the "forget" action
     ltm.close()                                          # at shutdown: drains the background writer
 
-See ``docs/longterm.md`` for the design and the figures.
+Where records live is ``LTM_BACKEND`` (``longterm.registry``: one entry per backend; unset, the session
+backend's entry decides). See ``docs/longterm.md`` for the design and the figures.
 """
 
 from __future__ import annotations
@@ -18,83 +21,60 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError, LongTermUnavailable
 from longterm.actions import forget_action, search_action
 from longterm.base import LongTermMemory, Memory, MessageRecord
+from longterm.registry import LONG_TERM_BACKENDS, LongTermBackend, choose, how_to_turn_on
+from memory.registry import backend_named, session_backend
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
-__all__ = ["LongTermMemory", "Memory", "MessageRecord", "create_long_term", "forget_action", "off_reason",
-           "search_action"]
+__all__ = ["LONG_TERM_BACKENDS", "LongTermBackend", "LongTermMemory", "Memory", "MessageRecord", "check_settings",
+           "create_long_term", "forget_action", "off_reason", "search_action"]
 
 logger = logging.getLogger(__name__)
 
-#: session backends whose long-term memory lives on this machine (the same place as their sessions)
-LOCAL_BACKENDS = ("memory", "sqlite")
-
 
 def create_long_term(settings: Settings, session_store_name: str) -> LongTermMemory | None:
-    """The long-term memory for this backend, or None (off). Logs one line saying which and why.
+    """The long-term memory ``LTM_BACKEND`` (or its default for this session backend) names, or None (off).
 
-    - ``memory``: in-process SQLite (gone at restart, like the sessions);
-    - ``sqlite``: a SQLite file beside ``SESSION_DB`` (``sessions-longterm.db``);
-    - ``agentcore``: the memory resource's own long-term records;
-    - any other backend (``redis``, ``dynamodb``): off unless ``LONG_TERM_MEMORY=on``, since its sessions
-      are shared by every replica while local records would live on one; with ``on``, a SQLite file
-      beside ``SESSION_DB`` on this replica (a warning says so).
+    Logs one line saying which and why; a warning when the records stay on this replica while the
+    sessions are shared by every replica (other replicas neither recall them nor delete them on forget).
     """
-    wanted = settings.long_term_memory
-    backend = session_store_name
-    if wanted is False:
-        logger.info("long-term memory: off (LONG_TERM_MEMORY=off) | backend=<%s>", backend)
+    choice = choose(settings, backend_named(session_store_name))
+    session, backend = choice.session, choice.backend
+    if backend.factory is None:
+        if choice.by_default:
+            logger.info("long-term memory: off for MEMORY_BACKEND=%s (its sessions are shared by every replica, "
+                        "records kept on one replica would not be); turn it on with %s", session.name,
+                        how_to_turn_on(choice))
+        else:
+            logger.info("long-term memory: off (%s) | backend=<%s>", choice.chosen_by, session.name)
         return None
-    if backend == "agentcore":
-        from longterm.agentcore import AgentCoreLongTermMemory
-
-        if not settings.memory_id:
-            raise ConfigError("LONG_TERM_MEMORY with MEMORY_BACKEND=agentcore needs MEMORY_ID")
-        ltm: LongTermMemory = AgentCoreLongTermMemory(settings.memory_id, settings.ltm_namespace,
-                                                      region_name=settings.aws_region)
-    elif backend in LOCAL_BACKENDS or wanted:
-        if backend not in LOCAL_BACKENDS:
-            logger.warning(
-                "long-term memory: LONG_TERM_MEMORY=on with MEMORY_BACKEND=%s keeps records in SQLite on THIS "
-                "replica (%s): other replicas neither see them nor delete them on forget", backend, settings.ltm_db)
-        ltm = _local(settings, in_process=backend == "memory")
-    else:
-        logger.info(
-            "long-term memory: off for MEMORY_BACKEND=%s (its sessions are shared by every replica, local records "
-            "would not be; LONG_TERM_MEMORY=on keeps them in SQLite on this replica anyway)", backend)
-        return None
-    logger.info("long-term memory: on | backend=<%s> | %s | top_k=%d min_score=%.2f max_tokens=%d", backend,
-                ltm.describe(), settings.ltm_top_k, settings.ltm_min_score, settings.ltm_max_tokens)
+    ltm = backend.factory(settings, session)
+    if session.shared and not backend.shared:
+        logger.warning("long-term memory: %s with MEMORY_BACKEND=%s keeps records on THIS replica (%s): other "
+                       "replicas neither see them nor delete them on forget", choice.chosen_by, session.name,
+                       ltm.describe())
+    logger.info("long-term memory: on | backend=<%s> | %s | top_k=%d min_score=%.2f max_tokens=%d | "
+                "ltm_backend=<%s> (%s)", session.name, ltm.describe(), settings.ltm_top_k, settings.ltm_min_score,
+                settings.ltm_max_tokens, backend.name, choice.chosen_by)
     return ltm
 
 
-def off_reason(settings: Settings) -> str:  # replaced by the registry at merge
-    """Why long-term memory is off on this server, with how to turn it on (the 400 of a long-term action says it)."""
-    if settings.long_term_memory is False:
-        why = "LONG_TERM_MEMORY=off"
-    elif settings.memory_backend not in ("memory", "sqlite", "agentcore"):
-        why = f"the default for MEMORY_BACKEND={settings.memory_backend}, whose sessions every replica shares"
-    else:
+def check_settings(settings: Settings) -> None:
+    """Start-up, before anything is built: ``MEMORY_BACKEND`` and ``LTM_BACKEND`` name entries (else one
+    ``ConfigError`` line listing the choices), so a typo does not wait for the store and the model."""
+    choose(settings, session_backend(settings))
+
+
+def off_reason(settings: Settings) -> str:
+    """Why long-term memory is off on a server started with ``settings``, and what to set to turn it on."""
+    choice = choose(settings, session_backend(settings))
+    if choice.backend.factory is not None:  # its settings turn it on: the server was built without it
         why = "this assistant was built without it"
-    return f"{why}; start the server with LONG_TERM_MEMORY=on to turn it on (see docs/longterm.md)"
-
-
-def _local(settings: Settings, *, in_process: bool) -> LongTermMemory:
-    from longterm.embedding import Embedder, EmbeddingModelMissing
-    from longterm.local import LocalLongTermMemory
-    from longterm.sqlite_store import SQLiteLongTermStore
-
-    try:
-        embedder = Embedder()
-    except EmbeddingModelMissing as e:
-        raise ConfigError(f"LONG_TERM_MEMORY needs its embedding model ({e}); or set LONG_TERM_MEMORY=off") from e
-    try:
-        store = SQLiteLongTermStore(None if in_process else settings.ltm_db, synchronous=settings.sqlite_synchronous,
-                                    busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    except LongTermUnavailable as e:
-        raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
-    return LocalLongTermMemory(store, embedder)
+    elif choice.by_default:
+        why = f"{choice.chosen_by}, whose sessions every replica shares"
+    else:
+        why = choice.chosen_by
+    return f"{why}; start the server with {how_to_turn_on(choice)} to turn it on (see docs/longterm.md)"

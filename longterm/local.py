@@ -36,7 +36,7 @@ from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, calibrate,
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
-from longterm.text import (embedded_text, find_names, fts_match, informative_terms, query_terms, strip_names,
+from longterm.text import (embedded_text, find_names, informative_terms, query_terms, strip_names,
                            tokenize)
 from longterm.writer import BackgroundWriter, Pending
 
@@ -123,11 +123,6 @@ class LocalLongTermMemory(LongTermMemory):
             return vector
 
         return result
-
-    def keyword_baseline(self, actor_id: str, query: str, top_k: int) -> list[int]:
-        """Record ids of plain BM25 over the text column, query terms OR-ed (the benchmark's reference)."""
-        hits = self.store.keyword_search(actor_id, fts_match(query_terms(query)), top_k, (1.0, 0, 0, 0, 0))
-        return [rowid for rowid, _ in hits]
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ from datetime import datetime, timezone
 
 import snowballstemmer
 
+# the one token estimate; imported from here by the long-term hooks
+from core.tokens import estimate_tokens  # noqa: F401
+
 #: English function words: dropped from keyword queries (they match nearly every record)
 STOPWORDS = frozenset("""
 i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers
@@ -144,8 +147,3 @@ def iso_time(created_at: float) -> str:
 def embedded_text(speaker: str, text: str) -> str:
     """What is embedded for a record: ``speaker: text`` (the speaker name helps the dense model)."""
     return f"{speaker}: {text}" if speaker else text
-
-
-def estimate_tokens(text: str) -> int:
-    """A model-independent token estimate for budgets: about 4 characters a token, at least one per word."""
-    return max(len(text) // 4, len(text.split()), 1)

@@ -1,75 +1,39 @@
-"""Session stores behind one contract (see ``memory.base``), chosen by ``MEMORY_BACKEND``."""
+"""Session stores behind one contract (see ``memory.base``), chosen by ``MEMORY_BACKEND``.
+
+Each backend is described once, in ``memory.registry``: this front door only reads its entries.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
-from core.errors import AssistantError, ConfigError, StoreUnavailable
 from memory.base import (
     HistoryPage, HistoryTurn, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
 )
+from memory.registry import SESSION_BACKENDS, SessionBackend, session_backend
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 __all__ = [
-    "HistoryPage", "HistoryTurn", "SessionInfo", "SessionPage", "SessionStore", "StoredEvent", "StoredReply",
-    "Summary", "Turn", "Window", "create_store", "probe_store",
+    "HistoryPage", "HistoryTurn", "SESSION_BACKENDS", "SessionBackend", "SessionInfo", "SessionPage", "SessionStore",
+    "StoredEvent", "StoredReply", "Summary", "Turn", "Window", "create_store", "describe_store", "probe_store",
+    "session_backend",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def create_store(settings: Settings) -> SessionStore:
     """Build the configured backend. Drivers are imported here, so only the chosen one must be installed."""
-    backend = settings.memory_backend
-    if backend == "memory":
-        from memory.in_memory import InMemoryStore
-
-        return InMemoryStore(ttl=settings.session_ttl)
-    if backend == "sqlite":
-        from memory.sqlite import SQLiteStore
-
-        try:
-            return SQLiteStore(settings.session_db, ttl=settings.session_ttl, synchronous=settings.sqlite_synchronous,
-                               busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-        except StoreUnavailable as e:  # a path that cannot hold a database: stop start-up with one line
-            raise ConfigError(f"SESSION_DB={str(settings.session_db)!r}: {e.message}") from e
-    if backend == "redis":
-        from memory.redis_store import RedisStore
-
-        try:
-            return RedisStore.from_url(settings.redis_url, key_prefix=settings.key_prefix, ttl=settings.session_ttl,
-                                       cluster=settings.redis_cluster)
-        except ValueError as e:  # a URL redis-py (or its cluster client) cannot use
-            raise ConfigError(f"REDIS_URL={settings.redis_url!r}: {e}") from e
-        except StoreUnavailable as e:  # REDIS_CLUSTER=on: the client reads the slot map at start-up
-            raise ConfigError(f"REDIS_URL={settings.redis_url!r} (REDIS_CLUSTER=on): {e.message}") from e
-    if backend == "dynamodb":
-        from memory.dynamodb import DynamoDBStore, make_client
-
-        store = DynamoDBStore(make_client(settings.aws_region, settings.dynamodb_endpoint_url),
-                              settings.dynamodb_table, ttl=settings.session_ttl)
-        store.check_table(create=settings.dynamodb_create_table)  # one clear line when the table is wrong
-        return store
-    if backend == "agentcore":
-        from memory.agentcore import AgentCoreStore
-
-        if settings.session_ttl is not None:
-            logger.warning("SESSION_TTL does not apply to MEMORY_BACKEND=agentcore: events expire after the "
-                           "memory resource's event expiry (eventExpiryDuration, in days)")
-        if not settings.memory_id:
-            raise ConfigError("MEMORY_BACKEND=agentcore needs MEMORY_ID (or BEDROCK_AGENTCORE_MEMORY_ID)")
-        return AgentCoreStore(settings.memory_id, region_name=settings.aws_region)
-    raise ConfigError(f"MEMORY_BACKEND={backend!r} is not one of memory, sqlite, redis, agentcore, dynamodb")
+    return session_backend(settings).factory(settings)
 
 
-def probe_store(store: SessionStore) -> None:  # replaced by the registry at merge
-    """Warn at start-up when a networked store (Redis) does not answer, not only 503 on the first request."""
-    if store.name != "redis":
-        return  # SQLite was opened already; AgentCore Memory is a call to AWS, made per request
-    try:
-        store.get_last_k_turns("start-up-check", "start-up-check", 1)
-    except AssistantError as e:
-        logger.warning("%s; requests answer 503 until it is reachable", e.message)
+def describe_store(settings: Settings) -> str:
+    """Where the configured backend keeps its sessions, for the start-up line (no password)."""
+    return session_backend(settings).describe(settings)
+
+
+def probe_store(store: SessionStore) -> None:
+    """Start-up health probe: warns when a networked store does not answer (requests answer 503 until it does)."""
+    entry = SESSION_BACKENDS.get(store.name)  # a store of no entry (a test's own) has nothing to probe
+    if entry is not None and entry.probe is not None:
+        entry.probe(store)

@@ -44,189 +44,44 @@ with an id the service would refuse raises ``InvalidId``; a read of such an
 id returns nothing, as nothing can be stored under it. Every failure of the
 service or the network (after botocore's standard retries) becomes
 ``StoreUnavailable("agentcore", ...)``: HTTP 503.
+
+What is read out of events (messages, counts, numbered history turns), the id rules and the
+constants live in ``memory.agentcore_events``.
 """
+
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import boto3
-import botocore.session
 from bedrock_agentcore.memory.constants import BlobMessage, ConversationalMessage, MessageRole
 from bedrock_agentcore.memory.session import MemorySession, MemorySessionManager
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
-from core.errors import AlreadyStored, BadRequest, ConfigError, SessionChanged, StoreUnavailable
+from core.errors import AlreadyStored, ConfigError, SessionChanged
+from memory.agentcore_events import (
+    COUNT_CACHE_ENTRIES, COUNT_CACHE_SECONDS, COUNT_KEY, EVERYTHING, GENERATION_ENTRIES, LISTING_WORKERS,
+    LOCK_STRIPES, MAX_MESSAGES_PER_EVENT, MAX_TEXT, NONCE_KEY, PAGE, REQUEST_KEY, SUMMARIES_ONLY, SUMMARY_KEY,
+    TURNS_ONLY, InvalidId, client_config, count_from, equals, event_messages, event_time, event_users, id_rules,
+    metadata_int, numbered_turns, sha256_of, sorted_newest_first, unavailable,
+)
 from memory.base import (
-    HistoryPage, HistoryTurn, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
+    HistoryPage, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
     after_cursor, check_idempotency_key, check_messages, clip_first_message, decode_cursor, group_turns,
-    history_page, history_turn, message_from_dict, page_sessions, reply_of, request_retention,
+    history_page, page_sessions, reply_of, request_retention,
 )
 
+__all__ = ["COUNT_KEY", "SUMMARY_KEY", "AgentCoreStore", "InvalidId"]
+
 logger = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-#: event metadata: the session's USER message count after this event
-COUNT_KEY = "user_messages"
-#: event metadata marking a rolling-summary event (value: the turn it summarises through)
-SUMMARY_KEY = "summary_through"
-#: event metadata: the SHA-256 (hex) of the idempotency key the turn was stored under
-REQUEST_KEY = "request_key"
-#: event metadata of a keyed turn: a random value that tells its writer the event is its own
-NONCE_KEY = "request_nonce"
-TURNS_ONLY = [{"left": {"metadataKey": SUMMARY_KEY}, "operator": "NOT_EXISTS"}]
-SUMMARIES_ONLY = [{"left": {"metadataKey": SUMMARY_KEY}, "operator": "EXISTS"}]
-
-PAGE = 100  # ListEvents maxResults limit
-EVERYTHING = 1_000_000  # "all events": the SDK pages through them 100 at a time
-MAX_MESSAGES_PER_EVENT = 100  # PayloadTypeList max
-MAX_TEXT = 100_000  # ContentTextString max
-COUNT_CACHE_SECONDS = 120.0  # a tail read's count serves the write that follows it (the model call in between)
-COUNT_CACHE_ENTRIES = 10_000
-LOCK_STRIPES = 256
-GENERATION_ENTRIES = 100_000  # cleared sessions whose generation this process remembers (least recent go first)
-LISTING_WORKERS = 8  # ListEvents calls of one list_sessions page in flight at once
-
-
-def equals(key: str, value: str) -> list[dict[str, Any]]:
-    """An event-metadata filter: ``key`` equals ``value``."""
-    return [{"left": {"metadataKey": key}, "operator": "EQUALS_TO", "right": {"metadataValue": {"stringValue": value}}}]
-
-
-def _sha256(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-
-
-def client_config() -> Config:
-    """Bounded timeouts; throttling and transient errors retried by botocore's standard mode."""
-    return Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10)
-
-
-class InvalidId(BadRequest, ValueError):
-    """An actor or session id AgentCore Memory would refuse (checked before any call)."""
-
-
-@dataclass(frozen=True)
-class IdRule:
-    """One id's limits, as the service model states them."""
-
-    kind: str
-    pattern: re.Pattern[str]
-    min: int
-    max: int | None
-
-    @classmethod
-    def from_shape(cls, kind: str, shape_name: str) -> IdRule:
-        meta = _service_model().shape_for(shape_name).metadata
-        return cls(kind, re.compile(meta["pattern"]), meta.get("min", 1), meta.get("max"))
-
-    def problem(self, value: object) -> str | None:
-        """Why the service would refuse ``value``, or None."""
-        if not isinstance(value, str):
-            return f"{self.kind} must be a string, got {type(value).__name__}"
-        if len(value) < self.min or (self.max is not None and len(value) > self.max):
-            limit = f"{self.min}-{self.max}" if self.max is not None else f"at least {self.min}"
-            return f"{self.kind} {value!r} is {len(value)} characters long; AgentCore Memory allows {limit}"
-        if not self.pattern.fullmatch(value):
-            return f"{self.kind} {value!r} does not match AgentCore Memory's pattern {self.pattern.pattern}"
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def _service_model() -> Any:
-    return botocore.session.get_session().get_service_model("bedrock-agentcore")
-
-
-@functools.lru_cache(maxsize=1)
-def id_rules() -> dict[str, IdRule]:
-    return {
-        "actor": IdRule.from_shape("actor id", "ActorId"),
-        "session": IdRule.from_shape("session id", "SessionId"),
-        "memory": IdRule.from_shape("memory id", "MemoryId"),
-    }
-
-
-def _unavailable(func: Callable[P, R]) -> Callable[P, R]:
-    """Final service or network failures (throttled, 5xx, unreachable, no credentials) -> HTTP 503."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ClientError as e:
-            error = e.response.get("Error", {})
-            raise StoreUnavailable("agentcore", f"{error.get('Code', 'ClientError')}: {error.get('Message', e)}") from e
-        except BotoCoreError as e:
-            raise StoreUnavailable("agentcore", f"{type(e).__name__}: {e}") from e
-
-    return wrapper
-
-
-# -- events -----------------------------------------------------------------------------------
-
-def _messages(event: Any) -> list[ConversationalMessage]:
-    """The conversational messages of an event, in order; other payloads (blobs) are not messages."""
-    messages = []
-    for item in event.get("payload") or []:
-        conversational = item.get("conversational")
-        if conversational is None:
-            continue
-        content = conversational.get("content") or {}
-        message = message_from_dict({"role": conversational.get("role"), "text": content.get("text")})
-        if message is not None:
-            messages.append(message)
-    return messages
-
-
-def _users(event: Any) -> int:
-    return sum(1 for m in _messages(event) if m.role == MessageRole.USER)
-
-
-def _metadata_int(event: Any, key: str) -> int | None:
-    value = ((event.get("metadata") or {}).get(key) or {}).get("stringValue")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _timestamp(event: Any) -> float:
-    ts = event.get("eventTimestamp")
-    return ts.timestamp() if isinstance(ts, datetime) else float(ts or 0)
-
-
-def _newest_first(events: list[Any]) -> list[Any]:
-    """The service lists newest first; sort anyway (stable), so turn order never depends on it."""
-    return sorted(events, key=_timestamp, reverse=True)
-
-
-def count_from(newest_first: Sequence[Any], complete: bool) -> int | None:
-    """The session's USER count from its newest events: the newest count in metadata plus newer USERs.
-
-    None when no event in view carries a count and older events exist (the caller counts them all).
-    """
-    newer = 0
-    for event in newest_first:
-        recorded = _metadata_int(event, COUNT_KEY)
-        if recorded is not None:
-            return recorded + newer
-        newer += _users(event)
-    return newer if complete else None
 
 
 class AgentCoreStore(SessionStore):
@@ -314,7 +169,7 @@ class AgentCoreStore(SessionStore):
         Returns the events (newest first) and whether they are the whole session.
         """
         while True:
-            events = _newest_first(session.list_events(max_results=size, eventMetadata=TURNS_ONLY))
+            events = sorted_newest_first(session.list_events(max_results=size, eventMetadata=TURNS_ONLY))
             complete = len(events) < size
             if complete or enough(events):
                 return events, complete
@@ -322,21 +177,21 @@ class AgentCoreStore(SessionStore):
 
     def _count(self, session: MemorySession) -> int:
         events, complete = self._newest(
-            session, 1, lambda evs: any(_metadata_int(e, COUNT_KEY) is not None for e in evs)
+            session, 1, lambda evs: any(metadata_int(e, COUNT_KEY) is not None for e in evs)
         )
         count = count_from(events, complete)
         if count is None:  # no event carries a count (written by other tools): count them all
             everything = session.list_events(max_results=EVERYTHING, eventMetadata=TURNS_ONLY)
-            count = sum(_users(e) for e in everything)
+            count = sum(event_users(e) for e in everything)
         return count
 
     @staticmethod
     def _stored_reply(session: MemorySession, key_hash: str) -> StoredReply | None:
         """The turn stored under this key's hash, if the service still holds it and it is within the retention."""
         for event in session.list_events(max_results=1, eventMetadata=equals(REQUEST_KEY, key_hash)):
-            if _timestamp(event) < time.time() - request_retention(None):
+            if event_time(event) < time.time() - request_retention(None):
                 return None
-            return StoredReply(_metadata_int(event, COUNT_KEY) or 0, reply_of(_messages(event)))
+            return StoredReply(metadata_int(event, COUNT_KEY) or 0, reply_of(event_messages(event)))
         return None
 
     def _create_keyed(self, actor_id: str, session_id: str, messages: Sequence[ConversationalMessage],
@@ -356,7 +211,7 @@ class AgentCoreStore(SessionStore):
 
     # -- writes --------------------------------------------------------------------------------
 
-    @_unavailable
+    @unavailable
     def add_turns(self, actor_id: str, session_id: str, messages: Sequence[ConversationalMessage], *,
                   generation: int | None = None, idempotency_key: str | None = None) -> int:
         check_messages(messages)
@@ -374,7 +229,7 @@ class AgentCoreStore(SessionStore):
             current = self._generation(key)
             if generation is not None and current != generation:
                 raise SessionChanged()
-            key_hash = _sha256(idempotency_key) if idempotency_key is not None else None
+            key_hash = sha256_of(idempotency_key) if idempotency_key is not None else None
             if key_hash is not None:
                 stored = self._stored_reply(session, key_hash)
                 if stored is not None:
@@ -406,7 +261,7 @@ class AgentCoreStore(SessionStore):
         since (a clear on another replica, so the remembered count is stale too), the turn is
         counted afresh and stored under a new token.
         """
-        token = _sha256(self.memory_id, actor_id, session_id, str(generation), key_hash)
+        token = sha256_of(self.memory_id, actor_id, session_id, str(generation), key_hash)
         if self._create_keyed(actor_id, session_id, messages, self._metadata(count, key_hash), token):
             return count
         stored = self._stored_reply(session, key_hash)
@@ -423,7 +278,7 @@ class AgentCoreStore(SessionStore):
             metadata[REQUEST_KEY] = {"stringValue": key_hash}
         return metadata
 
-    @_unavailable
+    @unavailable
     def delete_session(self, actor_id: str, session_id: str) -> int:
         """The service has no DeleteSession: list every event (all pages) and delete each one."""
         if self._id_problem(actor_id, session_id):
@@ -437,14 +292,14 @@ class AgentCoreStore(SessionStore):
             try:
                 for event in session.list_events(max_results=EVERYTHING, include_payload=False):
                     session.delete_event(event["eventId"])
-                    if _metadata_int(event, SUMMARY_KEY) is None:
+                    if metadata_int(event, SUMMARY_KEY) is None:
                         removed += 1
             finally:
                 self._forget(key)
         logger.debug("actor_id=<%s> | session_id=<%s> | deleted %d events", actor_id, session_id, removed)
         return removed
 
-    @_unavailable
+    @unavailable
     def put_summary(self, actor_id: str, session_id: str, summary: Summary, *, generation: int | None = None) -> bool:
         """Write the new summary event, then delete the older ones (a failure in between leaves a stale
         summary behind, never none: reads take the newest).
@@ -479,7 +334,7 @@ class AgentCoreStore(SessionStore):
     def get_last_k_turns(self, actor_id: str, session_id: str, k: int) -> list[Turn]:
         return self._window(actor_id, session_id, k, need_count=False).turns
 
-    @_unavailable
+    @unavailable
     def _window(self, actor_id: str, session_id: str, k: int, *, need_count: bool) -> Window:
         if self._id_problem(actor_id, session_id):
             return Window([], 0, 0)
@@ -490,42 +345,42 @@ class AgentCoreStore(SessionStore):
             if k <= 0:
                 return Window([], generation, self._count(session) if need_count else 0)
             # 2k events cover k turns even when user and assistant were stored as separate events
-            events, complete = self._newest(session, min(PAGE, 2 * k), lambda evs: sum(map(_users, evs)) >= k)
+            events, complete = self._newest(session, min(PAGE, 2 * k), lambda evs: sum(map(event_users, evs)) >= k)
             count = count_from(events, complete)
             if count is None and need_count:  # events without our metadata (other tools): count them
                 count = self._count(session)
             if count is not None:
                 self._remember(key, count)
-        messages = [m for event in reversed(events) for m in _messages(event)]
+        messages = [m for event in reversed(events) for m in event_messages(event)]
         return Window(group_turns(messages)[-k:], generation, count or 0)
 
-    @_unavailable
+    @unavailable
     def find_request(self, actor_id: str, session_id: str, key: str) -> StoredReply | None:
         """One ListEvents filtered on the key's hash (``EQUALS_TO``)."""
         if self._id_problem(actor_id, session_id):
             return None
-        return self._stored_reply(self._session(actor_id, session_id), _sha256(key))
+        return self._stored_reply(self._session(actor_id, session_id), sha256_of(key))
 
-    @_unavailable
+    @unavailable
     def list_events(self, actor_id: str, session_id: str) -> list[StoredEvent]:
         if self._id_problem(actor_id, session_id):
             return []
         events = self._session(actor_id, session_id).list_events(max_results=EVERYTHING, eventMetadata=TURNS_ONLY)
-        oldest_first = sorted(reversed(events), key=_timestamp)
-        return [StoredEvent(e["eventId"], _messages(e), _timestamp(e)) for e in oldest_first]
+        oldest_first = sorted(reversed(events), key=event_time)
+        return [StoredEvent(e["eventId"], event_messages(e), event_time(e)) for e in oldest_first]
 
-    @_unavailable
+    @unavailable
     def get_summary(self, actor_id: str, session_id: str) -> Summary | None:
         if self._id_problem(actor_id, session_id):
             return None
-        events = _newest_first(
+        events = sorted_newest_first(
             self._session(actor_id, session_id).list_events(max_results=1, eventMetadata=SUMMARIES_ONLY)
         )
         for event in events:
             for item in event.get("payload") or []:
                 blob = item.get("blob")
                 if isinstance(blob, dict) and isinstance(blob.get("summary"), str):
-                    through = _metadata_int(event, SUMMARY_KEY)
+                    through = metadata_int(event, SUMMARY_KEY)
                     return Summary(blob["summary"], through if through is not None else int(blob["through_turn"]))
             logger.warning("actor_id=<%s> | session_id=<%s> | skipping a summary event without a summary",
                            actor_id, session_id)
@@ -549,19 +404,19 @@ class AgentCoreStore(SessionStore):
         events = session.list_events(max_results=1, eventMetadata=TURNS_ONLY)
         if not events:
             return None
-        count = _metadata_int(events[0], COUNT_KEY)
+        count = metadata_int(events[0], COUNT_KEY)
         if count is None:
             count = self._count(session)
-        return SessionInfo(session_id, count, _timestamp(events[0]), "")
+        return SessionInfo(session_id, count, event_time(events[0]), "")
 
     def _with_first_message(self, actor_id: str, info: SessionInfo) -> SessionInfo:
         """The first USER message, from the event that took the count to 1 (one ListEvents); "" if none has it."""
         events = self._session(actor_id, info.session_id).list_events(max_results=1,
                                                                       eventMetadata=equals(COUNT_KEY, "1"))
-        first = next((m.text for e in events for m in _messages(e) if m.role == MessageRole.USER), "")
+        first = next((m.text for e in events for m in event_messages(e) if m.role == MessageRole.USER), "")
         return SessionInfo(info.session_id, info.message_count, info.updated_at, clip_first_message(first))
 
-    @_unavailable
+    @unavailable
     def list_sessions(self, actor_id: str, limit: int, cursor: str | None = None) -> SessionPage:
         """The service does not list sessions by activity: read the newest event of each of the actor's sessions."""
         position = decode_cursor(cursor) if cursor is not None else None
@@ -577,7 +432,7 @@ class AgentCoreStore(SessionStore):
             page = list(pool.map(lambda i: self._with_first_message(actor_id, i), infos[:limit]))
         return page_sessions(page + infos[limit:limit + 1], limit)
 
-    @_unavailable
+    @unavailable
     def get_history(self, actor_id: str, session_id: str, limit: int, before: int | None = None) -> HistoryPage:
         """ListEvents pages (100 events each), newest first, until ``limit`` turns below ``before`` and one more."""
         if self._id_problem(actor_id, session_id):
@@ -588,9 +443,9 @@ class AgentCoreStore(SessionStore):
         events: list[Any] = []
         while True:
             response = self._client.list_events(**params)
-            events += _newest_first(response.get("events") or [])
+            events += sorted_newest_first(response.get("events") or [])
             complete = not response.get("nextToken")
-            wanted = [t for t in _numbered_turns(events, complete) if before is None or t.turn < before]
+            wanted = [t for t in numbered_turns(events, complete) if before is None or t.turn < before]
             if complete or len(wanted) > limit:
                 break
             params["nextToken"] = response["nextToken"]
@@ -598,30 +453,3 @@ class AgentCoreStore(SessionStore):
 
     def close(self) -> None:
         self._client.close()
-
-
-def _numbered_turns(newest_first: list[Any], complete: bool) -> list[HistoryTurn]:
-    """The whole turns among these events (the newest events of a session), numbered, oldest first.
-
-    Numbers count down from the session's count (the newest event's metadata); without it (events
-    of other tools) only a complete read can number them. The oldest turn is whole only if it
-    starts with a USER message, or if the read is complete (then a turn without one is turn 0).
-    """
-    total = count_from(newest_first, complete)
-    if total is None:
-        return []
-    timed = [(m, _timestamp(e)) for e in reversed(newest_first) for m in _messages(e)]
-    groups: list[list[tuple[ConversationalMessage, float]]] = []
-    for message, ts in timed:
-        if message.role == MessageRole.USER or not groups:
-            groups.append([])
-        groups[-1].append((message, ts))
-    starts_with_user = [g[0][0].role == MessageRole.USER for g in groups]
-    if groups and not starts_with_user[0] and not complete:
-        groups, starts_with_user = groups[1:], starts_with_user[1:]
-    number = total - sum(starts_with_user) + 1
-    turns = []
-    for group, user in zip(groups, starts_with_user):
-        turns.append(history_turn(number if user else 0, [m for m, _ in group], group[0][1]))
-        number += user
-    return turns

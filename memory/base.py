@@ -43,11 +43,13 @@ Definitions every backend honours (the contract suite in
   had expired).
 - ``put_summary`` never makes a session count or list: a session with only a
   summary has ``message_count`` 0 and is not in ``list_sessions``.
-- ``SESSION_TTL`` is measured from the session's last activity: a write, or a
-  ``load_window`` by a turn in progress (so a turn shorter than the TTL never
-  finds its session expired when it stores); other reads (``get_last_k_turns``
-  included) do not restart it. Expired sessions read as empty and are not
-  listed; a write starts them again at 1.
+- ``SESSION_TTL`` (``memory.expiry``) is measured from the session's last write;
+  a turn's ``load_window`` holds the session ``max(SESSION_TTL, turn grace)``
+  (so a turn slower than the TTL still finds what it loaded when it stores);
+  expiry only moves later, and other reads (``get_last_k_turns`` included) do
+  not extend it. Expired sessions read as empty and are not listed; the next
+  write starts them again at 1 under a new generation (a writer that loaded
+  the old life gets ``SessionChanged``). Long-term records stay.
 - ``list_sessions`` pages one actor's live sessions, newest write first, by an
   opaque cursor (``InvalidCursor`` for one this server did not issue); its cost
   does not grow with other actors' sessions. ``get_history`` pages one
@@ -56,262 +58,43 @@ Definitions every backend honours (the contract suite in
   newer than the page).
 - Sessions are keyed by the pair (actor_id, session_id), never by a string
   built from both, so no two pairs can meet.
+
+This module holds the interface; the values it speaks in are in ``memory.values``, and what every
+backend shares to honour it in ``memory.messages`` (stored messages, turns), ``memory.cursor`` and
+``memory.paging`` (the pages), ``memory.retention`` and ``memory.unavailable``. Every name stays
+importable from here, as before the split.
 """
 
 from __future__ import annotations
 
 import abc
-import base64
-import binascii
-import functools
-import json
-import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
-
-from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
-
-from core.errors import InvalidCursor, StoreUnavailable
-
-logger = logging.getLogger(__name__)
-
-Turn = list[ConversationalMessage]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def unavailable_on(store: str, errors: type[Exception] | tuple[type[Exception], ...],
-                   describe: Callable[[Exception], str] = lambda e: f"{type(e).__name__}: {e}",
-                   ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A decorator: the driver's ``errors`` become ``StoreUnavailable(store, ...)``, which the entrypoint maps to 503."""
-
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return func(*args, **kwargs)
-            except errors as e:
-                raise StoreUnavailable(store, describe(e)) from e
-
-        return wrapper
-
-    return decorate
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A running summary of turns 1..``through_turn``: those out of the window, and up to ``SUMMARY_BATCH``-1 in it."""
-
-    text: str
-    through_turn: int
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """One ``add_turns`` call as stored: an id, its messages and when it was written."""
-
-    event_id: str
-    messages: list[ConversationalMessage]
-    timestamp: float = field(default_factory=time.time)
-
-
-#: how long an idempotency key is remembered when ``SESSION_TTL`` is not set
-DEFAULT_REQUEST_RETENTION = 24 * 3600
-#: at least how long a deleted session's generation (its tombstone) is kept
-GENERATION_RETENTION = 7 * 24 * 3600
-#: ``SessionInfo.first_message`` is the session's first USER message clipped to this many characters
-FIRST_MESSAGE_CHARS = 120
-_CURSOR_VERSION = 1
-
-
-def request_retention(ttl: int | None) -> int:
-    """Seconds an idempotency key stays recorded: ``SESSION_TTL`` if set, else 24 h."""
-    return ttl if ttl is not None else DEFAULT_REQUEST_RETENTION
-
-
-def generation_retention(ttl: int | None) -> int:
-    """Seconds a tombstone outlives its last write: longer than any turn or fold that could race it."""
-    return max(ttl or 0, GENERATION_RETENTION)
-
-
-@dataclass(frozen=True)
-class Window:
-    """What a turn loads before the model call: the newest turns, the generation to write under, the count."""
-
-    turns: list[Turn]
-    generation: int
-    #: the session's USER-message count: the number of the newest turn (0 for an empty session)
-    message_count: int
-    #: the rolling summary, read with the window by a store that can at no cost (``summary_read`` True);
-    #: otherwise the hooks ask ``get_summary`` when they need it
-    summary: Summary | None = field(default=None, compare=False)
-    summary_read: bool = field(default=False, compare=False)
-
-
-@dataclass(frozen=True)
-class StoredReply:
-    """A turn stored under an idempotency key: its number and the assistant text it stored."""
-
-    message_count: int
-    reply: str
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    session_id: str
-    message_count: int
-    #: when the session was last written (epoch seconds)
-    updated_at: float
-    #: the session's first USER message, clipped to ``FIRST_MESSAGE_CHARS``; "" if unknown
-    first_message: str
-
-
-@dataclass(frozen=True)
-class SessionPage:
-    sessions: list[SessionInfo]
-    #: pass it back for the next page; None on the last page
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class HistoryTurn:
-    turn: int
-    user: str
-    assistant: str
-    #: when the turn's first message was written (epoch seconds)
-    created_at: float
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    turns: list[HistoryTurn]
-    #: pass it as ``before`` for the next (older) page; None when there are no older turns
-    next_before: int | None
-
-
-def encode_cursor(updated_at: float, session_id: str) -> str:
-    """An opaque ``list_sessions`` cursor: the position (last write, session id) of the last session given."""
-    raw = json.dumps([_CURSOR_VERSION, updated_at, session_id], separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The position a cursor names; ``InvalidCursor`` (400) for anything ``encode_cursor`` did not make."""
-    try:
-        if not isinstance(cursor, str) or not cursor:
-            raise ValueError("empty")
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, updated_at, session_id = json.loads(raw)
-        if version != _CURSOR_VERSION or not isinstance(session_id, str) or isinstance(updated_at, bool) \
-                or not isinstance(updated_at, (int, float)):
-            raise ValueError("not a cursor")
-        return float(updated_at), session_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as e:
-        raise InvalidCursor(f"cursor {str(cursor)[:64]!r} is not one this server issued; "
-                            "start again without a cursor") from e
-
-
-def after_cursor(updated_at: float, session_id: str, cursor: tuple[float, str] | None) -> bool:
-    """Whether a session at this position comes after the cursor (newest write first, then session id descending)."""
-    return cursor is None or (updated_at, session_id) < cursor
-
-
-def page_sessions(candidates: Sequence[SessionInfo], limit: int) -> SessionPage:
-    """The first ``limit`` of ``candidates`` (already in order, at least limit+1 of them when more exist)."""
-    sessions = list(candidates[:limit])
-    more = len(candidates) > limit and sessions
-    return SessionPage(sessions, encode_cursor(sessions[-1].updated_at, sessions[-1].session_id) if more else None)
-
-
-def clip_first_message(text: str | None) -> str:
-    return (text or "")[:FIRST_MESSAGE_CHARS]
-
-
-def reply_of(messages: Sequence[ConversationalMessage]) -> str:
-    """The assistant text of a stored turn (its ASSISTANT messages, joined): what the client was answered."""
-    return "\n".join(m.text for m in messages if m.role == MessageRole.ASSISTANT)
-
-
-def history_turn(number: int, turn: Sequence[ConversationalMessage], created_at: float) -> HistoryTurn:
-    return HistoryTurn(
-        number,
-        "\n".join(m.text for m in turn if m.role == MessageRole.USER),
-        reply_of(turn),
-        created_at,
-    )
-
-
-def history_page(turns: list[HistoryTurn], more: bool) -> HistoryPage:
-    """``turns`` oldest first; ``more``: older turns exist before the first of them."""
-    return HistoryPage(turns, turns[0].turn if more and turns else None)
-
-
-def history_bounds(total_turns: int, lead: int, limit: int, before: int | None) -> tuple[int, int]:
-    """1-based positions [lo, hi] (in a session's turn list) of the page; hi < lo when it is empty.
-
-    ``lead`` is 1 when the session begins with a turn without a USER message (turn 0), else 0,
-    so position p holds turn number p - lead.
-    """
-    hi = total_turns if before is None else min(total_turns, before - 1 + lead)
-    return max(1, hi - limit + 1), hi
-
-
-def message_to_dict(message: ConversationalMessage) -> dict[str, str]:
-    return {"role": message.role.value, "text": message.text}
-
-
-def message_from_dict(data: object) -> ConversationalMessage | None:
-    """Rebuild a stored message; None (and a warning) for anything malformed or foreign."""
-    try:
-        role = MessageRole(data["role"])  # type: ignore[index]
-        text = data["text"]  # type: ignore[index]
-        if not isinstance(text, str):
-            raise TypeError("text is not a string")
-        return ConversationalMessage(text, role)
-    except (KeyError, TypeError, ValueError) as e:
-        logger.warning("skipping a stored message that is not a valid message: %s", e)
-        return None
-
-
-_ROLES = {role.value: role for role in MessageRole}
-
-
-def message_from_fields(role: object, text: object) -> ConversationalMessage | None:
-    """``message_from_dict`` without building a dict or an enum by value: every window read runs it per message."""
-    found = _ROLES.get(role) if isinstance(role, str) else None
-    if found is not None and isinstance(text, str):
-        return ConversationalMessage(text, found)
-    return message_from_dict({"role": role, "text": text})  # None, with the warning that says why
-
-
-def group_turns(messages: Sequence[ConversationalMessage]) -> list[Turn]:
-    """Group messages (oldest first) into turns: a new turn starts at each USER message."""
-    turns: list[Turn] = []
-    for message in messages:
-        if message.role == MessageRole.USER or not turns:
-            turns.append([])
-        turns[-1].append(message)
-    return turns
-
-
-def count_user_messages(messages: Sequence[ConversationalMessage]) -> int:
-    return sum(1 for m in messages if m.role == MessageRole.USER)
-
-
-def check_messages(messages: Sequence[ConversationalMessage]) -> None:
-    if not messages:
-        raise ValueError("add_turns needs at least one message")
-    for message in messages:
-        if not isinstance(message, ConversationalMessage):
-            raise TypeError(f"add_turns takes ConversationalMessage objects, not {type(message).__name__}")
-
-
-def check_idempotency_key(key: str | None) -> None:
-    if key is not None and (not isinstance(key, str) or not key):
-        raise ValueError("an idempotency key must be a non-empty string")
+from collections.abc import Sequence
+
+from bedrock_agentcore.memory.constants import ConversationalMessage
+
+from memory.cursor import decode_cursor, encode_cursor
+from memory.messages import (
+    check_idempotency_key, check_messages, count_user_messages, group_turns, message_from_dict, message_from_fields,
+    message_to_dict, reply_of,
+)
+from memory.paging import after_cursor, clip_first_message, history_bounds, history_page, history_turn, page_sessions
+from memory.retention import (
+    DEFAULT_REQUEST_RETENTION, GENERATION_RETENTION, generation_retention, request_retention,
+)
+from memory.unavailable import unavailable_on
+from memory.values import (
+    FIRST_MESSAGE_CHARS, HistoryPage, HistoryTurn, SessionInfo, SessionPage, StoredEvent, StoredReply, Summary, Turn,
+    Window,
+)
+
+__all__ = [
+    "DEFAULT_REQUEST_RETENTION", "FIRST_MESSAGE_CHARS", "GENERATION_RETENTION", "HistoryPage", "HistoryTurn",
+    "SessionInfo", "SessionPage", "SessionStore", "StoredEvent", "StoredReply", "Summary", "Turn", "Window",
+    "after_cursor", "check_idempotency_key", "check_messages", "clip_first_message", "count_user_messages",
+    "decode_cursor", "encode_cursor", "generation_retention", "group_turns", "history_bounds", "history_page",
+    "history_turn", "message_from_dict", "message_from_fields", "message_to_dict", "page_sessions", "reply_of",
+    "request_retention", "unavailable_on",
+]
 
 
 class SessionStore(abc.ABC):

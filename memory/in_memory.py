@@ -1,7 +1,8 @@
 """In-process store: dicts behind one lock. Development and tests only: nothing survives a restart.
 
-Generations live in their own dict (the tombstones), so neither a delete nor an expiry loses them;
-each actor's session ids are indexed, so ``list_sessions`` looks at that actor's sessions only.
+Generations live in their own dict (the tombstones), so neither a delete nor an expiry loses them
+(a session found expired moves its generation on: ``memory.expiry``); each actor's session ids are
+indexed, so ``list_sessions`` looks at that actor's sessions only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from core.errors import AlreadyStored, SessionChanged
+from memory.expiry import DEFAULT_TURN_GRACE, load_expiry, write_expiry
 from memory.base import (
     HistoryPage, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window, after_cursor,
     check_idempotency_key, check_messages, clip_first_message, count_user_messages, decode_cursor, group_turns,
@@ -39,15 +41,17 @@ class _Session:
     messages: list[ConversationalMessage] = field(default_factory=list)
     summary: Summary | None = None
     requests: dict[str, _Request] = field(default_factory=dict)
-    updated_at: float = field(default_factory=time.monotonic)  # last activity: the TTL clock
+    expires_at: float = float("inf")  # on the monotonic clock (``memory.expiry``); inf without a TTL
     written_at: float = 0.0  # last add_turns (epoch seconds): the listing order
 
 
 class InMemoryStore(SessionStore):
     name = "memory"
 
-    def __init__(self, ttl: int | None = None) -> None:
+    def __init__(self, ttl: int | None = None, *, turn_grace: float = DEFAULT_TURN_GRACE) -> None:
+        """``turn_grace``: the longest a turn takes from its ``load_window`` to its write (``memory.expiry``)."""
         self._ttl = ttl
+        self._turn_grace = turn_grace
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._by_actor: defaultdict[str, set[str]] = defaultdict(set)
@@ -55,7 +59,7 @@ class InMemoryStore(SessionStore):
         self._ids = itertools.count(1)
 
     def _expired(self, session: _Session) -> bool:
-        return self._ttl is not None and time.monotonic() - session.updated_at > self._ttl
+        return self._ttl is not None and time.monotonic() > session.expires_at
 
     def _drop(self, key: tuple[str, str]) -> _Session | None:
         session = self._sessions.pop(key, None)
@@ -69,6 +73,8 @@ class InMemoryStore(SessionStore):
         session = self._sessions.get(key)
         if session is not None and self._expired(session):
             self._drop(key)
+            if session.messages:  # a life of turns ended: the id starts a new generation
+                self._generations[key] = self._generations.get(key, 0) + 1
             return None
         return session
 
@@ -76,6 +82,8 @@ class InMemoryStore(SessionStore):
         session = self._live(key)
         if session is None:
             session = self._sessions[key] = _Session()
+            if self._ttl is not None:
+                session.expires_at = write_expiry(time.monotonic(), self._ttl)
             self._by_actor[key[0]].add(key[1])
         return session
 
@@ -98,10 +106,11 @@ class InMemoryStore(SessionStore):
         check_idempotency_key(idempotency_key)
         key = (actor_id, session_id)
         with self._lock:
+            live = self._live(key)  # first: an expired session moves its generation on
             if not self._check_generation(key, generation):
                 raise SessionChanged()
             if idempotency_key is not None:
-                stored = self._recorded(self._live(key), idempotency_key, self._request_cutoff())
+                stored = self._recorded(live, idempotency_key, self._request_cutoff())
                 if stored is not None:
                     raise AlreadyStored(stored.message_count, stored.reply)
             session = self._open(key)
@@ -113,7 +122,8 @@ class InMemoryStore(SessionStore):
                 session.messages.append(message)
             session.events.append(StoredEvent(str(next(self._ids)), list(messages), now))
             session.user_messages += count_user_messages(messages)
-            session.updated_at = time.monotonic()
+            if self._ttl is not None:
+                session.expires_at = write_expiry(time.monotonic(), self._ttl, session.expires_at)
             session.written_at = now
             if idempotency_key is not None:
                 cutoff = self._request_cutoff()
@@ -126,18 +136,18 @@ class InMemoryStore(SessionStore):
     def delete_session(self, actor_id: str, session_id: str) -> int:
         key = (actor_id, session_id)
         with self._lock:
-            self._generations[key] = self._generations.get(key, 0) + 1
             session = self._live(key)
+            self._generations[key] = self._generations.get(key, 0) + 1
             self._drop(key)
             return len(session.events) if session else 0
 
     def put_summary(self, actor_id: str, session_id: str, summary: Summary, *, generation: int | None = None) -> bool:
         key = (actor_id, session_id)
         with self._lock:
-            if not self._check_generation(key, generation):
-                return False
             known = key in self._sessions
             live = self._live(key)
+            if not self._check_generation(key, generation):
+                return False
             if known and live is None:
                 return False  # it expired: its summary must not reach the session that starts next
             if generation is not None and (live.user_messages if live else 0) < summary.through_turn:
@@ -157,12 +167,12 @@ class InMemoryStore(SessionStore):
     def _window(self, actor_id: str, session_id: str, k: int, *, touch: bool) -> Window:
         key = (actor_id, session_id)
         with self._lock:
-            generation = self._generations.get(key, 0)
             session = self._live(key)
+            generation = self._generations.get(key, 0)
             if session is None:
                 return Window([], generation, 0)
-            if touch:
-                session.updated_at = time.monotonic()  # a turn in progress keeps its session alive
+            if touch and self._ttl is not None:  # hold the session for the turn in progress
+                session.expires_at = load_expiry(time.monotonic(), self._ttl, self._turn_grace, session.expires_at)
             if k <= 0 or not session.turn_starts:
                 return Window([], generation, session.user_messages)
             start = session.turn_starts[max(0, len(session.turn_starts) - k)]

@@ -17,7 +17,8 @@ whatever characters the ids contain)::
 The ``{...}`` hash tag keeps a session's keys in one Redis Cluster slot, so the
 scripts below may touch all of them: with ``REDIS_CLUSTER=on`` the store talks
 through redis-py's ``RedisCluster``, which sends each script to the node that
-owns the session's slot. Every session operation is one script:
+owns the session's slot. Every session operation is one script (``memory/lua/<name>.lua``,
+loaded by ``memory.redis_scripts``):
 
 - ``add_turns`` checks the generation and the idempotency key, appends the
   messages, the turn starts and the event and bumps the user-message counter
@@ -27,11 +28,15 @@ owns the session's slot. Every session operation is one script:
 - ``load_window`` / ``get_last_k_turns`` read the generation, the count, the k
   newest turn offsets (``LRANGE turns -k -1``) and then only the messages from
   there to the end: the cost depends on k, never on the session's length.
-- With a TTL every write (and a turn's ``load_window``) sets ``EXPIRE`` on every
-  key of the session (sliding expiry) and records ``expires_at``; reads treat a
+- With a TTL every write (and, holding the session for the turn, a turn's
+  ``load_window``: ``memory.expiry``) sets ``EXPIRE`` on every key of the session
+  (sliding expiry, never shortened) and records ``expires_at``; reads treat a
   session past ``expires_at`` as gone even before Redis has reclaimed it, so
   expiry is exact whatever Redis' eviction timing. Without a TTL the keys persist.
-  The ``gen`` tombstone lives ``max(SESSION_TTL, 7 days)`` after the last write.
+  The ``gen`` tombstone lives ``max(SESSION_TTL, 7 days)`` after the last write;
+  with a TTL it also records when the session's life of turns ends
+  (``"<generation> <expires_at>"``), so a life that expired, even once Redis has
+  reclaimed its keys, moves the generation on when the session id comes back.
 
 The per-actor index is the only structure outside the session's slot (it has a
 hash tag of its own). On a single Redis server ``add_turns`` updates it in the
@@ -55,9 +60,9 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -77,6 +82,11 @@ from memory.base import (
     history_page, history_turn, message_from_dict, message_from_fields, message_to_dict, page_sessions, reply_of,
     request_retention, unavailable_on,
 )
+from memory.expiry import DEFAULT_TURN_GRACE
+from memory.redis_scripts import (
+    ADD_TURNS, DELETE, FIND_REQUEST, GET_SUMMARY, HISTORY, INDEX_TOUCH, LIST_EVENTS, LOAD_WINDOW, PUT_SUMMARY,
+    SESSION_INFO, UNLIST, SessionScript,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,258 +99,10 @@ CONNECT_TIMEOUT = 2.0
 
 _SUFFIXES = ("meta", "msgs", "turns", "events", "summary")
 _REQUEST_SUFFIXES = ("reqs", "reqtimes")
-#: idempotency records forgotten per keyed write once past their retention (bounded work per write)
-_PRUNE_PER_WRITE = 16
-
-# The actor's index: each session id scored by its last write. With a TTL, entries older than the
-# generations' retention go, and the index itself expires when none of the actor's sessions was written
-# for that long.
-_INDEX_FUNCTION = """
-local function index_touch(index, score, ttl, cutoff, member)
-  redis.call('ZADD', index, 'GT', score, member)
-  if ttl ~= '' then
-    redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. cutoff)
-    redis.call('EXPIRE', index, ttl)
-  else
-    redis.call('PERSIST', index)
-  end
-end
-"""
-
-# Every session script gets the session's 8 keys: meta msgs turns events summary reqs reqtimes gen.
-_COMMON = _INDEX_FUNCTION + """
-local function expired(now)
-  local due = redis.call('HGET', KEYS[1], 'expires_at')
-  return due and tonumber(due) <= tonumber(now)
-end
-local function drop()  -- everything of the session except its generation
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
-end
-local function generation()
-  return tonumber(redis.call('GET', KEYS[8]) or '0')
-end
-local function refresh(ttl, expires_at)  -- sliding expiry: every key of the session lives ttl more seconds
-  if ttl ~= '' then
-    redis.call('HSET', KEYS[1], 'expires_at', expires_at)
-    for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-  elseif redis.call('HDEL', KEYS[1], 'expires_at') == 1 then  -- a TTL was set before: the keys persist now
-    for i = 1, 7 do redis.call('PERSIST', KEYS[i]) end
-  end
-end
-local function record(key, cutoff)  -- {count, offset, n} of an idempotency key still remembered, or nil
-  local rec = redis.call('HGET', KEYS[6], key)
-  if not rec then return nil end
-  local at, count, offset, n = string.match(rec, '^(%S+) (%d+) (%d+) (%d+)$')
-  if not at or tonumber(at) < tonumber(cutoff) then return nil end
-  return {count, tonumber(offset), tonumber(n)}
-end
-"""
-
-# ARGV: now, ttl ('' = none), expires_at, write token, generation ('' = any), idempotency key ('' = none),
-#       keys stored before this are forgotten, generation ttl, index ttl ('' = none), index entries older than
-#       this go, session id, then role, json for each message.
-#       KEYS[9], if given: the actor's index (outside the session's slot: never in Redis Cluster)
-# -> the count, {'changed'} or {'stored', count, messages}
-_ADD_TURNS = _COMMON + """
-if expired(ARGV[1]) then drop() end
-if redis.call('HGET', KEYS[1], 'last_write') == ARGV[4] then
-  -- the same write retried after a lost reply: it is already stored
-  return tonumber(redis.call('HGET', KEYS[1], 'user_messages'))
-end
-if ARGV[5] ~= '' and generation() ~= tonumber(ARGV[5]) then return {'changed'} end
-if ARGV[6] ~= '' then
-  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. ARGV[7], 'LIMIT', 0, """ + str(
-    _PRUNE_PER_WRITE) + """)
-  if #old > 0 then
-    redis.call('ZREM', KEYS[7], unpack(old))
-    redis.call('HDEL', KEYS[6], unpack(old))
-  end
-  local rec = record(ARGV[6], ARGV[7])
-  if rec then
-    return {'stored', rec[1], redis.call('LRANGE', KEYS[2], rec[2], rec[2] + rec[3] - 1)}
-  end
-end
-local len = redis.call('LLEN', KEYS[2])
-local first = len
-local turns = redis.call('LLEN', KEYS[3])
-redis.call('RPUSH', KEYS[4], len .. ' ' .. ARGV[1])
-local users = 0
-for i = 12, #ARGV, 2 do
-  if ARGV[i] == 'USER' or turns == 0 then
-    redis.call('RPUSH', KEYS[3], len)
-    turns = turns + 1
-  end
-  if ARGV[i] == 'USER' then users = users + 1 end
-  redis.call('RPUSH', KEYS[2], ARGV[i + 1])
-  len = len + 1
-end
-local count = redis.call('HINCRBY', KEYS[1], 'user_messages', users)
-redis.call('HSET', KEYS[1], 'last_write', ARGV[4])
-if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[6], ARGV[6], ARGV[1] .. ' ' .. count .. ' ' .. first .. ' ' .. (len - first))
-  redis.call('ZADD', KEYS[7], ARGV[1], ARGV[6])
-end
-refresh(ARGV[2], ARGV[3])
-if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], ARGV[8]) end
-if KEYS[9] then index_touch(KEYS[9], ARGV[1], ARGV[9], ARGV[10], ARGV[11]) end
-return count
-"""
-
-# ARGV: now, k, ttl, expires_at, touch ('1': a turn's read, which restarts the expiry)
-# -> {generation, count, turn start offsets (newest k), messages from the first of them}
-_LOAD_WINDOW = _COMMON + """
-local gen = generation()
-local meta = redis.call('HMGET', KEYS[1], 'expires_at', 'user_messages')
-if meta[1] and tonumber(meta[1]) <= tonumber(ARGV[1]) then return {gen, 0, {}, {}} end
-local count = tonumber(meta[2] or '0')
-if ARGV[5] == '1' and ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then refresh(ARGV[3], ARGV[4]) end
-local k = tonumber(ARGV[2])
-if k <= 0 then return {gen, count, {}, {}} end
-local starts = redis.call('LRANGE', KEYS[3], -k, -1)
-if #starts == 0 then return {gen, count, {}, {}} end
-local len = redis.call('LLEN', KEYS[2])
-return {gen, count, starts, redis.call('LRANGE', KEYS[2], tonumber(starts[1]) - len, -1)}
-"""
-
-# ARGV: now, key, keys stored before this are forgotten -> {count, messages} or {}
-_FIND_REQUEST = _COMMON + """
-if expired(ARGV[1]) then return {} end
-local rec = record(ARGV[2], ARGV[3])
-if not rec then return {} end
-return {rec[1], redis.call('LRANGE', KEYS[2], rec[2], rec[2] + rec[3] - 1)}
-"""
-
-# ARGV: now -> {events, messages}
-_LIST_EVENTS = _COMMON + """
-if expired(ARGV[1]) then return {{}, {}} end
-return {redis.call('LRANGE', KEYS[4], 0, -1), redis.call('LRANGE', KEYS[2], 0, -1)}
-"""
-
-# ARGV: now, generation ttl -> events removed (0 when already expired)
-_DELETE = _COMMON + """
-local events = redis.call('LLEN', KEYS[4])
-if expired(ARGV[1]) then events = 0 end
-drop()
-redis.call('INCR', KEYS[8])
-redis.call('EXPIRE', KEYS[8], ARGV[2])
-return events
-"""
-
-# ARGV: now -> {text, through} or {}
-_GET_SUMMARY = _COMMON + """
-if expired(ARGV[1]) then return {} end
-local s = redis.call('HMGET', KEYS[5], 'text', 'through')
-if not s[1] then return {} end
-return s
-"""
-
-# ARGV: now, ttl, expires_at, text, through, generation ('' = any) -> 1 written, 0 refused
-_PUT_SUMMARY = _COMMON + """
-if expired(ARGV[1]) then
-  drop()  -- its summary must not reach the session that starts next
-  return 0
-end
-if ARGV[6] ~= '' then
-  if generation() ~= tonumber(ARGV[6]) then return 0 end  -- cleared since
-  -- the turns it summarises are gone
-  if tonumber(redis.call('HGET', KEYS[1], 'user_messages') or '0') < tonumber(ARGV[5]) then return 0 end
-end
-redis.call('HSET', KEYS[5], 'text', ARGV[4], 'through', ARGV[5])
-refresh(ARGV[2], ARGV[3])
-return 1
-"""
-
-# ARGV: now, limit, before ('' = newest) -> {} or {lead, first position, turn starts, messages, events}
-# The events holding the page's turns are found by galloping back from the newest event, so the
-# cost follows the page's distance from the end, not the session's length.
-_HISTORY = _COMMON + """
-if expired(ARGV[1]) then return {} end
-local total = redis.call('LLEN', KEYS[3])
-if total == 0 then return {} end
-local lead = total - tonumber(redis.call('HGET', KEYS[1], 'user_messages') or '0')
-local hi = total
-if ARGV[3] ~= '' then hi = math.min(total, tonumber(ARGV[3]) - 1 + lead) end
-if hi < 1 then return {lead, 0, {}, {}, {}} end
-local lo = math.max(1, hi - tonumber(ARGV[2]) + 1)
-local starts = redis.call('LRANGE', KEYS[3], lo - 1, hi - 1)
-local stop = redis.call('LLEN', KEYS[2])
-if hi < total then stop = tonumber(redis.call('LINDEX', KEYS[3], hi)) end
-local first = tonumber(starts[1])
-local last = tonumber(starts[#starts])
-local msgs = redis.call('LRANGE', KEYS[2], first, stop - 1)
-local function offset(entry) return tonumber(string.match(entry or '', '^(%d+)') or '0') end
-local evs = {}
-local count = redis.call('LLEN', KEYS[4])
-if count > 0 then
-  local right, left, step = count - 1, count - 1, 1
-  while left > 0 and offset(redis.call('LINDEX', KEYS[4], left)) > first do
-    right = left - 1
-    left = math.max(0, left - step)
-    step = step * 2
-  end
-  while left < right do
-    local mid = math.floor((left + right + 1) / 2)
-    if offset(redis.call('LINDEX', KEYS[4], mid)) <= first then left = mid else right = mid - 1 end
-  end
-  local pos = left
-  repeat
-    local chunk = redis.call('LRANGE', KEYS[4], pos, pos + #starts + 8)
-    for _, e in ipairs(chunk) do evs[#evs + 1] = e end
-    pos = pos + #chunk
-  until #chunk == 0 or pos >= count or offset(chunk[#chunk]) > last
-end
-return {lead, lo, starts, msgs, evs}
-"""
-
-# KEYS: meta msgs turns; ARGV: now -> {} (gone, expired, no turns) or {count, first messages of the first 2 turns}
-_SESSION_INFO = """
-local due = redis.call('HGET', KEYS[1], 'expires_at')
-if due and tonumber(due) <= tonumber(ARGV[1]) then return {} end
-if redis.call('LLEN', KEYS[2]) == 0 then return {} end
-local heads = {}
-for _, offset in ipairs(redis.call('LRANGE', KEYS[3], 0, 1)) do
-  heads[#heads + 1] = redis.call('LINDEX', KEYS[2], offset)
-end
-return {redis.call('HGET', KEYS[1], 'user_messages') or '0', heads}
-"""
-
-# KEYS: the actor's index; ARGV: its write time, ttl ('' = none), entries older than this go, session id
-_INDEX_TOUCH = _INDEX_FUNCTION + """
-index_touch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-return 1
-"""
-
-# KEYS: the actor's index; ARGV: session id, a score -> unlist it if not written since (score not above)
-_UNLIST = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
-"""
-
 
 #: any Redis failure (refused, timed out, OOM, read-only replica, a cluster with no reachable node or
 #: uncovered slots...) is a 503 naming the store
 _unavailable = unavailable_on("redis", (redis.RedisError, RedisClusterException))
-
-
-class SessionScript:
-    """One Lua script: ``EVALSHA``, and after ``NOSCRIPT`` one ``EVAL`` on the node that owns the keys.
-
-    redis-py's ``Script`` answers ``NOSCRIPT`` with ``SCRIPT LOAD``, which a cluster client sends
-    to every primary: with one primary down, sessions on the healthy nodes would fail too. ``EVAL``
-    runs (and caches) the script on the session's own node only.
-    """
-
-    def __init__(self, client: redis.Redis | RedisCluster, text: str) -> None:
-        self._client = client
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
-
-    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return self._client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return self._client.eval(self.text, len(keys), *keys, *args)
 
 
 def session_key(prefix: str, actor_id: str, session_id: str) -> str:
@@ -384,8 +146,11 @@ class RedisStore(SessionStore):
     name = "redis"
 
     def __init__(self, client: redis.Redis | RedisCluster, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
-                 owns_client: bool = False, index_in_script: bool | None = None) -> None:
+                 owns_client: bool = False, index_in_script: bool | None = None,
+                 turn_grace: float = DEFAULT_TURN_GRACE) -> None:
         """Use ``client`` (injected; it is closed by ``close`` only when ``owns_client``).
+
+        ``turn_grace``: the longest a turn takes from its ``load_window`` to its write (``memory.expiry``).
 
         ``index_in_script``: update the actor's session index inside ``add_turns``' script (one
         command) rather than with a second script after it. Default: in the script unless
@@ -395,26 +160,27 @@ class RedisStore(SessionStore):
         self._index_in_script = (not isinstance(client, RedisCluster)) if index_in_script is None else index_in_script
         self._prefix = key_prefix
         self._ttl = ttl
+        self._turn_grace = turn_grace
         self._generation_ttl = generation_retention(ttl)
         self._request_retention = request_retention(ttl)
         self._index_ttl = "" if ttl is None else str(self._generation_ttl)  # without a TTL the index persists
         self._owns_client = owns_client
-        self._add_turns = SessionScript(client, _ADD_TURNS)
-        self._load_window = SessionScript(client, _LOAD_WINDOW)
-        self._find_request = SessionScript(client, _FIND_REQUEST)
-        self._list_events = SessionScript(client, _LIST_EVENTS)
-        self._delete = SessionScript(client, _DELETE)
-        self._get_summary = SessionScript(client, _GET_SUMMARY)
-        self._put_summary = SessionScript(client, _PUT_SUMMARY)
-        self._history = SessionScript(client, _HISTORY)
-        self._session_info = SessionScript(client, _SESSION_INFO)
-        self._index_touch = SessionScript(client, _INDEX_TOUCH)
-        self._unlist = SessionScript(client, _UNLIST)
+        self._add_turns = SessionScript(client, ADD_TURNS)
+        self._load_window = SessionScript(client, LOAD_WINDOW)
+        self._find_request = SessionScript(client, FIND_REQUEST)
+        self._list_events = SessionScript(client, LIST_EVENTS)
+        self._delete = SessionScript(client, DELETE)
+        self._get_summary = SessionScript(client, GET_SUMMARY)
+        self._put_summary = SessionScript(client, PUT_SUMMARY)
+        self._history = SessionScript(client, HISTORY)
+        self._session_info = SessionScript(client, SESSION_INFO)
+        self._index_touch = SessionScript(client, INDEX_TOUCH)
+        self._unlist = SessionScript(client, UNLIST)
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, key_prefix: str = DEFAULT_PREFIX, ttl: int | None = None,
                  socket_timeout: float = SOCKET_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
-                 cluster: bool = False) -> RedisStore:
+                 cluster: bool = False, turn_grace: float = DEFAULT_TURN_GRACE) -> RedisStore:
         """A client with bounded timeouts; options in the URL's query (``?socket_timeout=0.5``) win.
 
         A connection that breaks (Redis restarted) is retried once on a fresh
@@ -430,7 +196,7 @@ class RedisStore(SessionStore):
         """
         if cluster:
             return cls(cls._cluster_client(url, socket_timeout, connect_timeout), key_prefix=key_prefix, ttl=ttl,
-                       owns_client=True)
+                       owns_client=True, turn_grace=turn_grace)
         client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -438,7 +204,7 @@ class RedisStore(SessionStore):
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,)),
             retry_on_timeout=False,
         )
-        return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True)
+        return cls(client, key_prefix=key_prefix, ttl=ttl, owns_client=True, turn_grace=turn_grace)
 
     @staticmethod
     @_unavailable
@@ -477,9 +243,17 @@ class RedisStore(SessionStore):
     # -- helpers -------------------------------------------------------------------------------
 
     def _ttl_args(self, now: float) -> list[str]:
+        """A write's expiry: ``SESSION_TTL`` seconds, and the instant it ends."""
         if self._ttl is None:
             return ["", ""]
         return [str(self._ttl), repr(now + self._ttl)]
+
+    def _hold_args(self, now: float) -> list[str]:
+        """A turn's load: it holds the session ``max(SESSION_TTL, turn_grace)`` seconds (``memory.expiry``)."""
+        if self._ttl is None:
+            return ["", ""]
+        hold = math.ceil(max(self._ttl, self._turn_grace))
+        return [str(hold), repr(now + hold)]
 
     def _pipelined(self, calls: Sequence[tuple[SessionScript, list[str], list[Any]]], *,
                    raise_on_error: bool = True) -> list[Any]:
@@ -587,7 +361,7 @@ class RedisStore(SessionStore):
         now = time.time()
         generation, count, starts, raw = self._load_window(
             keys=self._all_keys(actor_id, session_id),
-            args=[repr(now), k, *self._ttl_args(now), "1" if touch else ""],
+            args=[repr(now), k, *self._hold_args(now), "1" if touch else ""],
         )
         if not starts:
             return Window([], int(generation), int(count))

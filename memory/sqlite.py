@@ -15,7 +15,9 @@ A deleted session keeps its ``sessions`` row as a tombstone (counters reset,
 inside the same ``BEGIN IMMEDIATE`` that would have written it. Idempotency
 keys live in ``requests`` (per session, written in the turn's transaction).
 Each actor's sessions are listed through the index ``(actor_id, written_at,
-session_id)``. Connections, transactions and migrations are ``core.sqlite``'s:
+session_id)``. With ``SESSION_TTL`` (``memory.expiry``), ``updated_at`` is the instant the TTL counts
+from: a write's time, or later while a turn's load holds the session; a session found expired
+holding turns is emptied and its generation moves on. Connections, transactions and migrations are ``core.sqlite``'s:
 every write transaction first checks that the file on disk is still the one the
 store opened (``st_dev``/``st_ino``), so a database deleted or replaced under a
 running server fails writes with a 503, never acknowledges them into an unlinked file.
@@ -33,6 +35,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from core.errors import AlreadyStored, DatabaseFileChanged, SessionChanged, StoreUnavailable
 from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, Migration, SQLiteDatabase
+from memory.expiry import DEFAULT_TURN_GRACE
 from memory.base import (
     HistoryPage, SessionInfo, SessionPage, SessionStore, StoredEvent, StoredReply, Summary, Turn, Window,
     check_idempotency_key, check_messages, clip_first_message, decode_cursor, generation_retention, history_bounds,
@@ -111,14 +114,17 @@ class SQLiteStore(SessionStore):
     name = "sqlite"
 
     def __init__(self, path: str | Path, *, ttl: int | None = None, synchronous: str = "NORMAL",
-                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, turn_grace: float = DEFAULT_TURN_GRACE) -> None:
         """Open (and migrate) the database; ``StoreUnavailable`` if the file cannot be created or opened.
+
+        ``turn_grace``: the longest a turn takes from its ``load_window`` to its write (``memory.expiry``).
 
         ``busy_timeout_ms``: how long a write waits for another connection's write lock before
         the request fails with a 503 (``SQLITE_BUSY_TIMEOUT_MS``).
         """
         self._path = Path(path)
         self._ttl = ttl
+        self._turn_grace = turn_grace
         try:
             self._db = SQLiteDatabase(self._path, migrations=MIGRATIONS, synchronous=synchronous,
                                       busy_timeout_ms=busy_timeout_ms, pragmas={"foreign_keys": "ON"})
@@ -137,6 +143,10 @@ class SQLiteStore(SessionStore):
     def _cutoff(self) -> float:
         """Sessions last active before this instant are expired (-inf without a TTL)."""
         return time.time() - self._ttl if self._ttl is not None else float("-inf")
+
+    def _expired_life(self, updated_at: float, messages: int) -> int:
+        """1 if a session row is an expired life holding turns (its generation moves on when found), else 0."""
+        return int(messages > 0 and updated_at < self._cutoff())
 
     @staticmethod
     def _reset(db: sqlite3.Connection, pk: int) -> None:
@@ -183,11 +193,14 @@ class SQLiteStore(SessionStore):
                 "WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
             ).fetchone()
+            if row is not None and row[5] < self._cutoff():
+                # expired: it starts again at 1, under a new generation if it held turns
+                self._reset(db, row[0])
+                bump = self._expired_life(row[5], row[3])
+                db.execute("UPDATE sessions SET generation = generation + ? WHERE pk = ?", (bump, row[0]))
+                row = (row[0], 0, 0, 0, 0, now, row[6] + bump)
             if generation is not None and (row[6] if row else 0) != generation:
                 raise SessionChanged()
-            if row is not None and row[5] < self._cutoff():
-                self._reset(db, row[0])  # expired: it starts again at 1, under the same generation
-                row = (row[0], 0, 0, 0, 0, now, row[6])
             since = now - request_retention(self._ttl)
             if idempotency_key is not None and row is not None:
                 stored = self._stored_reply(db, row[0], idempotency_key, since)
@@ -219,8 +232,8 @@ class SQLiteStore(SessionStore):
                 rows,
             )
             db.execute(
-                "UPDATE sessions SET turns = ?, user_messages = ?, messages = ?, events = ?, updated_at = ?, "
-                "written_at = ? WHERE pk = ?",
+                "UPDATE sessions SET turns = ?, user_messages = ?, messages = ?, events = ?, "
+                "updated_at = max(updated_at, ?), written_at = ? WHERE pk = ?",
                 (turns, user_messages, seq, events, now, now, pk),
             )
             if idempotency_key is not None:
@@ -237,7 +250,7 @@ class SQLiteStore(SessionStore):
         now = time.time()
         with self._db.write() as db:
             row = db.execute(
-                "SELECT pk, events, updated_at FROM sessions WHERE actor_id = ? AND session_id = ?",
+                "SELECT pk, events, updated_at, messages FROM sessions WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
             ).fetchone()
             if row is None:  # never written: the tombstone still records the delete
@@ -245,17 +258,19 @@ class SQLiteStore(SessionStore):
                            (actor_id, session_id, now))
                 return 0
             self._reset(db, row[0])
-            db.execute("UPDATE sessions SET generation = generation + 1, updated_at = ? WHERE pk = ?", (now, row[0]))
+            db.execute("UPDATE sessions SET generation = generation + ?, updated_at = ? WHERE pk = ?",
+                       (1 + self._expired_life(row[2], row[3]), now, row[0]))
         return row[1] if row[2] >= self._cutoff() else 0
 
     @_unavailable
     def put_summary(self, actor_id: str, session_id: str, summary: Summary, *, generation: int | None = None) -> bool:
         with self._db.write() as db:
             row = db.execute(
-                "SELECT pk, generation, updated_at, user_messages FROM sessions WHERE actor_id = ? AND session_id = ?",
+                "SELECT pk, generation, updated_at, user_messages, messages FROM sessions "
+                "WHERE actor_id = ? AND session_id = ?",
                 (actor_id, session_id),
             ).fetchone()
-            if generation is not None and ((row[1] if row else 0) != generation
+            if generation is not None and ((row[1] + self._expired_life(row[2], row[4]) if row else 0) != generation
                                            or (row[3] if row and row[2] >= self._cutoff() else 0)
                                            < summary.through_turn):
                 return False  # cleared since (or the turns it summarises are gone)
@@ -276,8 +291,9 @@ class SQLiteStore(SessionStore):
     def purge_expired(self) -> int:
         """Empty every session not active within the TTL; return how many.
 
-        Rows of sessions never deleted go; a tombstone (generation > 0) stays for
-        ``generation_retention`` (at least 7 days) after its last activity.
+        A session that held turns stays as a tombstone, its generation moved on (``memory.expiry``), for
+        ``generation_retention`` (at least 7 days) after its last activity, as a deleted one does; a row
+        that never held a turn nor was deleted goes.
         """
         if self._ttl is None:
             return 0
@@ -288,10 +304,11 @@ class SQLiteStore(SessionStore):
             purged = 0
             for pk, generation, updated_at, messages in rows:
                 purged += messages > 0
-                if generation == 0 or updated_at < tombstone_cutoff:
+                if updated_at < tombstone_cutoff or (generation == 0 and messages == 0):
                     self._delete(db, pk)
                 elif messages > 0:
                     self._reset(db, pk)
+                    db.execute("UPDATE sessions SET generation = generation + 1 WHERE pk = ?", (pk,))
         if purged:
             logger.info("db=<%s> | purged %d expired sessions", self._path, purged)
         return purged
@@ -311,7 +328,8 @@ class SQLiteStore(SessionStore):
         # One statement: the session's row first (turn -1, with its rolling summary), then the last k turns'
         # messages by primary key.
         query = (
-            "SELECT -1, 0, generation, updated_at >= :cutoff, user_messages, summary_text, summary_through "
+            "SELECT -1, 0, generation + (updated_at < :cutoff AND messages > 0), updated_at >= :cutoff, "
+            "user_messages, summary_text, summary_through "
             "FROM sessions WHERE actor_id = :actor AND session_id = :session "
             "UNION ALL SELECT m.turn, m.seq, m.role, m.text, NULL, NULL, NULL FROM sessions s "
             "JOIN messages m ON m.session_pk = s.pk AND m.turn > s.turns - :k "
@@ -323,10 +341,12 @@ class SQLiteStore(SessionStore):
                 rows = db.execute(query, params).fetchall()
         else:
             with self._db.write() as db:
+                assert self._ttl is not None  # hold the session for the turn: TTL counted from this instant
+                hold = time.time() + max(self._ttl, self._turn_grace) - self._ttl
                 db.execute(
-                    "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE actor_id = :actor "
+                    "UPDATE sessions SET updated_at = max(updated_at, :hold) WHERE actor_id = :actor "
                     "AND session_id = :session AND updated_at >= :cutoff AND messages > 0",
-                    {**params, "now": time.time()},
+                    {**params, "hold": hold},
                 )
                 rows = db.execute(query, params).fetchall()
         if not rows or rows[0][0] != -1:

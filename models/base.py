@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import math
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -16,16 +15,13 @@ from strands.models import Model
 from strands.types.content import Message, Messages
 from strands.types.streaming import StreamEvent
 
+# BYTES_PER_TOKEN and MESSAGE_OVERHEAD_TOKENS: still importable from here, where callers found them
+from core.tokens import BYTES_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, message_tokens  # noqa: F401
+
 T = TypeVar("T")
 
-
-#: UTF-8 bytes per token, calibrated on SmolLM2's tokenizer with ``bench/token_estimate.py`` (docs/models.md):
-#: chat replies and questions run at about 4.5 bytes per token, plain prose at 5, markdown and code at 3.2-3.6,
-#: non-Latin scripts lower. 4.0 over-counts chat by ~10 %, under-counts markdown by ~20 %; the local model's
-#: budget keeps LOCAL_PROMPT_RESERVE tokens spare for that
-BYTES_PER_TOKEN = 4.0
-#: tokens each chat message costs beyond its text (the chat template's role markers)
-MESSAGE_OVERHEAD_TOKENS = 4
+#: a chat message's cost in tokens (``core.tokens``), under the name its callers import it by
+estimate_tokens = message_tokens
 
 
 #: how the memory hooks open the rolling summary they append to the system prompt (after a blank line);
@@ -41,16 +37,6 @@ def split_summary(system_prompt: str | None) -> tuple[str | None, str | None]:
     if at < 0:
         return system_prompt, None
     return system_prompt[:at].rstrip() or None, system_prompt[at:]
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens ``text`` takes as one chat message, estimated from its UTF-8 size (well under a microsecond).
-
-    Counting bytes rather than characters keeps the estimate safe for non-Latin scripts, whose
-    characters take 2-4 bytes and usually more than one token each.
-    """
-    size = len(text) if text.isascii() else len(text.encode())
-    return math.ceil(size / BYTES_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
 
 
 def text_of(message: Message | None) -> str:

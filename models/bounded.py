@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
+#: seconds a call past its deadline (or abandoned) waits for the provider's own clean-up before answering
+CLEANUP_GRACE_S = 2.0
+
 _END = object()
 _LATE = object()  # the deadline passed
 
@@ -77,8 +80,16 @@ async def within(events: AsyncIterable[T], seconds: float) -> AsyncGenerator[T, 
         timer.cancel()
         if not producer.done():
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            # the provider's clean-up (closing its HTTP stream, llama.cpp freeing the slot) is awaited, but only
+            # for CLEANUP_GRACE_S: a provider reading on a thread of its own (botocore, for Bedrock) cannot be
+            # interrupted and would hold the request until its own read timeout; it then ends in the background
+            done, _ = await asyncio.wait({producer}, timeout=CLEANUP_GRACE_S)
+            if done:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    producer.result()
+            else:
+                logger.warning("model call abandoned after its deadline: the provider's clean-up did not finish "
+                               "within %.1f s and goes on in the background", CLEANUP_GRACE_S)
 
 
 class BoundedModel(Model):

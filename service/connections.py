@@ -165,9 +165,16 @@ def connection_budget(settings: Settings) -> int:
 
 
 def bind_host(settings: Settings) -> str:
-    """``HOST``, else the runtime's choice: 0.0.0.0 in a container (where AgentCore must reach it), else 127.0.0.1."""
+    """``HOST``; else 127.0.0.1 with the chat page on; else the runtime's: 0.0.0.0 in a container, else 127.0.0.1.
+
+    The page (``DEV_UI=on``, ``make run``) is for the browser of whoever started the server, so it stays on
+    loopback even where the host looks like a container (``/.dockerenv``); the runtime's container, with the
+    page off, keeps 0.0.0.0, where AgentCore must reach it.
+    """
     if settings.host:
         return settings.host
+    if settings.dev_ui:
+        return "127.0.0.1"
     in_container = os.path.exists("/.dockerenv") or bool(os.environ.get("DOCKER_CONTAINER"))
     return "0.0.0.0" if in_container else "127.0.0.1"  # nosec B104 - as BedrockAgentCoreApp.run does
 

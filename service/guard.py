@@ -1,6 +1,9 @@
-"""In front of ``POST /invocations``: the body's size and shape, and whether the client is still there.
+"""In front of every request: who may send it; for ``POST /invocations``, the body's size and shape, and whether the
+client is still there.
 
-``RequestGuard`` is a small pure-ASGI middleware on the runtime's app. The runtime reads
+``RequestGuard`` is a small pure-ASGI middleware on the runtime's app. First, for every request, the
+``AccessPolicy`` (``service.access``): a bearer token verified when ``AUTH_*`` is set (401), and with the
+chat page on, no other site's ``Host`` or page (403). Then, for ``POST /invocations``: the runtime reads
 the whole body (``await request.json()``) before our handler runs and catches only
 ``JSONDecodeError`` / ``UnicodeDecodeError`` there; so, before it:
 
@@ -33,7 +36,8 @@ from bedrock_agentcore.runtime.models import REQUEST_ID_HEADER, SESSION_HEADER
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import AssistantError, BadRequest, PayloadTooLarge
+from core.errors import AssistantError, BadRequest, NoCredentials, PayloadTooLarge, Unauthorized
+from service.access import AccessPolicy
 from service.logs import RequestLine, safe_id
 
 logger = logging.getLogger(__name__)
@@ -153,25 +157,46 @@ def _safe_request_id(scope: Scope) -> str:
     return escaped
 
 
-class RequestGuard:
-    """Pure ASGI middleware: body limit, safe JSON, a watched client, for ``POST /invocations``.
+def refusal_response(error: AssistantError) -> JSONResponse:
+    """The JSON answer to a refused request; a 401 says how to authenticate (RFC 6750), and the connection closes."""
+    headers = {"connection": "close"}  # the rest of a refused body is not worth reading
+    if isinstance(error, Unauthorized):
+        detail = error.message.replace("\\", "").replace('"', "'")
+        headers["WWW-Authenticate"] = ('Bearer' if isinstance(error, NoCredentials)
+                                       else f'Bearer error="invalid_token", error_description="{detail}"')
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
-    ``limits()`` returns the current ``(MAX_BODY_BYTES, store backend name)``; it is asked per
-    request because the app (and its middleware) exists before the settings are read.
+
+class RequestGuard:
+    """Pure ASGI middleware: who may ask (every request); body limit, safe JSON, a watched client (``/invocations``).
+
+    ``limits()`` returns the current ``(MAX_BODY_BYTES, store backend name)`` and ``access()`` the
+    ``AccessPolicy``; both are asked per request because the app (and its middleware) exists before
+    the settings are read. Without ``access`` nothing is refused for who sent it.
     """
 
-    def __init__(self, app: ASGIApp, limits: Callable[[], tuple[int, str]]) -> None:
+    def __init__(self, app: ASGIApp, limits: Callable[[], tuple[int, str]],
+                 access: Callable[[], AccessPolicy] | None = None) -> None:
         self.app = app
         self.limits = limits
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/invocations":
+        invocation = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/invocations"
+        if not invocation:
+            if scope["type"] in ("http", "websocket") and not await self._admitted(scope, receive, send):
+                return
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = _safe_request_id(scope)
         max_bytes, backend = self.limits()
         line = RequestLine(request_id, None, _header(scope, _SESSION), backend, started, {})
+        refused = await self.access().refusal(scope) if self.access is not None else None
+        if refused is not None:
+            line.log(refused.status, refused.message)
+            await refusal_response(refused)(scope, receive, send)
+            return
         try:
             body = await self._read_body(scope, receive, max_bytes)
             if body is None:
@@ -182,10 +207,22 @@ class RequestGuard:
                 raise BadRequest(problem)
         except AssistantError as e:
             line.log(e.status, e.message)
-            # the rest of a refused body is not worth reading: close the connection after the answer
-            await JSONResponse(e.body(), status_code=e.status, headers={"connection": "close"})(scope, receive, send)
+            await refusal_response(e)(scope, receive, send)
             return
         await self._forward(scope, receive, send, body)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether the access policy lets this request (not ``POST /invocations``) through; if not, it is answered."""
+        refused = await self.access().refusal(scope) if self.access is not None else None
+        if refused is None:
+            return True
+        logger.warning("refused %s %r with %d: %s", scope.get("method", "WEBSOCKET"), scope["path"][:200],
+                       refused.status, refused.message)
+        if scope["type"] == "websocket":  # closed before it is accepted: the client sees a 403
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await refusal_response(refused)(scope, receive, send)
+        return False
 
     @staticmethod
     async def _read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes | None:

@@ -4,11 +4,16 @@ An id that does not match AgentCore Memory's own pattern is refused with a 400,
 never mapped to some other key: the caller either gets exactly the session it
 named or an error.
 
-With a JWT authorizer on the AgentCore runtime, the runtime validates the
-bearer token before the request reaches us and forwards the ``Authorization``
-header: the token's ``sub`` is then the actor, and a payload or header actor
-that disagrees is refused (403). Without an authorizer (local development), the
-payload / header actor is trusted input.
+The token's ``sub`` is the actor when a bearer JWT comes with the request, and a
+payload or header actor that disagrees is refused (403). Its signature is checked
+in front of us, never here: on the AgentCore runtime by its JWT authorizer (which
+forwards the ``Authorization`` header), self-hosted by ``service.auth`` when
+``AUTH_DISCOVERY_URL`` is set (``RequestGuard`` refuses the request with a 401
+before it gets here). With neither (local development, or ``AUTH_*`` unset),
+the token and the payload / header actor are trusted input.
+
+A payload ``actor_id`` and an actor header that disagree are a 400, as for sessions:
+one request names one actor.
 """
 
 from __future__ import annotations
@@ -81,8 +86,8 @@ def resolve_session_id(context_session_id: str | None, payload: Mapping[str, obj
 def bearer_subject(headers: Mapping[str, str] | None) -> str | None:
     """The ``sub`` claim of a bearer JWT, or None when no bearer token was sent.
 
-    The signature is not checked here: the AgentCore runtime's JWT authorizer
-    already did, and only it holds the issuer's keys.
+    The signature is not checked here: the AgentCore runtime's JWT authorizer, or
+    ``service.auth`` in ``RequestGuard`` (``AUTH_*``), already did, in front of us.
     """
     value = header(headers, "authorization")
     if value is None:
@@ -103,14 +108,17 @@ def bearer_subject(headers: Mapping[str, str] | None) -> str | None:
 
 
 def resolve_actor_id(payload: Mapping[str, object], headers: Mapping[str, str] | None) -> str:
-    """The token's ``sub`` when a bearer JWT is present; else payload ``actor_id``, the actor header, ``default_user``."""
+    """The token's ``sub`` when a bearer JWT is present; else payload ``actor_id`` or the actor header (both: they
+    must agree), else ``default_user``."""
     claimed: str | None = None
     if "actor_id" in payload and payload["actor_id"] is not None:
         claimed = validate_id("actor_id", payload["actor_id"], MAX_ACTOR_ID)
-    else:
-        from_header = header(headers, ACTOR_HEADER)
-        if from_header is not None:
-            claimed = validate_id("actor id header", from_header, MAX_ACTOR_ID)
+    from_header = header(headers, ACTOR_HEADER)
+    if from_header is not None:
+        from_header = validate_id("actor id header", from_header, MAX_ACTOR_ID)
+        if claimed is not None and claimed != from_header:
+            raise BadRequest("'actor_id' in the body and the actor header differ; send one of them, or the same id")
+        claimed = from_header
     subject = bearer_subject(headers)
     if subject is not None:
         if claimed is not None and claimed != subject:

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from bedrock_agentcore.runtime.context import BedrockAgentCoreContext
 
 from core.settings import Settings
 from core.timing import format_phases
+from memory import describe_store  # the start-up line's store=<...>: as its registry entry describes it
+from memory.registry import without_password  # noqa: F401 - kept importable from here
 
 logger = logging.getLogger(__name__)
 
@@ -205,28 +207,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 #: ``get_config()`` keys under which a model may report its context size (providers name it differently)
 CONTEXT_SIZE_KEYS = ("context_window", "context_size", "context_tokens", "n_ctx", "max_context_tokens")
-
-
-def without_password(url: str) -> str:
-    """A URL safe to log: ``redis://:secret@host`` -> ``redis://:***@host``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def describe_store(settings: Settings) -> str:
-    backend = settings.memory_backend
-    if backend == "sqlite":
-        return f"sqlite {settings.session_db.resolve()}"
-    if backend == "redis":
-        return f"redis {without_password(settings.redis_url)} prefix {settings.key_prefix!r}"
-    if backend == "agentcore":
-        return f"agentcore memory {settings.memory_id} in {settings.aws_region}"
-    return f"{backend} (in this process; gone when it stops)"
 
 
 def describe_model(config: Any) -> tuple[str, str]:

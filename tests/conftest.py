@@ -40,11 +40,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                  "LOG_LEVEL", "LOG_FORMAT", "SQLITE_BUSY_TIMEOUT_MS", "SUMMARY_BATCH", "PORT", "HOST",
                  "SESSION_QUEUE_MAX", "TURN_WORKERS", "MAX_BODY_BYTES", "HTTP_READ_TIMEOUT_S", "HTTP_IDLE_TIMEOUT_S",
                  "MAX_CONNECTIONS", "LONG_TERM_MEMORY", "LTM_TOP_K", "LTM_MIN_SCORE", "LTM_MAX_TOKENS",
-                 "LTM_NAMESPACE", "DEV_UI", "REDIS_CLUSTER",
+                 "LTM_NAMESPACE", "LTM_BACKEND", "DEV_UI", "REDIS_CLUSTER",
                  "DYNAMODB_TABLE", "DYNAMODB_ENDPOINT_URL", "DYNAMODB_CREATE_TABLE", "MAX_TOKENS",
                  "SUMMARY_MAX_TOKENS", "MODEL_TIMEOUT_S", "MEMORY_MAX_TOKENS", "LOCAL_MODEL_PARALLEL",
                  "LOCAL_MODEL_CONTEXT", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY", "OLLAMA_HOST",
-                 "OLLAMA_MODEL"):
+                 "OLLAMA_MODEL", "AUTH_DISCOVERY_URL", "AUTH_ALLOWED_AUDIENCES", "AUTH_ALLOWED_CLIENTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SESSION_DB", str(tmp_path / "env-sessions.db"))
 

@@ -12,14 +12,15 @@ import pytest
 
 from core.settings import Settings
 from core.errors import ConfigError
-from tests.helpers.server import Server, free_port
+from memory import create_store, session_backend
+from tests.helpers.server import Server, free_port, spare_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults() -> None:
     s = Settings.from_env({})
-    assert s.memory_backend == "sqlite"
+    assert session_backend(s).name == "sqlite"
     assert s.memory_k == 10
     assert s.max_message_chars == 32_000
     assert s.session_ttl is None
@@ -27,16 +28,25 @@ def test_defaults() -> None:
 
 
 def test_memory_id_selects_agentcore_unless_a_backend_is_named() -> None:
-    assert Settings.from_env({"MEMORY_ID": "mem-123456789012"}).memory_backend == "agentcore"
+    assert session_backend(Settings.from_env({"MEMORY_ID": "mem-123456789012"})).name == "agentcore"
     assert Settings.from_env({"BEDROCK_AGENTCORE_MEMORY_ID": "mem-123456789012"}).memory_id == "mem-123456789012"
-    assert Settings.from_env({"MEMORY_ID": "mem-123456789012", "MEMORY_BACKEND": "sqlite"}).memory_backend == "sqlite"
+    named = Settings.from_env({"MEMORY_ID": "mem-123456789012", "MEMORY_BACKEND": "SQLite "})
+    assert session_backend(named).name == "sqlite"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"MEMORY_BACKEND": "nosuch"}, "MEMORY_BACKEND='nosuch' is not one of memory, sqlite, redis, dynamodb, agentcore"),
+    ({"MEMORY_BACKEND": "agentcore"}, "MEMORY_BACKEND=agentcore needs MEMORY_ID"),
+])
+def test_a_backend_the_registry_cannot_build_is_one_line_naming_the_variable(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_store(Settings.from_env(env))
+    assert says in str(info.value)
 
 
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"MEMORY_BACKEND": "postgres"}, "MEMORY_BACKEND"),
-        ({"MEMORY_BACKEND": "agentcore"}, "MEMORY_ID"),
         ({"MEMORY_ID": "short"}, "MEMORY_ID"),
         ({"MEMORY_K": "ten"}, "MEMORY_K"),
         ({"MEMORY_K": "0"}, "MEMORY_K"),
@@ -82,13 +92,13 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
 def test_a_bad_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "agent.py")],
-        env={"MEMORY_BACKEND": "nosuch", "PATH": "/usr/bin:/bin"},
+        env={"MEMORY_BACKEND": "nosuch", "PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", **spare_port()},
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "MEMORY_BACKEND" in lines[0]
+    assert lines[0].startswith("configuration error: MEMORY_BACKEND='nosuch' is not one of ")
 
 
 def start_up(env: dict[str, str], cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:

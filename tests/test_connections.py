@@ -60,7 +60,7 @@ def answers(server: Server) -> bool:
 
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
-    env = {"SESSION_DB": str(tmp_path / "s.db"), "HTTP_IDLE_TIMEOUT_S": "0.5", "HTTP_READ_TIMEOUT_S": "1",
+    env = {"SESSION_DB": str(tmp_path / "s.db"), "HTTP_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S), "HTTP_READ_TIMEOUT_S": "1",
            **getattr(request, "param", {})}
     server = Server(env).start()
     LogDrain(server)
@@ -68,16 +68,28 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     server.stop()
 
 
+#: the fixture's HTTP_IDLE_TIMEOUT_S; uvicorn's own keep-alive default is 5 s, so a close well before that is ours
+IDLE_TIMEOUT_S = 0.5
+UVICORN_DEFAULT_KEEP_ALIVE_S = 5.0
+
+
+def assert_closed_after_the_idle_timeout(sock: socket.socket, started: float) -> None:
+    """Closed by the server no sooner than HTTP_IDLE_TIMEOUT_S, and long before uvicorn's default would."""
+    assert closed_by_server(sock, limit=UVICORN_DEFAULT_KEEP_ALIVE_S) == b"", "still open at uvicorn's default"
+    took = time.monotonic() - started
+    assert IDLE_TIMEOUT_S * 0.9 <= took < UVICORN_DEFAULT_KEEP_ALIVE_S * 0.8, took
+
+
 def test_a_connection_that_never_sends_a_byte_is_closed_after_the_idle_timeout(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        assert closed_by_server(sock) == b""
+        assert_closed_after_the_idle_timeout(sock, time.monotonic())
 
 
 def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(server: Server) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PATIENCE)
     connection.request("GET", "/ping")
     assert connection.getresponse().read()
-    assert closed_by_server(connection.sock) == b""
+    assert_closed_after_the_idle_timeout(connection.sock, time.monotonic())
     connection.close()
 
 
@@ -169,3 +181,18 @@ def test_running_out_of_descriptors_no_longer_stops_service_or_floods_the_log(tm
     log = log_path.read_text(errors="replace")
     assert log.count("Too many open files") <= 2
     assert len(log) < 50_000, f"{len(log)} bytes of log"
+
+
+@pytest.mark.parametrize("header", [b"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id: conv\x00evil",
+                                    b"X-Amzn-Bedrock-AgentCore-Runtime-Custom-Actor-Id: al\x00ice"],
+                         ids=["session", "actor"])
+def test_a_header_with_a_nul_byte_over_a_real_socket_is_a_400_and_stores_nothing(server: Server, header: bytes) -> None:
+    body = b'{"message": "hello"}'
+    request = (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + header +
+               b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request)
+        answer = closed_by_server(sock)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 400 "), answer
+    status, listed = server.invoke({"action": "list_sessions"}, None)
+    assert (status, listed["sessions"]) == (200, [])

@@ -77,7 +77,11 @@ def test_missing_session_id_uses_default(assistant: Assistant) -> None:
 
 
 def test_actor_from_payload_then_header_then_default(assistant: Assistant) -> None:
-    assert chat_handler({"message": "hi", "actor_id": "alice"}, ctx("s", **{ACTOR_HEADER: "bob"}))["actor_id"] == "alice"
+    assert chat_handler({"message": "hi", "actor_id": "alice"}, ctx("s"))["actor_id"] == "alice"
+    assert chat_handler({"message": "hi", "actor_id": "alice"}, ctx("s", **{ACTOR_HEADER: "alice"}))["actor_id"] == "alice"
+    # one request names one actor: a payload and a header that differ are refused, as for sessions
+    status, error = error_of(chat_handler({"message": "hi", "actor_id": "alice"}, ctx("s", **{ACTOR_HEADER: "bob"})))
+    assert status == 400 and "actor" in error
     assert chat_handler({"message": "hi"}, ctx("s", **{ACTOR_HEADER.lower(): "bob"}))["actor_id"] == "bob"
     assert chat_handler({"message": "hi"}, ctx("s"))["actor_id"] == "default_user"
 

@@ -6,6 +6,8 @@ through Starlette's TestClient): same bodies either way.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 from collections.abc import Callable
@@ -43,8 +45,6 @@ def call(request: pytest.FixtureRequest, assistant: Assistant) -> Call:
         def through_handler(body: dict[str, Any], session: str | None = None, **headers: str) -> tuple[int, Any]:
             response = chat_handler(body, RequestContext(session_id=session, request_headers=headers or None))
             if isinstance(response, JSONResponse):
-                import json
-
                 return response.status_code, json.loads(response.body)
             return 200, response
 
@@ -54,7 +54,9 @@ def call(request: pytest.FixtureRequest, assistant: Assistant) -> Call:
     def over_http(body: dict[str, Any], session: str | None = None, **headers: str) -> tuple[int, Any]:
         if session is not None:
             headers[SESSION_HEADER] = session
-        response = client.post("/invocations", json=body, headers=headers)
+        # json.dumps escapes what httpx's own JSON encoding cannot send (a lone surrogate)
+        response = client.post("/invocations", content=json.dumps(body),
+                               headers={"Content-Type": "application/json", **headers})
         return response.status_code, response.json()
 
     return over_http
@@ -177,6 +179,11 @@ def test_get_history_with_a_token_reads_only_the_token_subjects_session(call: Ca
 
 # -- bad input ---------------------------------------------------------------------------------------
 
+def forged_cursor(raw_json: str) -> str:
+    """A cursor shaped like ours (base64 of JSON) around whatever a client chose to put in it."""
+    return base64.urlsafe_b64encode(raw_json.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"action": "list_sessions", "limit": 0}, "'limit'"),
     ({"action": "list_sessions", "limit": -3}, "'limit'"),
@@ -190,6 +197,11 @@ def test_get_history_with_a_token_reads_only_the_token_subjects_session(call: Ca
     ({"action": "list_sessions", "cursor": "not-a-cursor"}, "cursor"),
     ({"action": "list_sessions", "cursor": ""}, "cursor"),
     ({"action": "list_sessions", "cursor": "WzIsIDEuNSwgInMiXQ=="}, "cursor"),  # [2, 1.5, "s"]: not ours
+    ({"action": "list_sessions", "cursor": forged_cursor('[1,' + "9" * 400 + ',"s1"]')}, "'cursor'"),
+    ({"action": "list_sessions", "cursor": forged_cursor('[1,' + "[" * 2000 + "]" * 2000 + ',"s1"]')}, "'cursor'"),
+    ({"action": "list_sessions", "cursor": forged_cursor('[1,' + "[" * 1400 + ',"s1"]')}, "'cursor'"),
+    ({"action": "list_sessions", "cursor": forged_cursor('[1,1.5,"\\ud800"]')}, "'cursor'"),
+    ({"action": "list_sessions", "cursor": "\ud800"}, "'cursor'"),
     ({"action": "get_history", "limit": 0}, "'limit'"),
     ({"action": "get_history", "limit": 201}, "'limit'"),
     ({"action": "get_history", "limit": None, "before": 0}, "'before'"),

@@ -55,3 +55,13 @@ def test_non_bearer_authorization_is_not_an_identity(client: TestClient) -> None
     response = invoke(client, {"message": "hi"}, Authorization="AWS4-HMAC-SHA256 Credential=x")
     assert response.status_code == 200
     assert response.json()["actor_id"] == "default_user"
+
+
+def test_a_body_actor_and_a_header_actor_that_differ_are_a_400_and_nothing_is_stored(client: TestClient,
+                                                                                      assistant) -> None:
+    response = invoke(client, {"message": "hi", "actor_id": "alice"}, **{ACTOR_HEADER: "bob"})
+    assert response.status_code == 400
+    assert "actor" in response.json()["error"]
+    assert assistant.store.list_events("alice", "s1") == [] and assistant.store.list_events("bob", "s1") == []
+    same = invoke(client, {"message": "hi", "actor_id": "bob"}, **{ACTOR_HEADER: "bob"})
+    assert (same.status_code, same.json()["actor_id"]) == (200, "bob")

@@ -110,14 +110,17 @@ def test_every_key_of_a_session_gets_the_ttl_and_each_write_slides_it(redis_url:
     # Redis itself removes an expired session: shorten the expiry and watch the keys go
     for k in keys:
         raw.pexpire(k, 1)
-    # (the actor's session index has an expiry of its own; list_sessions skips what it names that is gone)
-    index = store.index_key("alice")
+    # (the actor's session index has an expiry of its own; list_sessions skips what it names that is gone;
+    # the generation is the session's tombstone: it outlives the data, so the id's next life is a new one)
+    index, generation = store.index_key("alice"), store.generation_key("alice", "s1")
     deadline = time.monotonic() + 5
-    while keys_under(raw, prefix) - {index} and time.monotonic() < deadline:
+    while keys_under(raw, prefix) - {index, generation} and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert keys_under(raw, prefix) - {index} == set()
+    assert keys_under(raw, prefix) - {index, generation} == set()
+    assert raw.ttl(generation) > 6 * 24 * 3600
     assert store.list_sessions("alice", 10).sessions == []
     assert store.add_turns("alice", "s1", exchange(3)) == 1
+    assert store.load_window("alice", "s1", 5).generation == 1
 
 
 def test_without_a_ttl_keys_persist(redis_url: str, prefix: str, raw: redis.Redis) -> None:
@@ -336,6 +339,22 @@ def test_a_generation_outlives_the_session_by_at_least_7_days_and_each_write_ren
 
 
 # -- scripts ---------------------------------------------------------------------------------------
+
+def test_the_lua_scripts_are_files_the_container_build_keeps() -> None:
+    """The scripts live in ``memory/lua/*.lua``, read at import: the build context (``COPY . .``) must hold them."""
+    from fnmatch import fnmatch
+
+    from memory.redis_scripts import ADD_TURNS, LUA_DIR
+
+    scripts = sorted(path.relative_to(ROOT).as_posix() for path in LUA_DIR.glob("*.lua"))
+    assert "memory/lua/add_turns.lua" in scripts and len(scripts) == 13
+    assert "{{" not in ADD_TURNS  # every placeholder filled
+    ignored = [line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    left_out = [s for s in scripts if any(fnmatch(s, pattern) or fnmatch(Path(s).name, pattern)
+                                          or s.startswith(pattern + "/") for pattern in ignored)]
+    assert left_out == []
+
 
 def test_a_script_flushed_from_redis_runs_again_for_pipelined_calls(redis_url: str, prefix: str,
                                                                     raw: redis.Redis) -> None:

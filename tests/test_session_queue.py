@@ -117,7 +117,7 @@ def test_a_busy_session_queues_eight_refuses_the_rest_and_never_blocks_ping_or_o
     wait_until(lambda: sum(1 for r in results if r is not None) >= refused_count, "the refusals")
 
     # the busy session: one turn inside the model, QUEUE_MAX waiting, every other request refused at once
-    assert model.entered.is_set() and not model.gate.is_set()
+    assert model.entered.wait(30) and not model.gate.is_set()
     assert assistant.slots.waiting(("default_user", "busy")) == QUEUE_MAX
     refused = [r for r in results if r is not None]
     assert len(refused) == refused_count

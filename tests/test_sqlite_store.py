@@ -198,6 +198,29 @@ def test_a_history_page_costs_the_same_in_a_short_and_a_long_session(tmp_path: P
     assert long < short * 1.2
 
 
+def test_an_expired_session_id_used_again_after_a_restart_starts_a_new_generation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up purge empties an expired session but keeps its row with the generation moved on, so the
+    id's next turn 1 is not a (generation, turn) pair its expired life already had (long-term memory keys
+    records by it); a writer that loaded the expired life is refused."""
+    import time as time_module
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    store = SQLiteStore(tmp_path / "sessions.db", ttl=60)
+    old = store.load_window("u", "s", 5)
+    store.add_turns("u", "s", exchange(1), generation=old.generation)
+    store.close()
+    now[0] += 3600
+    restarted = SQLiteStore(tmp_path / "sessions.db", ttl=60)  # purges expired sessions at start-up
+    with pytest.raises(SessionChanged):
+        restarted.add_turns("u", "s", exchange(2), generation=old.generation)
+    window = restarted.load_window("u", "s", 5)
+    assert (window.generation, window.message_count) == (old.generation + 1, 0)
+    assert restarted.add_turns("u", "s", exchange(3), generation=window.generation) == 1
+    restarted.close()
+
+
 def test_a_tombstone_outlives_the_purge_of_expired_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time as time_module
 

@@ -12,6 +12,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from core.errors import AlreadyStored, InvalidCursor, SessionChanged
 from memory.base import HistoryTurn, SessionStore, StoredReply, Summary, Window
+from memory.expiry import DEFAULT_TURN_GRACE
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -483,6 +484,92 @@ def test_history_of_an_empty_or_cleared_session_is_empty(store: SessionStore) ->
 
 
 # -- expiry ----------------------------------------------------------------------------------------
+# The rule (memory/expiry.py), for every backend with SESSION_TTL (a new one included): a write keeps the
+# session SESSION_TTL from the write; a turn's load_window holds it max(SESSION_TTL, turn grace) from the load,
+# so the turn finds what it loaded when it stores; expiry only moves later; an expired session reads as
+# empty and starts again at 1 under a NEW generation (the generation outlives the data), so a writer that
+# loaded the old life is refused and no (generation, turn) pair of the old life is repeated. Expiry is not
+# a delete: long-term records of an expired session stay.
+
+def wait_past(instant: float, timeout: float = 10.0) -> None:
+    """Let the clock pass ``instant``: expiry is time passing, there is no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while time.time() <= instant:
+        assert time.monotonic() < deadline, "the clock did not pass the instant in time"
+        time.sleep(0.05)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.05)
+
+
+def test_a_session_id_used_again_after_expiry_starts_a_new_generation(store_factory) -> None:
+    """SESSION_TTL=1 s. The session expires; the same id then starts again at 1 under a generation its earlier
+    life never had (long-term memory keys its records by (generation, turn): the new turn 1 is a new record),
+    and a writer that loaded the old life is refused, as after a clear."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    s = store_factory.make(ttl=1)
+    try:
+        old = s.load_window("alice", "x", 5)
+        assert s.add_turns("alice", "x", exchange(1), generation=old.generation) == 1
+        assert s.add_turns("alice", "x", exchange(2), generation=old.generation) == 2
+        wait_until(lambda: s.get_history("alice", "x", 10).turns == [])
+        assert s.list_sessions("alice", 10).sessions == [] and s.get_last_k_turns("alice", "x", 5) == []
+        new = s.load_window("alice", "x", 5)
+        assert new.generation > old.generation and (new.turns, new.message_count) == ([], 0)
+        with pytest.raises(SessionChanged):  # a turn that loaded the expired life
+            s.add_turns("alice", "x", exchange(3), generation=old.generation)
+        said = [ConversationalMessage("new content", USER), ConversationalMessage("noted", ASSISTANT)]
+        assert s.add_turns("alice", "x", said, generation=new.generation) == 1
+        assert [(t.turn, t.user) for t in s.get_history("alice", "x", 10).turns] == [(1, "new content")]
+        wait_until(lambda: s.get_history("alice", "x", 10).turns == [])
+        assert s.add_turns("alice", "x", exchange(4)) == 1  # a write without a load: a new generation too
+        assert s.load_window("alice", "x", 5).generation > new.generation
+    finally:
+        s.close()
+
+
+def test_a_turn_slower_than_the_ttl_keeps_the_history_it_loaded(store_factory) -> None:
+    """SESSION_TTL=1 s and a model slower than that: the turn loads inside the TTL and stores after it. Its
+    load held the session for the turn, so it stores turn 2 beside the turn it loaded."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    s = store_factory.make(ttl=1)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        written = time.time()
+        window = s.load_window("alice", "s1", 5)
+        assert window.message_count == 1 and texts(window.turns) == texts([exchange(1)])
+        wait_past(written + 1.5)  # the model answers more than SESSION_TTL after the last write
+        assert s.add_turns("alice", "s1", exchange(2), generation=window.generation) == 2
+        assert [t.turn for t in s.get_history("alice", "s1", 10).turns] == [1, 2]
+        assert s.load_window("alice", "s1", 5).generation == window.generation
+    finally:
+        s.close()
+
+
+def test_a_write_never_cuts_short_the_hold_of_a_turn_in_progress(store_factory) -> None:
+    """Two turns of one session (two replicas, say): the slow one loads, the quick one loads and stores at
+    once; the slow one stores after SESSION_TTL and still finds both earlier turns."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    s = store_factory.make(ttl=1)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        slow = s.load_window("alice", "s1", 5)
+        quick = s.load_window("alice", "s1", 5)
+        assert s.add_turns("alice", "s1", exchange(2), generation=quick.generation) == 2
+        written = time.time()
+        wait_past(written + 1.5)
+        assert s.add_turns("alice", "s1", exchange(3), generation=slow.generation) == 3
+        assert [t.turn for t in s.get_history("alice", "s1", 10).turns] == [1, 2, 3]
+    finally:
+        s.close()
+
 
 def test_clearing_an_expired_session_reports_nothing_deleted(store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     if store_factory.no_session_ttl:
@@ -519,6 +606,34 @@ def test_a_turn_in_progress_keeps_its_session_alive(store_factory) -> None:
         assert s.add_turns("alice", "s1", exchange(2), generation=first.generation) == 2
         assert second.message_count == 1
         assert [t.turn for t in s.get_history("alice", "s1", 10).turns] == [1, 2]
+    finally:
+        s.close()
+
+
+def test_a_turns_hold_ends_and_a_clear_after_expiry_moves_past_the_generation_it_reported(
+        store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold is bounded: a session a turn loaded and never wrote to expires max(SESSION_TTL, turn grace)
+    after the load. A clear of an expired session moves the generation past the one a load reported, so a
+    turn begun after the expiry and before the clear is refused too."""
+    if store_factory.no_session_ttl:
+        pytest.skip(store_factory.no_session_ttl)
+    now = [2_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    s = store_factory.make(ttl=60)
+    try:
+        s.add_turns("alice", "s1", exchange(1))
+        loaded = s.load_window("alice", "s1", 5)  # a turn whose model never answers
+        now[0] += max(60, DEFAULT_TURN_GRACE) - 1
+        assert s.get_last_k_turns("alice", "s1", 5) != []  # held for the turn
+        now[0] += 2
+        assert s.get_last_k_turns("alice", "s1", 5) == [] and s.list_sessions("alice", 10).sessions == []
+        reported = s.load_window("alice", "s1", 5).generation
+        assert reported > loaded.generation
+        s.delete_session("alice", "s1")
+        with pytest.raises(SessionChanged):
+            s.add_turns("alice", "s1", exchange(2), generation=reported)
+        assert s.load_window("alice", "s1", 5).generation > reported
     finally:
         s.close()
 

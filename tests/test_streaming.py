@@ -155,7 +155,13 @@ def test_the_stream_holds_the_session_lock_for_the_whole_turn(gated: tuple[Assis
     thread, out = in_thread(lambda: assistant.handle({"message": "Next"}, ctx("conv1")))
     other = assistant.handle({"message": "Elsewhere"}, ctx("conv2"))  # other sessions are not blocked
     assert other["message_count"] == 1
-    time.sleep(0.2)  # give "Next" the chance to run too early, were the session not locked
+    # "Next" is queued behind the stream's turn (not merely not started yet): were the session not locked,
+    # it would have run by now and taken turn 1
+    deadline = time.monotonic() + 30
+    while assistant.slots.waiting(("default_user", "conv1")) != 1:
+        assert time.monotonic() < deadline and thread.is_alive(), "Next neither queued nor waiting"
+        time.sleep(0.01)
+    assert assistant.store.list_events("default_user", "conv1") == []
     model.gate.set()
     assert list(events) == ["world", {"session_id": "conv1", "actor_id": "default_user", "message_count": 1,
                                       "history_length": 0}]

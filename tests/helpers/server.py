@@ -37,7 +37,8 @@ class Server:
         ``max_open_files``: the process's descriptor limit (``ulimit -n``), set in the child."""
         self.port = port or free_port()
         self.max_open_files = max_open_files
-        self.env = {**os.environ, "PORT": str(self.port), "MODEL_PROVIDER": "echo", **env}
+        # on loopback unless the test says otherwise: where the host looks like a container the default is 0.0.0.0
+        self.env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "MODEL_PROVIDER": "echo", **env}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
