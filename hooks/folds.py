@@ -1,8 +1,8 @@
 """Rolling-summary folds after the reply, off the request path.
 
 A fold is one summariser call (a second model round trip): made on the request path it would
-make one turn in ``SUMMARY_BATCH`` wait for it. The memory hooks hand it to this queue instead,
-once the exchange is stored, and the turn answers at once.
+make one turn in ``SUMMARY_BATCH`` wait for it. The rolling summary (``hooks/summary.py``) hands it
+to this queue instead, once the exchange is stored, and the turn answers at once.
 
 - **One fold at a time per session.** A session with a fold running and another waiting keeps
   only the newest waiting one: every fold reads the session's current summary when it starts
