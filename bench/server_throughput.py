@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH, SESSION_HEADER, ServerProcess, delete_prefix, fmt, latency_summary, machine_line, percentile,
+    BENCH, SESSION_HEADER, ServerProcess, delete_prefix, fmt, latency_summary, machine_line, percentile, postgres_url,
     print_table, quick_run, redis_prefix, redis_url, save_plot, scratch_dir, verdict, write_results,
 )
 from conversation import echo_reply, user_text
@@ -67,6 +67,7 @@ from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRol
 
 from core.settings import default_summary_batch  # noqa: E402
 from memory.base import SessionStore, Summary  # noqa: E402
+from memory.postgres.store import PostgresStore  # noqa: E402
 from memory.redis_store import RedisStore  # noqa: E402
 from memory.sqlite import SQLiteStore  # noqa: E402
 from tests.helpers.otlp_receiver import OTLPReceiver  # noqa: E402
@@ -90,8 +91,8 @@ DELAYS_MS = (50, 500)
 FIRST_REQUESTS_S = 0.5
 #: ``--quick``: a smoke run of every server and phase (the 50 ms model only), seconds long; see ``use_quick_sizes``
 #: a --quick run's servers: every app once (the others differ only in their settings: store, summary, delay)
-QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "c-sqlite-otlp", "e-files",
-                 "c-sqlite@50ms")
+QUICK_SERVERS = ("a-bare", "b-strands", "b2-history", "c-sqlite", "c-sqlite-ltm", "c-sqlite-otlp", "f-postgres",
+                 "e-files", "c-sqlite@50ms")
 QUICK = {"rounds": 1, "seconds": 0.2, "warmup": 0.05, "model_seconds": 0.3, "models": "50", "breakdown_turns": 10}
 K = 10  # MEMORY_K's default
 SUMMARY_THROUGH = STORED_TURNS - K  # where the summary of a session that just folded ends ...
@@ -492,7 +493,8 @@ def short_label(key: str) -> str:
     names = {"a-bare": "(a) bare", "b-strands": "(b) Strands", "b2-history": "(b2) Strands\n+10 turns",
              "c-sqlite": "(c) sqlite", "d-redis": "(d) redis", "c-sqlite-off": "(c) sqlite\nsummary off",
              "c-sqlite-ltm": "(c) sqlite\n+ long-term", "d-redis-off": "(d) redis\nsummary off",
-             "e-files": "(e) Strands\n+ files"}
+             "e-files": "(e) Strands\n+ files", "f-postgres": "(f) postgres",
+             "c-sqlite-otlp": "(c) sqlite\n+ OTLP traces"}
     base = key.partition("@")[0]
     return names.get(base, base)
 
@@ -597,7 +599,8 @@ def main() -> None:
     print(f"server throughput: {CLIENTS} clients, {args.rounds} rounds of {args.warmup} s warm-up + {args.seconds} s "
           f"per server and workload; then models of {', '.join(f'{d} ms' for d in delays) or 'no other delay'}")
     notes: list[str] = []
-    with scratch_dir("server") as directory, redis_url() as url, OTLPReceiver() as collector:
+    with scratch_dir("server") as directory, redis_url() as url, OTLPReceiver() as collector, \
+            postgres_url() as database:
         prefixes: list[str] = []
 
         def ours_config(key: str, label: str, rolling: str, delay: int = 0, otlp: bool = False,
@@ -648,6 +651,13 @@ def main() -> None:
                                    store="redis", rolling_summary=rolling, workloads=every, history=K))
             elif not notes:
                 notes.append("Redis: no server available, (d) skipped")
+            if rolling == "on" and database is not None:  # sessions in PostgreSQL (a private pgserver, loopback)
+                echo.append(Config("f-postgres", "(f) ours postgres", AGENT,
+                                   {**base, "MEMORY_BACKEND": "postgres", "DATABASE_URL": database,
+                                    "LTM_BACKEND": "off"},
+                                   store="postgres", rolling_summary=rolling, workloads=every, history=K))
+            elif rolling == "on":
+                notes.append("PostgreSQL: pgserver not available, (f) skipped")
         echo.append(files_config())
         phases = [Phase(0, echo, args.warmup, args.seconds)]
         for delay in delays:
@@ -678,6 +688,8 @@ def main() -> None:
                     store: SessionStore = SQLiteStore(config.env["SESSION_DB"])
                 elif config.store == "redis":
                     store = RedisStore.from_url(config.env["REDIS_URL"], key_prefix=config.env["KEY_PREFIX"])
+                elif config.store == "postgres":
+                    store = PostgresStore(config.env["DATABASE_URL"])
                 if config.store:
                     try:
                         prefill(store, tuple(dict.fromkeys(config.workloads + ("distinct", "hot"))))
