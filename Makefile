@@ -62,6 +62,7 @@ bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	OPENAI_AGENTS_PYTHON=$(BENCH_OPENAI_VENV)/bin/python $(PY) bench/alternatives.py
 	$(PY) bench/server_throughput.py
 	$(PY) bench/strands_overhead.py
+	$(PY) bench/telemetry_overhead.py
 	$(PY) bench/startup.py
 	$(PY) bench/local_conversation.py
 	if test -f $(LOCOMO); then $(PY) bench/ltm_recall.py $(LOCOMO) --loo --scale; \

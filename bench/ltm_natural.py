@@ -228,12 +228,8 @@ def play(data: NaturalSet, min_score: float | None = None,
                     answer = turn(f"ask-{n}", text, explain=True)
                     ltm.flush()  # this turn's two records are stored: the next question meets them
                     wall, search_cpu, embed_cpu, store_cpu = (b - a for a, b in zip(before, meter.total()))
-                    injected = answer["memory"]["long_term"]
-                    rows = ltm.store.fetch(data.actor, [int(i["record_id"]) for i in injected])
+                    injected = answer["memory"]["long_term"]  # each with its role and text (the explain report)
                     for item_ in injected:
-                        row = rows.get(int(item_["record_id"]))
-                        item_["role"] = row.role if row else "?"
-                        item_["text"] = row.text if row else ""
                         item_["fact"] = fact_at.get((item_["session_id"], item_["turn"]))
                     asked.append(Asked(question, text, injected, wall, search_cpu + embed_cpu + store_cpu,
                                        embed_cpu))

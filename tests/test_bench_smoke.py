@@ -41,6 +41,8 @@ SCRIPTS = {
     "ltm_cost.py": "CPU per turn, one thread",
     "ltm_recall.py": "Recall of evidence turns",
     "ltm_durability.py": "reply -> its records searchable (ms)",
+    "ltm_natural.py": "delivered hit rate",
+    "telemetry_overhead.py": "Tracing with no exporter",
 }
 #: run after the others: it reads what their quick runs wrote
 REPORT = "report.py"
