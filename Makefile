@@ -65,6 +65,8 @@ bench: venv $(VENV)/.bench-installed $(BENCH_OPENAI_VENV)/.installed
 	$(PY) bench/telemetry_overhead.py
 	$(PY) bench/startup.py
 	$(PY) bench/local_conversation.py
+	$(PY) bench/ltm_natural.py
+	$(PY) bench/ltm_durability.py
 	if test -f $(LOCOMO); then $(PY) bench/ltm_recall.py $(LOCOMO) --loo --scale; \
 	else echo "note: $(LOCOMO) not found: long-term recall not measured"; fi
 
