@@ -271,65 +271,23 @@ class PostgresLongTermStore:
 
         One transaction, under the actors' row locks (taken in actor order: two inserts never deadlock), so
         no ``forget`` or ``delete_session`` of any replica comes between the checks and the inserts. Safe to
-        run twice (the unique key): a retry after a cut connection stores nothing twice.
+        run twice (the unique key): a retry after a cut connection stores nothing twice. A record twice in
+        one batch is stored once.
         """
         if not len(records):
             return []
-        actors = sorted({r.actor_id for r in records})
-        pairs = sorted({(r.actor_id, r.session_id) for r in records})
-
-        def insert(conn: psycopg.Connection) -> dict[int, str]:
-            with conn.transaction():
-                # the upsert locks each actor's row (created on its first record) and reads it
-                state = {a: [epoch, numbered] for a, epoch, numbered in conn.execute(
-                    "INSERT INTO ltm_actors AS a (actor_id) SELECT unnest(%s::text[]) ORDER BY 1 "
-                    "ON CONFLICT (actor_id) DO UPDATE SET actor_id = a.actor_id RETURNING actor_id, epoch, records",
-                    (actors,)).fetchall()}
-                tombstones = {(a, s): g for a, s, g in conn.execute(
-                    "SELECT t.actor_id, t.session_id, t.deleted_generation FROM ltm_sessions t "
-                    "JOIN unnest(%s::text[], %s::text[]) AS p (actor_id, session_id) "
-                    "ON p.actor_id = t.actor_id AND p.session_id = t.session_id",
-                    ([a for a, _ in pairs], [s for _, s in pairs])).fetchall()}
-                rows: list[tuple[int, str, MessageRecord, str | None, int]] = []
-                keys: set[tuple[str, str, int, int, int]] = set()
-                for i, r in enumerate(records):
-                    key = (r.actor_id, r.session_id, r.generation, r.turn, r.seq)
-                    if r.epoch is not None and r.epoch != state[r.actor_id][0]:
-                        continue  # forgotten since the request started
-                    if r.generation <= tombstones.get((r.actor_id, r.session_id), -1) or key in keys:
-                        continue  # the session was cleared since the turn started; or twice in this batch
-                    keys.add(key)
-                    state[r.actor_id][1] += 1
-                    vector = None if vectors is None else vectors[i]
-                    rows.append((i, new_token(), r, vector_literal(vector), state[r.actor_id][1]))
-                if not rows:
-                    return {}
-                columns = [list(c) for c in zip(*[
-                    (token, r.actor_id, r.session_id, r.generation, r.turn, r.seq, r.role, r.speaker,
-                     encode_body(r.text), encode_body(r.caption), r.created_at, vector, n)
-                    for _, token, r, vector, n in rows])]
-                stored = {token for (token,) in conn.execute(
-                    "INSERT INTO ltm_records (token, actor_id, session_id, generation, turn, seq, role, speaker, "
-                    "body, caption, created_at, embedding, actor_seq) "
-                    "SELECT k, a, s, g, t, q, r, sp, b, c, at, e::vector, n FROM unnest(%s::text[], %s::text[], "
-                    "%s::text[], %s::bigint[], %s::integer[], %s::integer[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::double precision[], %s::text[], %s::bigint[]) "
-                    "AS u (k, a, s, g, t, q, r, sp, b, c, at, e, n) "
-                    "ON CONFLICT (actor_id, session_id, generation, turn, seq) DO NOTHING RETURNING token",
-                    columns).fetchall()}
-                numbered: dict[str, int] = {}  # actor -> actor_seq of its newest record stored now
-                for _, token, r, _, n in rows:
-                    if token in stored:
-                        numbered[r.actor_id] = max(numbered.get(r.actor_id, 0), n)
-                if numbered:
-                    touched = sorted(numbered)
-                    conn.execute("UPDATE ltm_actors a SET version = a.version + 1, records = u.n "
-                                 "FROM unnest(%s::text[], %s::bigint[]) AS u (actor_id, n) WHERE a.actor_id = u.actor_id",
-                                 (touched, [numbered[a] for a in touched]))
-                return {i: token for i, token, _, _, _ in rows if token in stored}
-
-        tokens = self._run("writing records", insert, retry=True)
-        return [tokens.get(i) for i in range(len(records))]
+        vectors = [None] * len(records) if vectors is None else vectors
+        tokens = [new_token() for _ in records]
+        columns = [list(c) for c in zip(*[
+            (token, r.actor_id, r.session_id, r.generation, r.turn, r.seq, r.role, r.speaker, encode_body(r.text),
+             encode_body(r.caption), r.created_at, vector_literal(vector), r.epoch)
+            for token, r, vector in zip(tokens, records, vectors)])]
+        # one statement (autocommit: its own transaction), one round trip: ltm_insert in longterm_001.sql
+        stored = self._run("writing records", lambda conn: {token for (token,) in conn.execute(
+            "SELECT * FROM ltm_insert(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[], "
+            "%s::integer[], %s::text[], %s::text[], %s::text[], %s::text[], %s::double precision[], %s::text[], "
+            "%s::bigint[])", columns).fetchall()}, retry=True)
+        return [token if token in stored else None for token in tokens]
 
     def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
         """Give records (by public id) their embedding; how many took it. Only a record still there without one
