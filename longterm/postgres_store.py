@@ -88,11 +88,12 @@ class PostgresLongTermStore:
     durable = True
 
     def __init__(self, url: str, *, pool_size: int = 4, pool_timeout: float = 5.0, statement_timeout: float = 30.0,
-                 cache_rows: int = CACHE_ROWS) -> None:
-        """``statement_timeout``: longer than the session store's: a first search loads a whole actor."""
+                 cache_rows: int = CACHE_ROWS, configure: Callable[[psycopg.Connection], None] | None = None) -> None:
+        """``statement_timeout``: longer than the session store's: a first search loads a whole actor.
+        ``configure``: called with each new connection (the tests count round trips with it)."""
         self.where = f"postgres {redact(url)}"
         self._pool = make_pool(url, size=pool_size, timeout=pool_timeout, name="longterm",
-                               statement_timeout=statement_timeout)
+                               statement_timeout=statement_timeout, configure=configure)
         self._cache: OrderedDict[str, ActorBuffers] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._load_lock = threading.RLock()

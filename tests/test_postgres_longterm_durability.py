@@ -20,6 +20,7 @@ from longterm.local import LocalLongTermMemory
 from longterm.postgres import PostgresLongTermMemory
 from longterm.postgres_store import PostgresLongTermStore
 from tests.helpers.longterm_helpers import embedder, postgres_ltm, say, texts
+from tests.helpers.postgres import RoundTrips
 from tests.test_longterm_durability import CELLO, DISTRACTIONS, PARAPHRASE, records
 
 
@@ -79,6 +80,19 @@ def test_record_exchange_stores_the_text_before_it_returns(held: tuple[HeldVecto
         assert [r.text for r in other.session_records("alice", "s1")] == [CELLO, "Noted."]
     finally:
         other.close()
+
+
+def test_a_requests_records_are_stored_in_one_round_trip(postgres_schema: str) -> None:
+    trips = RoundTrips()
+    store = PostgresLongTermStore(postgres_schema, configure=trips.trace)
+    try:
+        store.write(records("alice", "s1", 1, CELLO))  # warm: the schema check, the pool's first connection
+        before = trips.count()
+        assert store.write(records("alice", "s1", 2, "I collect stamps from Norway")) == 2
+        assert trips.count() - before == 1
+        assert store.write(records("alice", "s1", 2, "I collect stamps from Norway")) == 0  # a retry: refused
+    finally:
+        store.close()
 
 
 def test_a_restart_embeds_what_a_killed_process_left_without_vectors(postgres_schema: str) -> None:
