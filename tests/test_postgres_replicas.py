@@ -21,7 +21,7 @@ QUESTION = "What instrument does my daughter play?"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """``check()``'s first truthy value: records are written by a background thread, a moment after the answer."""
+    """``check()``'s first truthy value, polled until ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
