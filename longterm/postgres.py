@@ -1,7 +1,8 @@
 """Long-term memory on PostgreSQL (``create_postgres_long_term``): the local store's retrieval, hybrid BM25F +
 MiniLM (``longterm.local``, ``longterm.scoring``, the same ``Embedder``), over records every replica shares
-(``longterm.postgres_store``). A fact told on one replica is found from every other; a ``forget`` on one
-refuses the writes queued on all of them."""
+(``longterm.postgres_store``). A record's text is stored on the request path, its vector added by a background
+thread (any replica's: the work list is the database). A fact told on one replica is found from every other; a
+``forget`` on one leaves nothing on any of them, not even a vector another replica was about to add."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ __all__ = ["PostgresLongTermMemory", "create_postgres_long_term"]
 
 
 class PostgresLongTermMemory(LocalLongTermMemory):
-    """``LocalLongTermMemory``'s search and background writer over a ``PostgresLongTermStore``."""
+    """``LocalLongTermMemory``'s search, write path and background writer over a ``PostgresLongTermStore``."""
 
     def __init__(self, store: PostgresLongTermStore, embedder: Embedder, weights: Weights = DEFAULT_WEIGHTS) -> None:
         super().__init__(store, embedder, weights)  # type: ignore[arg-type] - the same interface as SQLite's
         self.name = "postgres"
 
     def describe(self) -> str:
-        return (f"kept in PostgreSQL ({self.store.where}), shared by every replica, written by a background "
-                "thread, searched by BM25 + MiniLM")
+        return (f"kept in PostgreSQL ({self.store.where}), shared by every replica, text stored with the turn, "
+                "vectors added by a background thread, searched by BM25 + MiniLM")
 
 
 def create_postgres_long_term(settings: Settings) -> LongTermMemory:

@@ -1,6 +1,6 @@
 """Two replicas of the real server (``python agent.py``) on one PostgreSQL database, over HTTP: what the
 user tells replica A, replica B recalls; ``forget`` on B leaves nothing on A, not even the records A still
-had queued; 16 clients split over both get exact, gap-free counts. A real PostgreSQL 16 (pgserver)."""
+was about to embed; 16 clients split over both get exact, gap-free counts. A real PostgreSQL 16 (pgserver)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ QUESTION = "What instrument does my daughter play?"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """``check()``'s first truthy value: records are written by a background thread, a moment after the answer."""
+    """``check()``'s first truthy value, polled until ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -75,28 +75,32 @@ def waiting_on_locks(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]
 
 
-def test_forget_on_one_replica_leaves_nothing_on_the_other_not_even_its_queued_writes(
+def test_forget_on_one_replica_leaves_nothing_on_the_other_not_even_its_background_embedding(
         start: Callable[..., Server], postgres_schema: str) -> None:
-    """A's background writer is held on alice's row lock (as a slow database would hold it) while 24 turns
-    are answered on A: their records wait in A's queue when B's forget arrives."""
+    """A's background writer is held with alice's first record in hand, about to add its vector (a row lock on
+    alice's vector clock, as a slow database would hold it), while 24 more turns are answered on A (their
+    text is committed on the request path, never behind the writer). B's forget lands meanwhile: nothing of
+    alice stays, not the records, not the vector A adds after it."""
     a, b = start(), start()
-    say(a, "first", "Locker note: the first box is empty")
-    assert eventually(lambda: search(a, "locker first box"))
     notes = [f"Locker note {n}: box {n} holds the spare key number {1000 + n}" for n in range(24)]
     with psycopg.connect(postgres_schema, autocommit=True) as holder, \
             psycopg.connect(postgres_schema, autocommit=True) as admin:
         holder.execute("BEGIN")
-        holder.execute("SELECT 1 FROM ltm_actors WHERE actor_id = 'alice' FOR UPDATE")
+        holder.execute("INSERT INTO ltm_embedded (actor_id) VALUES ('alice')")  # uncommitted: A's writer waits on it
+        say(a, "first", "Locker note: the first box is empty")  # alice's first record: nothing to reuse, embedded later
+        assert eventually(lambda: waiting_on_locks(admin) >= 1)  # A's writer, with the record in hand
         with ThreadPoolExecutor(8) as clients:
             answers = list(clients.map(lambda n: say(a, f"locker-{n}", notes[n]), range(len(notes))))
         assert all(x["message_count"] == 1 for x in answers)
-        assert eventually(lambda: waiting_on_locks(admin) >= 1)  # A's writer, with a batch in hand
-        forgetting = ThreadPoolExecutor(1).submit(b.invoke, {"action": "forget", "actor_id": "alice"})
-        assert eventually(lambda: waiting_on_locks(admin) >= 2)  # B's forget, behind it
+        assert admin.execute("SELECT count(*) FROM ltm_records WHERE actor_id = 'alice'").fetchone()[0] == 50
+        assert notes[17] in [m["text"] for m in search(b, "box 17 spare key 1017")]  # committed, found on B
+        assert admin.execute("SELECT count(*) FROM ltm_records WHERE actor_id = 'alice' AND embedding IS NULL"
+                             ).fetchone()[0] >= 1
+        status, forgot = b.invoke({"action": "forget", "actor_id": "alice"})  # B never waits for A's writer
+        assert status == 200, forgot
+        assert waiting_on_locks(admin) >= 1  # A's writer still holds its batch
         holder.execute("ROLLBACK")
-        status, forgot = forgetting.result(60)
-    assert status == 200
-    a.stop()  # SIGTERM: A drains its queue; every record it still held began before the forget
+    a.stop()  # SIGTERM: A's writer finishes its batch and drains; every record it held is gone
     with psycopg.connect(postgres_schema, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM ltm_records WHERE actor_id = 'alice'").fetchone()[0] == 0
     assert search(b, "locker note box spare key", top_k=50) == []

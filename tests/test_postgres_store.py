@@ -109,6 +109,16 @@ def test_the_schema_script_for_teams_that_apply_their_own_creates_what_the_app_n
         assert store.add_turns("alice", "s1", exchange(1)) == 1
     finally:
         store.close()
+    from longterm.base import MessageRecord
+    from longterm.postgres_store import PostgresLongTermStore
+
+    records = PostgresLongTermStore(url)  # the long-term table and its insert function came with the script
+    try:
+        assert records.write([MessageRecord("alice", "s1", 1, 0, "user", "I like tea", 1.7e9)]) == 1
+        assert [r.text for r in records.list_records("alice", 5).records] == ["I like tea"]
+        assert records.count_unembedded() == 1
+    finally:
+        records.close()
 
 
 # -- what a turn costs -------------------------------------------------------------------------------
