@@ -178,7 +178,7 @@ def memory_span(operation: str, backend: str | None = None, **attributes: Any) -
         try:
             yield span
         except BaseException as e:
-            span.set_status(Status(StatusCode.ERROR, f"{type(e).__name__} ({backend or 'memory'})"))
+            span.set_status(Status(StatusCode.ERROR, f"{type(e).__name__} (store {backend})" if backend else type(e).__name__))
             span.set_attribute("error.type", type(e).__name__)
             raise
         finally:

@@ -61,9 +61,9 @@ def tell(http: TestClient, assistant: Assistant, sessions: dict[str, list[str]])
 
 
 def recalled(model: ScriptedModel) -> list[str]:
-    """The recalled lines of the last system prompt the model saw, in order ("user: ..." / "assistant: ...")."""
-    prompt = model.system_prompts[-1] or ""
-    return [line.split("] ", 1)[1] for line in prompt.splitlines() if line.startswith("- [")]
+    """The recalled records of the last call, as the model was handed them, in order ("user: ..." / "assistant: ...")."""
+    speakers = {"the user": "user", "the assistant (you), replying": "assistant"}
+    return [f"{speakers[item['said_by']]}: {item['quote']}" for item in model.quoted() if item["said_by"] in speakers]
 
 
 def test_a_paraphrase_with_no_word_in_common_is_recalled_in_a_new_session(
