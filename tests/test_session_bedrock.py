@@ -75,7 +75,9 @@ def test_forged_clear_over_bedrock_clears_only_the_callers_session_and_requests_
     tools = {t["toolSpec"]["name"]: t["toolSpec"] for t in first["toolConfig"]["tools"]}
     assert set(tools) == {"summarize_session", "clear_session"}
     assert all(spec["inputSchema"]["json"].get("properties", {}) == {} for spec in tools.values())
-    assert "Alice said she lives in Lima." in first["system"][0]["text"]
+    # the summary is quoted data in the newest user message, never system text (docs/longterm.md)
+    assert "Alice said she lives in Lima." not in first["system"][0]["text"]
+    assert "Alice said she lives in Lima." in first["messages"][-1]["content"][0]["text"]
     assert [m["role"] for m in first["messages"]] == ["user", "assistant", "user", "assistant", "user"]
     [result] = [b["toolResult"] for m in second["messages"] for b in m["content"] if "toolResult" in b]
     assert result["status"] == "success" and "removed 3 stored exchanges" in result["content"][0]["text"]
