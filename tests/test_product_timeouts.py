@@ -82,7 +82,7 @@ def test_a_hung_redis_is_a_503_after_the_stores_own_socket_timeout(tmp_path: Pat
 
 def test_a_hung_dynamodb_endpoint_is_a_503_within_the_clients_configured_timeouts_and_retries(
         dynamodb_local: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from memory.dynamodb import READ_TIMEOUT
+    from memory.dynamodb.table import READ_TIMEOUT
 
     for name, value in CLIENT_ENV.items():  # dummy credentials, as for DynamoDB Local
         monkeypatch.setenv(name, value)
