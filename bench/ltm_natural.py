@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from common import fmt, percentile, print_table, scratch_dir, write_results
+from common import fmt, percentile, print_table, quick_run, scratch_dir, write_results
 
 import agent  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -435,7 +435,7 @@ def main() -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:  # a set that is not in the format above
         print(f"{args.path}: not a usable set: {type(e).__name__}: {e} (the format is in --help)", file=sys.stderr)
         return 2
-    if args.quick:
+    if quick_run(args.quick):
         data = quick(data)
     print(f"{args.path.name}: {len(data.sessions)} sessions, {data.statements} statements, "
           f"{len(data.questions)} questions, {len(data.unanswerable)} unanswerable")
@@ -452,7 +452,7 @@ def main() -> int:
                  f"Long-term memory as users meet it ({args.path.name}: {len(data.questions)} questions, "
                  f"{len(data.unanswerable)} unanswerable)")
     print(f"\nplayed in {time.perf_counter() - started:.1f} s")
-    if not args.no_results and not args.quick:
+    if not args.no_results:  # a quick run writes ltm_natural_quick.json (common.quick_run)
         write_results("ltm_natural_sweep" if args.sweep else "ltm_natural", {"file": args.path.name, **result})
     return 0
 
