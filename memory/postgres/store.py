@@ -181,7 +181,8 @@ class PostgresStore(SessionStore):
 
     def _window(self, actor_id: str, session_id: str, k: int, *, touch: bool) -> Window:
         hold = None
-        if touch:  # the turn holds the session max(TTL, turn grace) from now: its TTL clock moves to that
+        if touch:  # the turn holds the session max(TTL, turn grace) from now: its TTL clock moves to that,
+            # and it counts among the turns holding the session until its own add_turns ends its hold
             assert self._ttl is not None
             hold = time.time() + max(self._ttl, self._turn_grace) - self._ttl
         params = (actor_id, session_id, k, self._cutoff(), hold)

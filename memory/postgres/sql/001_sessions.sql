@@ -14,6 +14,12 @@ CREATE TABLE memory_sessions (
     events integer NOT NULL DEFAULT 0,
     -- the SESSION_TTL clock: the last write, or the last load_window of a turn in progress
     updated_at double precision NOT NULL,
+    -- the turns holding the session (their load_window, not yet their add_turns), so a turn's write ends
+    -- only its own hold (memory.expiry); hold_until: when the newest hold ends, on the TTL clock of
+    -- updated_at (the hold's end minus SESSION_TTL), so a hold has passed once hold_until < p_cutoff
+    -- (now - SESSION_TTL, from the application like every time here)
+    holds integer NOT NULL DEFAULT 0,
+    hold_until double precision,
     -- the last add_turns; NULL while the session holds no turns (the listing order)
     written_at double precision,
     summary_text text,
@@ -67,6 +73,7 @@ DECLARE
     turn_of integer[] := '{}';
     first_turn integer;
     i integer;
+    held integer;
 BEGIN
     SELECT * INTO s FROM memory_sessions WHERE actor_id = p_actor AND session_id = p_session FOR UPDATE;
     IF NOT FOUND THEN
@@ -119,9 +126,15 @@ BEGIN
         SELECT s.pk, turn_of[u.n], s.messages + u.n, s.events, p_now, u.role, u.body
         FROM unnest(p_roles, p_bodies) WITH ORDINALITY AS u (role, body, n);
     s.messages := s.messages + cardinality(p_roles);
-    -- expiry only moves later: a write never cuts short the hold of a turn in progress
+    -- this turn's hold ends (memory.expiry). The turns still holding the session (none once the newest hold
+    -- has passed: a turn that failed without writing holds no longer than that): the last one's write leaves
+    -- the session SESSION_TTL from now, even when its hold (max(SESSION_TTL, turn_grace)) ran longer; while
+    -- other turns hold it, expiry only moves later (a write never cuts short their hold).
+    held := CASE WHEN s.hold_until >= p_cutoff THEN s.holds ELSE 0 END;
     UPDATE memory_sessions SET turns = s.turns, user_messages = s.user_messages, messages = s.messages,
-        events = s.events, updated_at = greatest(updated_at, p_now), written_at = p_now,
+        events = s.events, written_at = p_now,
+        updated_at = CASE WHEN held > 1 THEN greatest(updated_at, p_now) ELSE p_now END,
+        holds = greatest(held - 1, 0), hold_until = CASE WHEN held > 1 THEN hold_until END,
         generation = s.generation, summary_text = s.summary_text, summary_through = s.summary_through
         WHERE pk = s.pk;
     IF p_key IS NOT NULL THEN
@@ -139,7 +152,7 @@ $$;
 -- load_window in one round trip: a header row (turn -1: generation, liveness, USER-message count and the
 -- rolling summary), then the last k turns' messages by primary key. An expired life that held turns reports
 -- the next generation (the one its next write starts). p_hold (SESSION_TTL set): the turn's hold, the
--- session's TTL clock moved to it (never back), in the same statement.
+-- session's TTL clock moved to it (never back) and one more turn counted as holding it, in the same statement.
 CREATE FUNCTION memory_load_window(p_actor text, p_session text, p_k integer, p_cutoff double precision,
                                    p_hold double precision)
 RETURNS TABLE (turn integer, role text, body text, generation bigint, live boolean, message_count integer,
@@ -151,7 +164,8 @@ DECLARE
     is_live boolean;
 BEGIN
     IF p_hold IS NOT NULL THEN
-        UPDATE memory_sessions SET updated_at = greatest(updated_at, p_hold)
+        UPDATE memory_sessions SET updated_at = greatest(updated_at, p_hold),
+            holds = CASE WHEN hold_until >= p_cutoff THEN holds ELSE 0 END + 1, hold_until = p_hold
             WHERE actor_id = p_actor AND session_id = p_session AND updated_at >= p_cutoff AND messages > 0
             RETURNING * INTO s;
     END IF;
@@ -193,7 +207,7 @@ BEGIN
     DELETE FROM memory_messages WHERE session_pk = s.pk;
     DELETE FROM memory_requests WHERE session_pk = s.pk;
     UPDATE memory_sessions SET turns = 0, user_messages = 0, messages = 0, events = 0, written_at = NULL,
-        summary_text = NULL, summary_through = NULL, updated_at = p_now,
+        summary_text = NULL, summary_through = NULL, updated_at = p_now, holds = 0, hold_until = NULL,
         -- past the generation an expired life (which held turns) reported, too
         generation = generation + 1 + CASE WHEN s.updated_at < p_cutoff AND s.messages > 0 THEN 1 ELSE 0 END
         WHERE pk = s.pk;
@@ -249,7 +263,8 @@ BEGIN
     DELETE FROM memory_requests r USING memory_sessions s
         WHERE r.session_pk = s.pk AND s.updated_at < p_cutoff;
     UPDATE memory_sessions SET turns = 0, user_messages = 0, messages = 0, events = 0, written_at = NULL,
-        summary_text = NULL, summary_through = NULL, generation = generation + 1
+        summary_text = NULL, summary_through = NULL, generation = generation + 1,
+        holds = 0, hold_until = NULL
         WHERE updated_at < p_cutoff AND messages > 0;
     RETURN purged;
 END
