@@ -23,7 +23,7 @@ import bisect
 import functools
 import threading
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -258,3 +258,14 @@ def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> Acto
 
 def empty_index() -> ActorIndex:
     return build_index([])
+
+
+def keep_bounded(cache: OrderedDict[str, ActorBuffers], actor_id: str, buffers: ActorBuffers, max_rows: int) -> None:
+    """Keep ``buffers`` as the actor's cached index, newest use last; drop the least recently used actors while the
+    cache holds more than ``max_rows`` records (always keeping the newest). The caller holds the cache's lock."""
+    cache[actor_id] = buffers
+    cache.move_to_end(actor_id)
+    total = sum(b.size for b in cache.values())
+    while total > max_rows and len(cache) > 1:
+        _, dropped = cache.popitem(last=False)
+        total -= dropped.size

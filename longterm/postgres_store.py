@@ -43,7 +43,7 @@ import psycopg
 
 from core.errors import LongTermUnavailable, StoreUnavailable
 from longterm.base import MessageRecord
-from longterm.index import ActorBuffers, ActorIndex, empty_index
+from longterm.index import ActorBuffers, ActorIndex, empty_index, keep_bounded
 from longterm.sqlite_schema import new_token
 from longterm.sqlite_store import CACHE_ROWS, StoredPage, StoredRecord, Unembedded
 from memory.postgres.connection import make_pool, redact, run
@@ -195,12 +195,7 @@ class PostgresLongTermStore:
 
     def _keep(self, actor_id: str, buffers: ActorBuffers) -> None:
         with self._cache_lock:
-            self._cache[actor_id] = buffers
-            self._cache.move_to_end(actor_id)
-            total = sum(b.size for b in self._cache.values())
-            while total > self._cache_rows and len(self._cache) > 1:
-                _, dropped = self._cache.popitem(last=False)
-                total -= dropped.size
+            keep_bounded(self._cache, actor_id, buffers, self._cache_rows)
 
     def keyword_search(self, actor_id: str, match: str, limit: int,
                        weights: Sequence[float]) -> list[tuple[int, float]]:

@@ -48,7 +48,7 @@ from core.errors import DatabaseFileChanged, LongTermUnavailable
 from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SQLiteDatabase
 from longterm.base import MessageRecord
 from longterm.sqlite_schema import FTS_COLUMNS, MIGRATIONS, NO_VECTOR, new_token
-from longterm.index import ActorBuffers, ActorIndex, empty_index
+from longterm.index import ActorBuffers, ActorIndex, empty_index, keep_bounded
 from longterm.text import date_words
 
 logger = logging.getLogger(__name__)
@@ -188,12 +188,7 @@ class SQLiteLongTermStore:
 
     def _keep(self, actor_id: str, buffers: ActorBuffers) -> None:
         with self._cache_lock:
-            self._cache[actor_id] = buffers
-            self._cache.move_to_end(actor_id)
-            total = sum(b.size for b in self._cache.values())
-            while total > self._cache_rows and len(self._cache) > 1:
-                _, dropped = self._cache.popitem(last=False)
-                total -= dropped.size
+            keep_bounded(self._cache, actor_id, buffers, self._cache_rows)
 
     def keyword_search(self, actor_id: str, match: str, limit: int,
                        weights: Sequence[float]) -> list[tuple[int, float]]:
