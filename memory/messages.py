@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
@@ -45,6 +45,21 @@ def group_turns(messages: Sequence[ConversationalMessage]) -> list[Turn]:
     for message in messages:
         if message.role == MessageRole.USER or not turns:
             turns.append([])
+        turns[-1].append(message)
+    return turns
+
+
+def turns_by_number(numbered: Iterable[tuple[int, ConversationalMessage | None]]) -> list[Turn]:
+    """Messages tagged with their stored turn number (oldest first) grouped into turns; None (a message that
+    could not be read back) is left out. For stores that keep each message as a row with its turn."""
+    turns: list[Turn] = []
+    current = None
+    for turn, message in numbered:
+        if message is None:
+            continue
+        if turn != current:
+            turns.append([])
+            current = turn
         turns[-1].append(message)
     return turns
 

@@ -41,6 +41,7 @@ from memory.base import (
     check_idempotency_key, check_messages, clip_first_message, decode_cursor, generation_retention, history_bounds,
     history_page, history_turn, message_from_fields, page_sessions, reply_of, request_retention, unavailable_on,
 )
+from memory.messages import turns_by_number
 
 logger = logging.getLogger(__name__)
 
@@ -364,16 +365,7 @@ class SQLiteStore(SessionStore):
             return Window([], 0, 0, summary_read=True)
         _, _, generation, live, count, summary_text, summary_through = rows[0]
         summary = Summary(summary_text, summary_through) if live and summary_text is not None else None
-        turns: list[Turn] = []
-        current = None
-        for turn, _, role, text, *_ in rows[1:]:
-            message = message_from_fields(role, text)
-            if message is None:
-                continue
-            if turn != current:
-                turns.append([])
-                current = turn
-            turns[-1].append(message)
+        turns = turns_by_number((turn, message_from_fields(role, text)) for turn, _, role, text, *_ in rows[1:])
         return Window(turns, generation, count if live else 0, summary, summary_read=True)
 
     @_unavailable

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from bedrock_agentcore.memory.constants import ConversationalMessage
 
 from memory.base import (
-    HistoryTurn, StoredEvent, StoredReply, Summary, Turn, Window, history_turn, message_from_fields, reply_of,
+    HistoryTurn, StoredEvent, StoredReply, Summary, Window, history_turn, message_from_fields, reply_of,
 )
+from memory.messages import turns_by_number
 
 _ESCAPED = "\x01"
 
@@ -57,16 +58,7 @@ def window_from_rows(rows: Sequence[tuple]) -> Window:
         return Window([], 0, 0, summary_read=True)
     _, _, summary_text, generation, live, count, summary_through = rows[0]
     summary = Summary(decode_body(summary_text), summary_through) if live and summary_text is not None else None
-    turns: list[Turn] = []
-    current = None
-    for turn, role, body, *_ in rows[1:]:
-        message = decode_message(role, body)
-        if message is None:
-            continue
-        if turn != current:
-            turns.append([])
-            current = turn
-        turns[-1].append(message)
+    turns = turns_by_number((turn, decode_message(role, body)) for turn, role, body, *_ in rows[1:])
     return Window(turns, generation, count if live else 0, summary, summary_read=True)
 
 
