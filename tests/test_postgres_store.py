@@ -21,7 +21,7 @@ from memory.postgres import describe_postgres
 from memory.postgres.schema import MIGRATIONS
 from memory.postgres.store import PostgresStore
 from tests.helpers.postgres import PostgresEngine, RoundTrips, schema_of, schema_url
-from tests.helpers.server import ROOT
+from tests.helpers.server import ROOT, spare_port
 
 USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
 
@@ -171,7 +171,8 @@ def test_any_text_round_trips_exactly(url: str, text: str) -> None:
 
 def start_up(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(ROOT / "agent.py")],
-                          env={"PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", "MEMORY_BACKEND": "postgres", **env},
+                          env={"PATH": "/usr/bin:/bin", "MODEL_PROVIDER": "echo", "MEMORY_BACKEND": "postgres",
+                               **spare_port(), **env},  # beside a `make run` on 8080
                           capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
