@@ -35,8 +35,9 @@ Printed:
 - **latency and CPU**: long-term search wall and CPU time per turn (the query's embedding included), and
   the CPU of the background writer per turn (embedding and storing the two records).
 
-``--quick``: the first two sessions and their questions (seconds). ``--sweep``: plays with
-``LTM_MIN_SCORE=0`` and prints hit rate and noise at several thresholds (how the default is chosen).
+``--quick``: the first two sessions and their questions (seconds). ``--sweep``: plays the set again at
+several ``LTM_MIN_SCORE`` values and prints hit rate and noise at each (the default is chosen from the
+calibration set's sweep).
 ``--fit``: tells the sessions, then fits the relevance model (``longterm.relevance.COEFFICIENTS``) on the
 candidates of every question: run it on a calibration set (``bench/data/ltm_calibration.json``), never on
 the set the benchmark reports. ``-v``: lists the missed questions and the noise.
@@ -63,7 +64,7 @@ DEFAULT_SET = Path(__file__).resolve().parent / "data" / "ltm_natural.json"
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 GOAL_HIT_RATE = 0.9
 GOAL_NOISE = 0.3
-SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+SWEEP = (0.0, 0.02, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,8 @@ def candidates(ltm: Any, data: NaturalSet, fact_at: dict[tuple[str, int], str]) 
         text, answer = (item.text, set(item.answer)) if isinstance(item, Question) else (item, set())
         scored = ltm.score(data.actor, index, text)
         pool = top_k(scored.rank, POOL)
-        x = features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool], index.kinds[pool])
+        x = features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool], index.kinds[pool],
+                     scored.about_asker)
         y = np.array([fact_of[j] in answer for j in pool], float)
         out.append((x, y))
     return out
@@ -282,7 +284,8 @@ def fit_coefficients(path: Path, data: NaturalSet) -> tuple[float, ...]:
     y = np.concatenate([c[1] for c in collected])
     coefficients = fit(x, y)
     print(f"{path.name}: {len(collected)} questions, {len(y)} candidates, {int(y.sum())} relevant")
-    print("relevance coefficients (cosine, text overlap, saturated bm25, question, chatter, reply, bias):")
+    print("relevance coefficients (cosine, text overlap, saturated bm25, question, chatter, reply, not about the "
+          "asker, bias):")
     print(f"COEFFICIENTS = {coefficients}")
     return coefficients
 
@@ -387,9 +390,15 @@ def report(data: NaturalSet, asked: list[Asked], info: dict[str, Any], verbose: 
             **info}
 
 
-def sweep(asked: list[Asked]) -> list[dict[str, float]]:
-    rows = [{"min_score": t, **summary(asked, t)} for t in SWEEP]
-    print_table("Threshold sweep (played with LTM_MIN_SCORE=0; the default is chosen from this)",
+def sweep(data: NaturalSet) -> list[dict[str, float]]:
+    """The set played afresh at each threshold: the search gives the places of ``LTM_TOP_K`` to records at or
+    above it, so a threshold changes what is found, not only what is cut."""
+    rows = []
+    for threshold in SWEEP:
+        asked, _ = play(data, threshold)
+        rows.append({"min_score": threshold, **summary(asked, threshold)})
+    print_table("Threshold sweep (the set played at each LTM_MIN_SCORE; the default is chosen from the "
+                "calibration set's)",
                 ["LTM_MIN_SCORE", "hit rate", "noise / unanswerable", "injected / answerable"],
                 [[f"{r['min_score']:.2f}", fmt(r["hit_rate"]), fmt(r["noise"]), fmt(r["injected_per_answerable"])]
                  for r in rows])
@@ -443,10 +452,10 @@ def main() -> int:
     if args.fit:
         fit_coefficients(args.path, data)
         return 0
-    asked, info = play(data, 0.0 if args.sweep else None)
+    asked, info = play(data)
     result = report(data, asked, info, args.verbose)
     if args.sweep:
-        result["sweep"] = sweep(asked)
+        result["sweep"] = sweep(data)
         if not args.no_results and not args.quick:
             plot(result["sweep"], Settings.from_env({}).ltm_min_score,
                  f"Long-term memory as users meet it ({args.path.name}: {len(data.questions)} questions, "

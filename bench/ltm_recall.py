@@ -214,14 +214,15 @@ def delivered(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> di
     for conv in conversations:
         dia = conv.dia_of()
         for q in conv.questions:
-            chosen = select(ltm.search(conv.actor, q.text, s.ltm_top_k), s.ltm_min_score, s.ltm_max_tokens)
+            chosen = select(ltm.search(conv.actor, q.text, s.ltm_top_k, min_score=s.ltm_min_score), s.ltm_min_score,
+                            s.ltm_max_tokens)
             found = [dia[(m.session_id, m.turn)] for m in chosen]
             recalls.append(recall(found, q.evidence, len(found)) if found else 0.0)
             any_hit.append(bool(set(found) & set(q.evidence)))
             injected.append(len(chosen))
         for text in conv.adversarial:
-            adversarial.append(len(select(ltm.search(conv.actor, text, s.ltm_top_k), s.ltm_min_score,
-                                          s.ltm_max_tokens)))
+            adversarial.append(len(select(ltm.search(conv.actor, text, s.ltm_top_k, min_score=s.ltm_min_score),
+                                          s.ltm_min_score, s.ltm_max_tokens)))
     return {"top_k": s.ltm_top_k, "min_score": s.ltm_min_score, "recall": float(np.mean(recalls)),
             "any_evidence": float(np.mean(any_hit)), "injected_per_question": float(np.mean(injected)),
             "adversarial_questions": len(adversarial),

@@ -109,7 +109,7 @@ class LongTermHooks(HookProvider):
                 return
             exclude = frozenset((state.session_id, n) for n in state.loaded_turns)
             with timed("longterm_search"):
-                found = self.ltm.search(state.actor_id, query, self.top_k, exclude)
+                found = self.ltm.search(state.actor_id, query, self.top_k, exclude, self.min_score)
         except Exception as e:  # recall is best effort: the turn goes on without it
             logger.warning("%s | long-term recall skipped: %s: %s", state.ids(), type(e).__name__, e)
             state.recall_skipped = f"long-term store failed: {type(e).__name__}"

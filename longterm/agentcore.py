@@ -105,7 +105,8 @@ class AgentCoreLongTermMemory(LongTermMemory):
                                     namespace_path=self.namespace, client=self.client, name="agentcore-longterm")
 
     def search(self, actor_id: str, query: str, top_k: int,
-               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Memory]:
+               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
+               min_score: float = 0.0) -> list[Memory]:
         """The service's best records; ``exclude`` cannot apply (its records carry no turn numbers)."""
         if top_k <= 0 or not query.strip():
             return []
@@ -114,8 +115,9 @@ class AgentCoreLongTermMemory(LongTermMemory):
                                                                {"max_search_results": min(top_k, PAGE)}))
         except (ClientError, BotoCoreError) as e:
             raise LongTermUnavailable(f"AgentCore long-term memory: RetrieveMemoryRecords failed: {_describe(e)}") from e
-        return [Memory(entry.content, "", 0, float((entry.metadata or {}).get("_score") or 0.0), _created_at(entry),
-                       str((entry.metadata or {}).get("_id", "")), "fact") for entry in entries if entry.content]
+        found = [Memory(entry.content, "", 0, float((entry.metadata or {}).get("_score") or 0.0), _created_at(entry),
+                        str((entry.metadata or {}).get("_id", "")), "fact") for entry in entries if entry.content]
+        return [m for m in found if m.score >= min_score]
 
     def record_exchange(self, actor_id: str, session_id: str, turn: int, user: str, reply: str,
                         created_at: float, generation: int, epoch: int | None = None) -> None:

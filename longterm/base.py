@@ -99,8 +99,12 @@ class LongTermMemory(abc.ABC):
 
     @abc.abstractmethod
     def search(self, actor_id: str, query: str, top_k: int,
-               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Memory]:
-        """The actor's best ``top_k`` records for ``query``, best first, without the ``exclude`` turns."""
+               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
+               min_score: float = 0.0) -> list[Memory]:
+        """The actor's best ``top_k`` records for ``query``, best first, without the ``exclude`` turns.
+
+        With ``min_score``, only records scored at least that (``LTM_MIN_SCORE``): a record under it takes
+        no place of the ``top_k``, so a relevant record ranked below it still comes back."""
 
     @abc.abstractmethod
     def record_exchange(self, actor_id: str, session_id: str, turn: int, user: str, reply: str,

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longterm.embedding import DIMENSIONS
-from longterm.relevance import record_kind
-from longterm.text import date_words, stem, tokenize
+from longterm.relevance import STATEMENT, record_kind
+from longterm.text import date_words, proper_names, stem, tokenize
 
 #: (id, session_id, generation, turn, seq, speaker, vector bytes, text, caption, created_at)
 Row = tuple[int, str, int, int, int, str, bytes, str, str, float]
@@ -84,6 +84,9 @@ class ActorIndex:
     kinds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     #: per record when it was said (epoch seconds): recency among records of one subject
     created: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    #: per statement that names something: the stems of its names (``text.proper_names``), by record (shared
+    #: with later snapshots: may hold records beyond size)
+    names_of: Mapping[int, frozenset[str]] = field(default_factory=dict)
     version: int = -1
     deletes: int = -1
     #: per record: has its vector yet (None: all have). A record stored on the request path waits for the
@@ -138,6 +141,7 @@ class ActorBuffers:
         self._order: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (session, generation) -> sorted
         self._names: set[str] = set()
         self._df: Counter[str] = Counter()
+        self._names_of: dict[int, frozenset[str]] = {}
 
     @property
     def last_id(self) -> int:
@@ -177,6 +181,10 @@ class ActorBuffers:
                 self._speaker_ids[k] = self._speaker_codes.setdefault(speaker, len(self._speaker_codes))
                 self._position[int(rowid)] = k
                 self._kinds[k], self._created[k] = record_kind(text, seq), created_at
+                if self._kinds[k] == STATEMENT:
+                    named = proper_names(text)
+                    if named:
+                        self._names_of[k] = named
                 if speaker:
                     self._names.add(speaker)
                 self._index(k, text, caption, created_at)
@@ -246,7 +254,7 @@ class ActorBuffers:
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
-                              self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
+                              self._names_of, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
 
 
 def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:

@@ -45,8 +45,8 @@ import numpy as np
 from core.errors import InvalidCursor
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from longterm.embedding import DIMENSIONS, URGENT, Embedder
-from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, features, probability,
-                                 repeats, restates, words_of)
+from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, about_the_asker,
+                                 features, probability, repeats, restates, words_of)
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, max_normalise, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
@@ -72,6 +72,8 @@ NO_VECTOR = np.zeros(DIMENSIONS, np.float32)
 POOL = 30
 #: how far down the ranking a newer statement of the same subject is looked for (``newest_first``)
 UPDATE_REACH = POOL
+#: two statements that name the same thing are of one subject from this cosine on (``newest_first``)
+NAMED_SUBJECT = 0.25
 #: at most this many newer statements pulled in from beyond ``top_k`` per statement they update
 UPDATE_PULLS = 1
 #: records read back beyond ``top_k``, to fill the places of near-duplicates left out
@@ -86,6 +88,7 @@ class Scored:
     cosine: np.ndarray
     bm25: np.ndarray
     overlap: np.ndarray  # the share of the query's words the record's text contains
+    about_asker: bool  # the query is about the asker's own life (``relevance.about_the_asker``)
 
 
 class LocalLongTermMemory(LongTermMemory):
@@ -129,15 +132,27 @@ class LocalLongTermMemory(LongTermMemory):
         return self.store.epoch(actor_id)
 
     def search(self, actor_id: str, query: str, top_k: int,
-               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Memory]:
+               exclude: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
+               min_score: float = 0.0) -> list[Memory]:
         index = self.store.actor_index(actor_id)
         if not index.size or top_k <= 0 or not query.strip():
             return []  # an actor with no records costs one indexed read, no embedding
         scored = self.score(actor_id, index, query)
         pool = _top(scored.rank, max(top_k, POOL), _allowed(index, exclude))
         relevance = probability(features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool],
-                                         index.kinds[pool]))
-        order, score = newest_first(index, pool, relevance, top_k)
+                                         index.kinds[pool], scored.about_asker))
+        if min_score > 0:  # what reaches the model: the places of the first top_k go to records relevant enough,
+            # and to what tells something before what only asks or chats ("which city should I visit?" tells
+            # nothing of where the user lives, however close its words are to the question)
+            relevant = relevance >= min_score
+            pool, relevance = [j for j, keep in zip(pool, relevant) if keep], relevance[relevant]
+            tells = np.isin(index.kinds[pool], (STATEMENT, REPLY))
+            first = np.argsort(~tells, kind="stable")
+            pool, relevance = [pool[i] for i in first], relevance[first]
+        statements = (index.kinds == STATEMENT) & (index.speaker_ids == 0)
+        allowed = _allowed(index, exclude)
+        reach = _top(scored.rank, UPDATE_REACH, statements if allowed is None else statements & allowed)
+        order, score = newest_first(index, pool, relevance, top_k, reach)
         rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in order[:top_k + DUPLICATE_SLACK]])
         found: list[Memory] = []
         kept: list[tuple[int, frozenset[str]]] = []
@@ -180,7 +195,7 @@ class LocalLongTermMemory(LongTermMemory):
         fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         rank = smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth) * KIND_WEIGHT[index.kinds]
-        return Scored(rank, cosine, bm25, overlap)
+        return Scored(rank, cosine, bm25, overlap, about_the_asker(query, index.df, named))
 
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of ``text``, remembered for a while: it becomes the user message's record vector."""
@@ -347,24 +362,28 @@ def _top(scores: np.ndarray, k: int, allowed: np.ndarray | None) -> list[int]:
     return [int(j) for j in top_k(scores, k, allowed)]
 
 
-def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
-                 top_k: int) -> tuple[list[int], dict[int, float]]:
+def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray, top_k: int,
+                 reach: Sequence[int] = ()) -> tuple[list[int], dict[int, float]]:
     """The pool in ranking order, a newer statement of the same subject moved just above an older one.
 
     "We moved from Lisbon to Porto" updates "I live in Lisbon": when a statement among the first ``top_k``
-    has newer statements of the same subject (cosine of their vectors in [``SAME_SUBJECT``,
-    ``NEAR_DUPLICATE``)) among the first ``UPDATE_REACH`` of the pool, they go just above it, the newest
-    first (at most ``UPDATE_PULLS`` of them from beyond ``top_k``), at least as relevant as the one they
-    update. Only for records with no speaker name: one user's statements about their own life, where the
-    newer one usually replaces the older. Between the two named speakers of a LoCoMo conversation, who
-    come back to the same subjects all the time and are asked about an early event as often as about the
-    latest, the same rule cost recall@5 0.71 -> 0.45 (measured; see docs/longterm.md). Near-duplicates
-    are left to ``search``: they may differ in the one word the query asks for ("note 17" / "note 38").
-    Returns the order (indexes into the index) and each one's score.
+    has newer statements of the same subject among the pool's first ``UPDATE_REACH`` records or ``reach``
+    (the query's best ``UPDATE_REACH`` statements: a crowd of earlier questions on the subject must not hide
+    the update), they go just above it, the newest first (at most ``UPDATE_PULLS`` of them from beyond
+    ``top_k``), at least as relevant as the one they update. Two statements are of the same subject when
+    their vectors are close (cosine in [``SAME_SUBJECT``, ``NEAR_DUPLICATE``)), or when they name the same
+    thing and are not far apart (cosine at least ``NAMED_SUBJECT``): "We sold the Fiat and now share a
+    Renault Zoe" updates "I drive an old blue Fiat Panda" (cosine 0.34). Only for records with no speaker
+    name: one user's statements about their own life, where the newer one usually replaces the older.
+    Between the two named speakers of a LoCoMo conversation, who come back to the same subjects all the time
+    and are asked about an early event as often as about the latest, the same rule cost recall@5 0.71 -> 0.45
+    (measured; see docs/longterm.md). Near-duplicates are left to ``search``: they may differ in the one word
+    the query asks for ("note 17" / "note 38"). Returns the order (indexes into the index) and each one's
+    score.
     """
     score = {j: float(p) for j, p in zip(pool, relevance)}
-    reach = pool[:max(top_k, UPDATE_REACH)]
-    statements = [j for j in reach if index.kinds[j] == STATEMENT and index.speaker_ids[j] == 0]
+    candidates = list(dict.fromkeys([*pool[:max(top_k, UPDATE_REACH)], *reach]))
+    statements = [j for j in candidates if index.kinds[j] == STATEMENT and index.speaker_ids[j] == 0]
     if len(statements) < 2:
         return list(pool), score
     vectors = index.vectors[statements]
@@ -378,18 +397,26 @@ def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
             continue
         if j in position:
             row = similar[position[j]]
+            names = index.names_of.get(j, frozenset())
             newer = [k for k in statements if k not in placed and k != j and index.created[k] > index.created[j]
-                     and SAME_SUBJECT <= row[position[k]] < NEAR_DUPLICATE]
+                     and _same_subject(float(row[position[k]]), names, index.names_of.get(k, frozenset()))]
             newer = sorted(newer, key=lambda k: -index.created[k])  # the newest first
             pulled = [k for k in newer if k not in first][:UPDATE_PULLS]
             for k in [k for k in newer if k in first or k in pulled]:
-                score[k] = max(score[k], score[j])
+                score[k] = max(score.get(k, 0.0), score[j])
                 order.append(k)
                 placed.add(k)
         order.append(j)
         placed.add(j)
     order += [j for j in pool if j not in placed]
     return order, score
+
+
+def _same_subject(cosine: float, names: frozenset[str], other: frozenset[str]) -> bool:
+    """Whether two statements (their cosine, the names each one mentions) are about the same subject."""
+    if cosine >= NEAR_DUPLICATE:
+        return False  # the same thing said again: near-duplicates are collapsed, not ordered
+    return cosine >= SAME_SUBJECT or (cosine >= NAMED_SUBJECT and bool(names & other))
 
 
 def _near_duplicate(index: ActorIndex, a: int, b: int, words_a: frozenset[str], words_b: frozenset[str]) -> bool:

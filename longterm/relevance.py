@@ -10,7 +10,9 @@ moves with the size of the memory):
   term per kind.
 - **relevance**: a logistic model of P(the record answers the query) from absolute evidence: the cosine of
   the two embeddings, the share of the query's content words (weighted by rarity) that the record's text
-  contains, the saturated BM25, and the kind. Fitted on a calibration set written for it
+  contains, the saturated BM25, the kind, and whether the query is about the asker at all
+  (``about_the_asker``: "Where do I live?" is, "Who wrote Pride and Prejudice?" is not, and a record
+  that merely shares a subject with a general question is not what the user asked for). Fitted on a calibration set written for it
   (``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``), never on the benchmark's questions;
   ``LTM_MIN_SCORE`` is a threshold on this probability, so it means the same at 10 records and at 10,000.
 """
@@ -18,7 +20,7 @@ moves with the size of the memory):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +47,42 @@ shall may might tell explain give write translate recommend suggest show list de
 remind find define compare calculate
 """.split())
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+#: words by which a message speaks of its speaker ("where do I live", "my cat", "what did we buy")
+FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves".split())
+#: a how-to question ("how do I reset a router?", "how can I..."): its I is anyone's
+HOW_TO = re.compile(r"how (do|can|could|would) i ")
+#: verbs of a request to the assistant whose "me" is the recipient, not the subject ("write me a haiku")
+REQUEST_VERBS = frozenset("give write tell show send make find get recommend suggest draw sing".split())
+_CAPITALISED = re.compile(r"[^\W\d_][^\W_]*")
+
+
+def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] = ()) -> bool:
+    """Whether a query is about the asker's own life, so that memory may answer it.
+
+    It is when it speaks of its speaker (I, my, we...; not the I of a how-to question or the me of "give me
+    a recipe"), names a participant of the conversations
+    (``named``), or names someone or something the actor's records mention: a capitalised word, other
+    than a question word, whose stem is in ``known`` (stem -> records containing it), as "Who is Tomás?"
+    or "Where does Joana live?". A general question ("What causes the northern lights?", "Who wrote
+    Pride and Prejudice?") is not, and the relevance model asks much more of a record to answer it.
+    """
+    if named:
+        return True
+    tokens = tokenize(query)
+    if HOW_TO.match(" ".join(tokens)) and sum(t in FIRST_PERSON for t in tokens) == 1:
+        pass  # "how do I unclog a sink?": the generic I of a how-to, not the asker's life ("how do I take my coffee?")
+    elif any(t in FIRST_PERSON and not (t == "me" and n and tokens[n - 1] in REQUEST_VERBS)
+             for n, t in enumerate(tokens)):
+        return True  # "give me a recipe" asks the assistant for something; "remind me..." and "my cat" do not
+    for word in _CAPITALISED.findall(query):
+        if not word[0].isupper():
+            continue
+        for token in tokenize(word):
+            if token in STOPWORDS or token in ASKING_WORDS or token in CHATTER_WORDS:
+                continue
+            if known.get(stem(token), 0) > 0:
+                return True
+    return False
 
 
 def record_kind(text: str, seq: int = 0) -> int:
@@ -67,18 +105,22 @@ def record_kind(text: str, seq: int = 0) -> int:
     return QUESTION
 
 
-#: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, bias),
+#: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,
+#: bias),
 #: fitted by ``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``
-COEFFICIENTS = (21.057, 3.648, -1.77, -5.666, -8.028, -1.884, -8.023)
+COEFFICIENTS = (20.321, 2.997, -1.039, -5.662, -4.652, -1.904, -5.106, -7.643)
 #: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
 BM25_HALF = 8.0
 
 
-def features(cosine: np.ndarray, overlap: np.ndarray, bm25: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-    """The relevance model's inputs, one row per record (the order of ``COEFFICIENTS``)."""
+def features(cosine: np.ndarray, overlap: np.ndarray, bm25: np.ndarray, kinds: np.ndarray,
+             about_asker: bool) -> np.ndarray:
+    """The relevance model's inputs, one row per record (the order of ``COEFFICIENTS``); ``about_asker``
+    is the query's (``about_the_asker``)."""
     saturated = np.where(bm25 > 0, bm25 / (bm25 + BM25_HALF), 0.0)
+    general = np.full(len(cosine), 0.0 if about_asker else 1.0)
     return np.column_stack([cosine, overlap, saturated, kinds == QUESTION, kinds == CHATTER, kinds == REPLY,
-                            np.ones(len(cosine))]).astype(np.float64)
+                            general, np.ones(len(cosine))]).astype(np.float64)
 
 
 def probability(x: np.ndarray, coefficients: Sequence[float] = COEFFICIENTS) -> np.ndarray:

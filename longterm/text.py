@@ -133,6 +133,24 @@ def strip_names(text: str, names: Iterable[str]) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+_WORDS_AND_STOPS = re.compile(r"[^\W\d_][^\W_]*|[.!?]")
+
+
+def proper_names(text: str) -> frozenset[str]:
+    """The stems of the names in ``text``: capitalised words that do not begin a sentence ("I drive a **Fiat**",
+    "we moved from **Lisbon** to **Porto**"), "I" aside. Two statements naming the same thing are about it."""
+    names = []
+    starts = True
+    for word in _WORDS_AND_STOPS.findall(text):
+        if word in ".!?":
+            starts = True
+            continue
+        if not starts and word[0].isupper() and word not in ("I", "I'm", "I've"):
+            names.extend(stem(t) for t in tokenize(word))
+        starts = False
+    return frozenset(n for n in names if n not in STOPWORDS)
+
+
 def date_words(created_at: float) -> str:
     """A record's day as questions quote it: ``8 May 2023`` (UTC)."""
     day = datetime.fromtimestamp(created_at, tz=timezone.utc)

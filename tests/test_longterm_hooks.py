@@ -100,7 +100,7 @@ def test_the_injected_records_fit_the_token_budget() -> None:
 
 
 class BrokenMemory(LongTermMemory):
-    def search(self, actor_id, query, top_k, exclude=frozenset()):  # type: ignore[no-untyped-def]
+    def search(self, actor_id, query, top_k, exclude=frozenset(), min_score=0.0):  # type: ignore[no-untyped-def]
         raise OSError("disk on fire")
 
     def record_exchange(self, *args, **kwargs):  # type: ignore[no-untyped-def]

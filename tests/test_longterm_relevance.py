@@ -95,6 +95,43 @@ def test_a_newer_statement_of_the_same_subject_ranks_first(http: TestClient, ass
     assert "user: I live in Lisbon, in a small flat near the river." in users[1:]  # still there, below
 
 
+def test_an_update_that_names_the_same_thing_ranks_first_though_its_words_differ(
+        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+    # the two statements' vectors are far apart (cosine 0.34): only the name they share says one updates the other
+    tell(http, assistant, {"january": ["I drive an old blue Fiat Panda."],
+                           "june": ["We sold the Fiat and now share a Renault Zoe."]})
+    for question in ("What car do I have?", "What do we drive now?"):
+        say(http, "july", question)
+        users = [line for line in recalled(model) if line.startswith("user: ")]
+        assert users[0] == "user: We sold the Fiat and now share a Renault Zoe.", (question, users)
+
+
+def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
+        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+    # records that state nothing but share the question's words rank high: they must not take the places
+    # (LTM_TOP_K, 5) of the statements that answer it
+    tell(http, assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
+                           "questions": ["Which city is best to visit these days?", "What's new in the city these days?",
+                                         "Which city should I visit these days?", "Is the city busy these days?",
+                                         "What do cities charge for parking these days?",
+                                         "Where are the best city views these days?"],
+                           "march": ["Big news: we moved from Lisbon to Porto last week!"]})
+    say(http, "april", "Which city am I based in these days?")
+    users = [line for line in recalled(model) if line.startswith("user: ")]
+    assert users[:1] == ["user: Big news: we moved from Lisbon to Porto last week!"], users
+
+
+def test_a_general_question_about_a_subject_the_user_mentioned_injects_nothing(
+        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, assistant, {"books": ["My favourite book is One Hundred Years of Solitude."],
+                           "food": ["I've been vegetarian for about five years now."]})
+    for question in ("Who wrote Pride and Prejudice?", "Give me a recipe for pancakes."):
+        answer = say(http, "later", question)
+        assert answer["memory"]["long_term"] == [], question
+    say(http, "later", "What's my favourite book?")  # the same subject, asked about the user: recalled
+    assert recalled(model)[0] == "user: My favourite book is One Hundred Years of Solitude."
+
+
 def test_an_earlier_question_does_not_outrank_the_statement_it_asked_about(
         http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
     tell(http, assistant, TOLD)
@@ -144,14 +181,46 @@ def test_a_records_kind_comes_from_its_text_and_place(text: str, seq: int, kind:
 
 
 def test_relevance_rises_with_each_kind_of_evidence_and_falls_for_what_states_nothing() -> None:
-    def p(cosine: float, overlap: float = 0.0, bm25: float = 0.0, kind: int = STATEMENT) -> float:
+    def p(cosine: float, overlap: float = 0.0, bm25: float = 0.0, kind: int = STATEMENT,
+          about_asker: bool = True) -> float:
         return float(probability(features(np.array([cosine]), np.array([overlap]), np.array([bm25]),
-                                          np.array([kind])))[0])
+                                          np.array([kind]), about_asker))[0])
 
     assert 0.0 < p(0.1) < p(0.4) < p(0.4, overlap=0.5) < 1.0
     assert p(0.1) < 0.1 < p(0.45)  # unrelated under the default LTM_MIN_SCORE, a close paraphrase above
     for kind in (QUESTION, CHATTER, REPLY):
         assert p(0.5, 0.5, 5.0, kind) < p(0.5, 0.5, 5.0, STATEMENT)
+    # a general question needs much more: a record about the same subject is not what it asks for
+    assert p(0.45, 0.3, 5.0, about_asker=False) < 0.1 < p(0.45, 0.3, 5.0)
+
+
+@pytest.mark.parametrize("query, about", [
+    ("Where do I live?", True),
+    ("What's my cat called?", True),
+    ("Remind me which town we relocated to.", True),
+    ("How do I take my coffee?", True),  # a how-to shape, but "my"
+    ("Who is Tomás?", True),  # a name the records mention
+    ("What does inês do?", False),  # ... only when written as a name
+    ("Who wrote Pride and Prejudice?", False),
+    ("How do I unclog a kitchen sink?", False),  # the I of a how-to is anyone's
+    ("Give me a recipe for pancakes.", False),  # "me" receives; it says nothing of the asker
+    ("Tell me a joke about penguins.", False),
+    ("What is the capital of Australia?", False),
+])
+def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people(query: str, about: bool) -> None:
+    from longterm.relevance import about_the_asker
+    from longterm.text import stem
+
+    known = {stem("tomas"): 2, stem("ines"): 1, stem("lisbon"): 3}
+    assert about_the_asker(query, known) is about
+
+
+def test_the_names_of_a_statement_are_its_capitalised_words_inside_a_sentence() -> None:
+    from longterm.text import proper_names
+
+    assert proper_names("We sold the Fiat and now share a Renault Zoe.") == {"fiat", "renault", "zoe"}
+    assert proper_names("Big news: we moved from Lisbon to Porto last week! I love it.") == {"lisbon", "porto"}
+    assert proper_names("I live in a flat.") == frozenset()  # "I" and a sentence's first word are not names
 
 
 def test_an_echo_repeats_the_statement_and_different_facts_do_not() -> None:
