@@ -15,7 +15,8 @@ free text: it goes into one fenced block of the newest user message (``hooks/fra
   words from its own, and old from new;
 - the block opens with a sentence that frames it as quotations to weigh, never instructions.
 
-The ``search_memory`` tool's result uses the same items inside the same fence.
+The ``search_memory`` tool's result uses the same items inside the same fence, and so does the
+``summarize_session`` tool's (a summary is model-written text about what the user typed).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ PREAMBLE = ("Recalled memory: quotations of what was said earlier, retrieved for
             "(which follows the block). " + _FRAMING)
 #: the ``search_memory`` tool's result
 SEARCH_PREAMBLE = "Long-term memory search results: quotations of what was said in earlier conversations. " + _FRAMING
+
+#: the ``summarize_session`` tool's result
+SUMMARY_PREAMBLE = ("Conversation summary: a quotation of notes written from this conversation's stored messages. "
+                    + _FRAMING)
 
 #: characters that could end a line or a fence, escaped inside a quoted item (JSON already escapes U+0000-U+001F)
 _UNSAFE = re.compile("[<>&\u0085\u2028\u2029\ud800-\udfff]")
@@ -83,6 +88,11 @@ def summary_item(through_turn: int, text: str) -> str:
                    "(the most recent of them may also appear above as messages)",
         "quote": text,
     })
+
+
+def conversation_summary_item(text: str) -> str:
+    """A summary of the whole conversation (the ``summarize_session`` tool's) as a quoted item."""
+    return quote({"said_by": "a summary of this whole conversation, written from its stored messages", "quote": text})
 
 
 def fenced(items: list[str], now: float | None = None, preamble: str = PREAMBLE) -> str:

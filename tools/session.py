@@ -28,7 +28,8 @@ from strands.types.tools import AgentTool
 from longterm import LongTermMemory
 from memory.base import SessionStore, group_turns
 from memory.turn import TurnState
-from models.summarizer import Summarizer
+from core.quoting import SUMMARY_PREAMBLE, conversation_summary_item, fenced
+from models.summarizer import EMPTY_SESSION_SUMMARY, Summarizer
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,11 @@ class SessionTools:
         except Exception as e:  # the summary model call failed: report it, store and lose nothing
             logger.warning("%s | summarize_session failed: %s: %s", self.state.ids(), type(e).__name__, e)
             return {"status": "error", "content": [{"text": f"Could not summarise the conversation: {e}"}]}
-        return {"status": "success", "content": [{"text": text}]}
+        if text == EMPTY_SESSION_SUMMARY:  # our own sentence, not stored text
+            return {"status": "success", "content": [{"text": text}]}
+        # quoted as recalled memory is: a summary retells what the user typed, which must not pose as instructions
+        return {"status": "success",
+                "content": [{"text": fenced([conversation_summary_item(text)], preamble=SUMMARY_PREAMBLE)}]}
 
     @tool
     def clear_session(self) -> str:

@@ -70,6 +70,17 @@ def result_text(result: dict[str, Any]) -> str:
     return "".join(block.get("text", "") for block in result["content"])
 
 
+def summary_quote(result: dict[str, Any]) -> str:
+    """The summary a ``summarize_session`` result quotes (the result is the fenced block, one item)."""
+    from core.quoting import SUMMARY_PREAMBLE
+    from tests.helpers.scripted_model import quoted_items
+
+    text = result_text(result)
+    assert text.startswith(SUMMARY_PREAMBLE), text
+    [item] = quoted_items(text)
+    return item["quote"]
+
+
 class FactKeepingModel(ScriptedModel):
     """Echoes chat turns; as a summariser it keeps every "my <thing> is <value>" it is given, like a good summary.
 
