@@ -121,7 +121,9 @@ class LongTermHooks(HookProvider):
         state.recall_texts = [m.text for m in chosen] if capture_content() else []
         record_injected(len(chosen))
         if not chosen:
-            state.recall_skipped = "nothing found" if not found else "none relevant enough (LTM_MIN_SCORE)"
+            # the search returns only records of at least LTM_MIN_SCORE: none back means none was relevant enough
+            state.recall_skipped = ("none relevant enough (LTM_MIN_SCORE)" if found or self.min_score > 0
+                                    else "nothing found")
         if chosen:
             place(event, state)
         state.memories_used = len(chosen)

@@ -14,8 +14,11 @@ Search, per request (the actor's records only):
    each record's kind (``longterm.relevance``: statements above replies, questions
    and small talk); the excluded turns are masked;
 4. the best 30 get their relevance probability (the score returned and the one
-   ``LTM_MIN_SCORE`` applies to), a newer statement of the same subject moves above
-   an older one, near-duplicates collapse, and the best ``top_k`` are read back.
+   ``LTM_MIN_SCORE`` applies to: with ``min_score``, as the hooks search, only records at
+   or above it keep a place, statements and replies before questions and small talk),
+   a newer statement of the same subject moves above an older one (looked for among the
+   query's best 30 statements too), near-duplicates collapse, and the best ``top_k``
+   are read back.
 
 Writing: ``record_exchange`` stores two records (the user's message and the
 reply) in one transaction on the request path: their text is durable and
@@ -138,7 +141,8 @@ class LocalLongTermMemory(LongTermMemory):
         if not index.size or top_k <= 0 or not query.strip():
             return []  # an actor with no records costs one indexed read, no embedding
         scored = self.score(actor_id, index, query)
-        pool = _top(scored.rank, max(top_k, POOL), _allowed(index, exclude))
+        allowed = _allowed(index, exclude)
+        pool = _top(scored.rank, max(top_k, POOL), allowed)
         relevance = probability(features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool],
                                          index.kinds[pool], scored.about_asker))
         if min_score > 0:  # what reaches the model: the places of the first top_k go to records relevant enough,
@@ -149,8 +153,9 @@ class LocalLongTermMemory(LongTermMemory):
             tells = np.isin(index.kinds[pool], (STATEMENT, REPLY))
             first = np.argsort(~tells, kind="stable")
             pool, relevance = [pool[i] for i in first], relevance[first]
+            if not pool:
+                return []
         statements = (index.kinds == STATEMENT) & (index.speaker_ids == 0)
-        allowed = _allowed(index, exclude)
         reach = _top(scored.rank, UPDATE_REACH, statements if allowed is None else statements & allowed)
         order, score = newest_first(index, pool, relevance, top_k, reach)
         rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in order[:top_k + DUPLICATE_SLACK]])
