@@ -243,7 +243,7 @@ class SQLiteLongTermStore:
                 rows = db.execute(
                     f"SELECT {_RECORD_COLUMNS}, actor_seq FROM ltm_records WHERE actor_id = ? AND actor_seq < ? "
                     "ORDER BY actor_seq DESC LIMIT ?",
-                    (actor_id, 2**62 if below is None else below, limit + 1)).fetchall()
+                    (actor_id, 2**62 if below is None else min(below, 2**62), limit + 1)).fetchall()
         except _unavailable_errors as e:
             raise self._guard("listing records")(e) from e
         more = len(rows) > limit
