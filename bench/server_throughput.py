@@ -638,7 +638,8 @@ def main() -> None:
                 echo.append(Config("c-sqlite-ltm", "(c) ours sqlite + long-term memory", AGENT,
                                    {**base, "MEMORY_BACKEND": "sqlite", "LONG_TERM_MEMORY": "on",
                                     "SESSION_DB": str(directory / "sessions-ltm.db")},
-                                   store="sqlite", rolling_summary=rolling, long_term=True, history=K))
+                                   store="sqlite", rolling_summary=rolling, long_term=True, history=K,
+                                   workloads=every))  # the default configuration: its 1,000-turn figure is a goal
                 # the same server exporting every span (OTLP/HTTP, batched) to a collector on loopback
                 echo.append(ours_config("c-sqlite-otlp", "(c) ours sqlite, traces to an OTLP collector", rolling,
                                         workloads=("distinct",), otlp=True))

@@ -49,8 +49,6 @@ remind find define compare calculate
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 #: words by which a message speaks of its speaker ("where do I live", "my cat", "what did we buy")
 FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves".split())
-#: a how-to question ("how do I reset a router?", "how can I..."): its I is anyone's
-HOW_TO = re.compile(r"how (do|can|could|would) i ")
 #: verbs of a request to the assistant whose "me" is the recipient, not the subject ("write me a haiku")
 REQUEST_VERBS = frozenset("give write tell show send make find get recommend suggest draw sing".split())
 _CAPITALISED = re.compile(r"[^\W\d_][^\W_]*")
@@ -59,8 +57,7 @@ _CAPITALISED = re.compile(r"[^\W\d_][^\W_]*")
 def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] = ()) -> bool:
     """Whether a query is about the asker's own life, so that memory may answer it.
 
-    It is when it speaks of its speaker (I, my, we...; not the I of a how-to question or the me of "give me
-    a recipe"), names a participant of the conversations
+    It is when it speaks of its speaker (I, my, we...; not the me of "give me a recipe"), names a participant of the conversations
     (``named``), or names someone or something the actor's records mention: a capitalised word, other
     than a question word, whose stem is in ``known`` (stem -> records containing it), as "Who is Tomás?"
     or "Where does Joana live?". A general question ("What causes the northern lights?", "Who wrote
@@ -69,11 +66,11 @@ def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] =
     if named:
         return True
     tokens = tokenize(query)
-    if HOW_TO.match(" ".join(tokens)) and sum(t in FIRST_PERSON for t in tokens) == 1:
-        pass  # "how do I unclog a sink?": the generic I of a how-to, not the asker's life ("how do I take my coffee?")
-    elif any(t in FIRST_PERSON and not (t == "me" and n and tokens[n - 1] in REQUEST_VERBS)
-             for n, t in enumerate(tokens)):
-        return True  # "give me a recipe" asks the assistant for something; "remind me..." and "my cat" do not
+    # "give me a recipe" asks the assistant for something; "remind me..." and "my cat" are about the asker. The
+    # I of "how do I unclog a sink?" is anyone's, but "how do I keep fit these days?" is the asker's: it counts
+    if any(t in FIRST_PERSON and not (t == "me" and n and tokens[n - 1] in REQUEST_VERBS)
+           for n, t in enumerate(tokens)):
+        return True
     for word in _CAPITALISED.findall(query):
         if not word[0].isupper():
             continue
@@ -108,7 +105,7 @@ def record_kind(text: str, seq: int = 0) -> int:
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,
 #: bias),
 #: fitted by ``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``
-COEFFICIENTS = (20.321, 2.997, -1.039, -5.662, -4.652, -1.904, -5.106, -7.643)
+COEFFICIENTS = (20.638, 3.061, -1.17, -5.711, -4.709, -1.858, -5.034, -7.752)
 #: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
 BM25_HALF = 8.0
 
