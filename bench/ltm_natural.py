@@ -405,7 +405,7 @@ def sweep(data: NaturalSet) -> list[dict[str, float]]:
     return rows
 
 
-def plot(rows: list[dict[str, float]], default: float, title: str) -> None:
+def plot(rows: list[dict[str, float]], default: float, title: str, name: str = "ltm_natural") -> None:
     """Hit rate and noise against LTM_MIN_SCORE (the sweep), the default marked."""
     import matplotlib.pyplot as plt
 
@@ -421,11 +421,17 @@ def plot(rows: list[dict[str, float]], default: float, title: str) -> None:
     ax.axhline(GOAL_NOISE, color="#de2d26", lw=0.6, ls=":")
     ax.axvline(default, color="black", lw=0.8, ls="--", label=f"default LTM_MIN_SCORE = {default}")
     ax.set_xlabel("LTM_MIN_SCORE (relevance probability)")
-    ax.set_ylim(0, 2.5)
+    ax.set_ylim(0, max(2.5, max(r["noise"] for r in rows if r["min_score"] > 0) * 1.1))
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.suptitle(machine_line(), fontsize=7, y=-0.03)
-    save_plot(fig, "ltm_natural")
+    save_plot(fig, name)
+
+
+def results_name(path: Path) -> str:
+    """``ltm_natural`` for the default set, ``ltm_natural_<stem>`` for another (so one run does not overwrite the
+    other's results)."""
+    return "ltm_natural" if path.resolve() == DEFAULT_SET.resolve() else f"ltm_natural_{path.stem}"
 
 
 def main() -> int:
@@ -459,10 +465,10 @@ def main() -> int:
         if not args.no_results and not args.quick:
             plot(result["sweep"], Settings.from_env({}).ltm_min_score,
                  f"Long-term memory as users meet it ({args.path.name}: {len(data.questions)} questions, "
-                 f"{len(data.unanswerable)} unanswerable)")
+                 f"{len(data.unanswerable)} unanswerable)", results_name(args.path))
     print(f"\nplayed in {time.perf_counter() - started:.1f} s")
     if not args.no_results:  # a quick run writes ltm_natural_quick.json (common.quick_run)
-        write_results("ltm_natural_sweep" if args.sweep else "ltm_natural", {"file": args.path.name, **result})
+        write_results(results_name(args.path) + ("_sweep" if args.sweep else ""), {"file": args.path.name, **result})
     return 0
 
 

@@ -48,8 +48,8 @@ import numpy as np
 from core.errors import InvalidCursor
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from longterm.embedding import DIMENSIONS, URGENT, Embedder
-from longterm.relevance import (KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT, about_the_asker,
-                                 features, probability, repeats, restates, words_of)
+from longterm.relevance import (CHATTER, KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT,
+                                 about_the_asker, features, probability, record_kind, repeats, restates, words_of)
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, max_normalise, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
@@ -140,6 +140,8 @@ class LocalLongTermMemory(LongTermMemory):
         index = self.store.actor_index(actor_id)
         if not index.size or top_k <= 0 or not query.strip():
             return []  # an actor with no records costs one indexed read, no embedding
+        if min_score > 0 and record_kind(query) == CHATTER:
+            return []  # "hello", "thanks!", "ok": nothing in memory answers small talk (and no embedding is spent)
         scored = self.score(actor_id, index, query)
         allowed = _allowed(index, exclude)
         pool = _top(scored.rank, max(top_k, POOL), allowed)

@@ -160,6 +160,8 @@ def test_small_talk_is_kept_but_not_recalled_for_a_real_question(http: TestClien
     assert any(m.text == "Hi there!" for m in assistant.ltm.search("ana", "Hi there!", 50))  # kept
     say(http, "friday", "Hi there, how are you today?")
     assert recalled(model) == []
+    for greeting in ("Hello", "Hi there!", "thanks!", "ok"):  # small talk asks nothing: nothing is recalled for it
+        assert say(http, "saturday", greeting)["memory"]["long_term"] == [], greeting
 
 
 # -- the pieces ----------------------------------------------------------------------------------
