@@ -18,7 +18,7 @@ Search, per request (the actor's records only):
    or above it keep a place, statements and replies before questions and small talk),
    a newer statement of the same subject moves above an older one (looked for among the
    query's best 30 statements too), near-duplicates collapse, and the best ``top_k``
-   are read back.
+   are read back (``longterm.selection``).
 
 Writing: ``record_exchange`` stores two records (the user's message and the
 reply) in one transaction on the request path: their text is durable and
@@ -41,15 +41,16 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import InvalidCursor
 from longterm.base import LongTermMemory, Memory, MemoryPage, MessageRecord
 from longterm.embedding import DIMENSIONS, URGENT, Embedder
-from longterm.relevance import (CHATTER, KIND_WEIGHT, NEAR_DUPLICATE, REPLY, SAME_SUBJECT, STATEMENT,
-                                 about_the_asker, features, probability, record_kind, repeats, restates, words_of)
+from longterm.relevance import (CHATTER, KIND_WEIGHT, STATEMENT, about_the_asker, features, probability, record_kind,
+                                 words_of)
+from longterm.selection import UPDATE_REACH, newest_first, one_per_fact, relevant_first
 from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, max_normalise, smooth_neighbours, top_k
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
@@ -73,12 +74,6 @@ NO_VECTOR = np.zeros(DIMENSIONS, np.float32)
 #: records ranked before the relevance model and the update rule look at them (a newer statement of the same
 #: subject is looked for among these)
 POOL = 30
-#: how far down the ranking a newer statement of the same subject is looked for (``newest_first``)
-UPDATE_REACH = POOL
-#: two statements that name the same thing are of one subject from this cosine on (``newest_first``)
-NAMED_SUBJECT = 0.25
-#: at most this many newer statements pulled in from beyond ``top_k`` per statement they update
-UPDATE_PULLS = 1
 #: records read back beyond ``top_k``, to fill the places of near-duplicates left out
 DUPLICATE_SLACK = 5
 
@@ -147,46 +142,15 @@ class LocalLongTermMemory(LongTermMemory):
         pool = _top(scored.rank, max(top_k, POOL), allowed)
         relevance = probability(features(scored.cosine[pool], scored.overlap[pool], scored.bm25[pool],
                                          index.kinds[pool], scored.about_asker))
-        if min_score > 0:  # what reaches the model: the places of the first top_k go to records relevant enough,
-            # and to what tells something before what only asks or chats ("which city should I visit?" tells
-            # nothing of where the user lives, however close its words are to the question)
-            relevant = relevance >= min_score
-            pool, relevance = [j for j, keep in zip(pool, relevant) if keep], relevance[relevant]
-            tells = np.isin(index.kinds[pool], (STATEMENT, REPLY))
-            first = np.argsort(~tells, kind="stable")
-            pool, relevance = [pool[i] for i in first], relevance[first]
+        if min_score > 0:
+            pool, relevance = relevant_first(index, pool, relevance, min_score)
             if not pool:
                 return []
         statements = (index.kinds == STATEMENT) & (index.speaker_ids == 0)
         reach = _top(scored.rank, UPDATE_REACH, statements if allowed is None else statements & allowed)
         order, score = newest_first(index, pool, relevance, top_k, reach)
         rows = self.store.fetch(actor_id, [int(index.ids[j]) for j in order[:top_k + DUPLICATE_SLACK]])
-        found: list[Memory] = []
-        kept: list[tuple[int, frozenset[str]]] = []
-        asked = words_of(query)
-        for j in order:
-            row = rows.get(int(index.ids[j]))
-            if row is None:  # deleted since the index was read, or beyond what was read
-                continue
-            words = words_of(row.text)
-            memory = Memory(row.text, row.session_id, row.turn, score[j], row.created_at, row.token, row.role)
-            same = next((n for n, (k, other) in enumerate(kept)
-                         if words & asked == other & asked and _near_duplicate(index, j, k, words, other)), None)
-            if same is not None:  # the same thing said again, or echoed back: one record stands for both
-                k = kept[same][0]
-                if (index.kinds[k] == REPLY) != (index.kinds[j] == REPLY):
-                    newer = index.kinds[k] == REPLY  # the user's words, not the model's echo of them
-                else:
-                    newer = index.created[j] > index.created[k]  # said again: the latest wording stands
-                if newer:
-                    kept[same] = (j, words)
-                    found[same] = replace(memory, score=max(score[j], found[same].score))
-                continue
-            kept.append((j, words))
-            found.append(memory)
-            if len(found) == top_k:
-                break
-        return found
+        return one_per_fact(index, order, score, rows, words_of(query), top_k)
 
     def score(self, actor_id: str, index: ActorIndex, query: str) -> Scored:
         """Every record of ``index`` scored for ``query``: the ranking and the relevance model's evidence."""
@@ -367,68 +331,3 @@ def _allowed(index: ActorIndex, exclude: frozenset[tuple[str, int]] | set[tuple[
 
 def _top(scores: np.ndarray, k: int, allowed: np.ndarray | None) -> list[int]:
     return [int(j) for j in top_k(scores, k, allowed)]
-
-
-def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray, top_k: int,
-                 reach: Sequence[int] = ()) -> tuple[list[int], dict[int, float]]:
-    """The pool in ranking order, a newer statement of the same subject moved just above an older one.
-
-    "We moved from Lisbon to Porto" updates "I live in Lisbon": when a statement among the first ``top_k``
-    has newer statements of the same subject among the pool's first ``UPDATE_REACH`` records or ``reach``
-    (the query's best ``UPDATE_REACH`` statements: a crowd of earlier questions on the subject must not hide
-    the update), they go just above it, the newest first (at most ``UPDATE_PULLS`` of them from beyond
-    ``top_k``), at least as relevant as the one they update. Two statements are of the same subject when
-    their vectors are close (cosine in [``SAME_SUBJECT``, ``NEAR_DUPLICATE``)), or when they name the same
-    thing and are not far apart (cosine at least ``NAMED_SUBJECT``): "We sold the Fiat and now share a
-    Renault Zoe" updates "I drive an old blue Fiat Panda" (cosine 0.34). Only for records with no speaker
-    name: one user's statements about their own life, where the newer one usually replaces the older.
-    Between the two named speakers of a LoCoMo conversation, who come back to the same subjects all the time
-    and are asked about an early event as often as about the latest, the same rule cost recall@5 0.71 -> 0.45
-    (measured; see docs/longterm.md). Near-duplicates are left to ``search``: they may differ in the one word
-    the query asks for ("note 17" / "note 38"). Returns the order (indexes into the index) and each one's
-    score.
-    """
-    score = {j: float(p) for j, p in zip(pool, relevance)}
-    candidates = list(dict.fromkeys([*pool[:max(top_k, UPDATE_REACH)], *reach]))
-    statements = [j for j in candidates if index.kinds[j] == STATEMENT and index.speaker_ids[j] == 0]
-    if len(statements) < 2:
-        return list(pool), score
-    vectors = index.vectors[statements]
-    similar = vectors @ vectors.T
-    position = {j: n for n, j in enumerate(statements)}
-    order: list[int] = []
-    placed: set[int] = set()
-    first = set(pool[:top_k])
-    for j in pool[:top_k]:
-        if j in placed:
-            continue
-        if j in position:
-            row = similar[position[j]]
-            names = index.names_of.get(j, frozenset())
-            newer = [k for k in statements if k not in placed and k != j and index.created[k] > index.created[j]
-                     and _same_subject(float(row[position[k]]), names, index.names_of.get(k, frozenset()))]
-            newer = sorted(newer, key=lambda k: -index.created[k])  # the newest first
-            pulled = [k for k in newer if k not in first][:UPDATE_PULLS]
-            for k in [k for k in newer if k in first or k in pulled]:
-                score[k] = max(score.get(k, 0.0), score[j])
-                order.append(k)
-                placed.add(k)
-        order.append(j)
-        placed.add(j)
-    order += [j for j in pool if j not in placed]
-    return order, score
-
-
-def _same_subject(cosine: float, names: frozenset[str], other: frozenset[str]) -> bool:
-    """Whether two statements (their cosine, the names each one mentions) are about the same subject."""
-    if cosine >= NEAR_DUPLICATE:
-        return False  # the same thing said again: near-duplicates are collapsed, not ordered
-    return cosine >= SAME_SUBJECT or (cosine >= NAMED_SUBJECT and bool(names & other))
-
-
-def _near_duplicate(index: ActorIndex, a: int, b: int, words_a: frozenset[str], words_b: frozenset[str]) -> bool:
-    """Two records that say the same thing: the model's echo of the user's words (mostly the same words), or
-    two statements alike in their vectors that mostly repeat each other's words and numbers."""
-    if index.kinds[a] == REPLY or index.kinds[b] == REPLY:  # a reply is not embedded: its words tell
-        return repeats(words_a, words_b)
-    return float(index.vectors[a] @ index.vectors[b]) >= NEAR_DUPLICATE and restates(words_a, words_b)
