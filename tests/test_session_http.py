@@ -13,7 +13,7 @@ from service import Assistant, parse_request
 from models.summarizer import EMPTY_SESSION_SUMMARY
 from tests.conftest import ACTOR_HEADER
 from tests.helpers.scripted_model import ScriptedModel
-from tests.helpers.session_helpers import chat_calls, result_text, summary_inputs, tool_results
+from tests.helpers.session_helpers import chat_calls, result_text, summary_inputs, summary_quote, tool_results
 from tests.test_rolling_summary import summarised_through
 from tests.test_http import invoke as post
 
@@ -141,7 +141,7 @@ def test_summarize_session_tool_answers_from_the_callers_session(client: TestCli
     assert body["message_count"] == 2
     [transcript] = summary_inputs(model)
     assert "Oslo" in transcript and "9876" not in transcript
-    assert result_text(tool_results(model)[0]) == "You are planning a trip to Oslo."
+    assert summary_quote(tool_results(model)[0]) == "You are planning a trip to Oslo."
 
 
 def test_every_agent_is_given_the_session_tools(client: TestClient, assistant: Assistant) -> None:

@@ -106,7 +106,10 @@ class Page:
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver, self.url, self.by = driver, url, By
-        self.wait = WebDriverWait(driver, WAIT_S)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        # a wait that reads a list the page is re-rendering meets elements just replaced: read again
+        self.wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
 
     def open(self, actor: str, session: str | None = None) -> Page:
         query = f"?actor={actor}" + (f"&session={session}" if session else "")
@@ -325,8 +328,11 @@ FACT = "My daughter Ingrid plays the cello"
 
 def remembered(page: Page) -> dict[str, str]:
     """The "What is remembered" panel: text -> record id, per listed record."""
-    return {item.find_element(page.by.CSS_SELECTOR, ".text").text: item.get_attribute("data-record-id")
-            for item in page.all("#memory-list .memory-item")}
+    # read in one script: the panel re-renders after a delete, and element by element a read could meet half of it
+    rows = page.driver.execute_script(
+        "return [...document.querySelectorAll('#memory-list .memory-item')]"
+        ".map(item => [item.querySelector('.text').innerText, item.getAttribute('data-record-id')]);")
+    return {text: record_id for text, record_id in rows}
 
 
 def test_a_reply_shows_the_recalled_text_and_a_memory_deleted_in_the_panel_is_not_recalled_again(
