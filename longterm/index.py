@@ -24,7 +24,7 @@ import functools
 import threading
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +87,8 @@ class ActorIndex:
     #: per statement that names something: the stems of its names (``text.proper_names``), by record (shared
     #: with later snapshots: may hold records beyond size)
     names_of: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    #: every name stem the actor's statements use (shared with later snapshots: may run ahead)
+    name_stems: Collection[str] = field(default_factory=frozenset)
     version: int = -1
     deletes: int = -1
     #: per record: has its vector yet (None: all have). A record stored on the request path waits for the
@@ -142,6 +144,7 @@ class ActorBuffers:
         self._names: set[str] = set()
         self._df: Counter[str] = Counter()
         self._names_of: dict[int, frozenset[str]] = {}
+        self._name_stems: set[str] = set()
 
     @property
     def last_id(self) -> int:
@@ -185,6 +188,7 @@ class ActorBuffers:
                     named = proper_names(text)
                     if named:
                         self._names_of[k] = named
+                        self._name_stems.update(named)
                 if speaker:
                     self._names.add(speaker)
                 self._index(k, text, caption, created_at)
@@ -254,7 +258,7 @@ class ActorBuffers:
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
-                              self._names_of, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
+                              self._names_of, self._name_stems, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
 
 
 def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:

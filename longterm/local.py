@@ -166,7 +166,7 @@ class LocalLongTermMemory(LongTermMemory):
         fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         rank = smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth) * KIND_WEIGHT[index.kinds]
-        return Scored(rank, cosine, bm25, overlap, about_the_asker(query, index.df, named))
+        return Scored(rank, cosine, bm25, overlap, about_the_asker(query, index.df, named, index.name_stems))
 
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of ``text``, remembered for a while: it becomes the user message's record vector."""

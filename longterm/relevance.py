@@ -20,7 +20,7 @@ moves with the size of the memory):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -54,18 +54,23 @@ REQUEST_VERBS = frozenset("give write tell show send make find get recommend sug
 _CAPITALISED = re.compile(r"[^\W\d_][^\W_]*")
 
 
-def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] = ()) -> bool:
+def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] = (),
+                    names: Collection[str] = frozenset()) -> bool:
     """Whether a query is about the asker's own life, so that memory may answer it.
 
-    It is when it speaks of its speaker (I, my, we...; not the me of "give me a recipe"), names a participant of the conversations
-    (``named``), or names someone or something the actor's records mention: a capitalised word, other
-    than a question word, whose stem is in ``known`` (stem -> records containing it), as "Who is Tomás?"
-    or "Where does Joana live?". A general question ("What causes the northern lights?", "Who wrote
+    It is when it speaks of its speaker (I, my, we...; not the me of "give me a recipe"), names a
+    participant of the conversations (``named``), or names someone or something the actor's records
+    mention: a word whose stem is one of the ``names`` the actor's statements use (``text.proper_names``),
+    however the query spells it ("what does inês do?"), or a capitalised word, other than a question word,
+    whose stem is in ``known`` (stem -> records containing it), as "Who is Tomás?" when the records only
+    name him at the start of a sentence. A general question ("What causes the northern lights?", "Who wrote
     Pride and Prejudice?") is not, and the relevance model asks much more of a record to answer it.
     """
     if named:
         return True
     tokens = tokenize(query)
+    if names and any(stem(t) in names for t in tokens if t not in STOPWORDS):
+        return True
     # "give me a recipe" asks the assistant for something; "remind me..." and "my cat" are about the asker. The
     # I of "how do I unclog a sink?" is anyone's, but "how do I keep fit these days?" is the asker's: it counts
     if any(t in FIRST_PERSON and not (t == "me" and n and tokens[n - 1] in REQUEST_VERBS)
@@ -105,7 +110,7 @@ def record_kind(text: str, seq: int = 0) -> int:
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,
 #: bias),
 #: fitted by ``bench/ltm_natural.py bench/data/ltm_calibration.json --fit``
-COEFFICIENTS = (20.638, 3.061, -1.17, -5.711, -4.709, -1.858, -5.034, -7.752)
+COEFFICIENTS = (20.687, 3.091, -1.233, -5.713, -6.188, -1.863, -4.605, -7.769)
 #: bm25 at which the keyword evidence counts half (bm25 / (bm25 + BM25_HALF))
 BM25_HALF = 8.0
 
