@@ -23,7 +23,8 @@ checks the local ones, ``tests/test_longterm_agentcore.py`` the service's):
   by actors. ``delete_record`` and ``list_records`` see the caller's actor only.
 - **A delete stays deleted.** ``delete_session(actor, session, generation)``
   removes the session's records and refuses every later write of that session
-  carrying a generation ``<= generation``; ``forget(actor)`` removes all of the
+  carrying a generation ``<= generation`` made within ``LATE_RECORD_S`` of the delete (a turn in flight
+  then: ``cleared_since``); ``forget(actor)`` removes all of the
   actor's records and refuses every write that was queued or in flight before it
   (each write carries the actor's *epoch*, read when its request started, and is
   stored only if the epoch is still current, atomically with the insert).
@@ -36,6 +37,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from longterm.text import iso_time
+
+#: a record made this long after its session's records were deleted is no late record of the cleared life,
+#: whatever its generation: the session stores keep a deleted session's generation at least this long
+#: (``memory.retention.GENERATION_RETENTION``), so a turn carrying an old generation after it is a new life
+#: of a session id used again (its store started the generations over), not a turn begun before the delete
+LATE_RECORD_S = 7 * 24 * 3600
+
+
+def cleared_since(record: MessageRecord, deleted_generation: int, deleted_at: float) -> bool:
+    """Whether ``record`` belongs to a life of its session deleted since its turn began (so it is refused).
+
+    Without the time, a session id cleared and used again after its store forgot the generation
+    (Redis and DynamoDB keep it 7 days, any store with ``SESSION_TTL`` ``max(SESSION_TTL, 7 days)``) had
+    every long-term record of its new life refused, for good.
+    """
+    return record.generation <= deleted_generation and record.created_at <= deleted_at + LATE_RECORD_S
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
@@ -351,10 +352,11 @@ class PostgresLongTermStore:
                              "deletes = ltm_actors.deletes + 1", (actor_id,))
                 removed = conn.execute("DELETE FROM ltm_records WHERE actor_id = %s AND session_id = %s "
                                        "AND generation <= %s", (actor_id, session_id, generation)).rowcount
-                conn.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation) VALUES (%s, %s, %s) "
-                             "ON CONFLICT (actor_id, session_id) DO UPDATE SET deleted_generation = "
-                             "greatest(ltm_sessions.deleted_generation, excluded.deleted_generation)",
-                             (actor_id, session_id, generation))
+                conn.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation, deleted_at) "
+                             "VALUES (%s, %s, %s, %s) ON CONFLICT (actor_id, session_id) DO UPDATE SET "
+                             "deleted_generation = greatest(ltm_sessions.deleted_generation, "
+                             "excluded.deleted_generation), deleted_at = excluded.deleted_at",
+                             (actor_id, session_id, generation, time.time()))
             return removed
 
         return self._run("deleting a session's records", delete, retry=False)

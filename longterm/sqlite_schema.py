@@ -69,8 +69,13 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX ltm_records_unembedded ON ltm_records (id) WHERE length(vector) = 0")
 
 
+def _migration_3(db: sqlite3.Connection) -> None:
+    """When a session's records were deleted: a tombstone refuses late records of the cleared life only."""
+    db.execute("ALTER TABLE ltm_sessions ADD COLUMN deleted_at REAL NOT NULL DEFAULT 0")
+
+
 #: append, never edit: a file written by an older release still opens
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 
 #: an empty BLOB in ``vector``: the record is stored, its embedding not yet
 NO_VECTOR = b""

@@ -17,7 +17,7 @@ Tables (numbered migrations in ``PRAGMA user_version`` of their own file, ``long
   (bumped by every change), which the in-memory vector cache compares, so a
   second process writing the same file is seen by the next search, and the
   counters behind ``actor_seq`` and ``vector_seq``.
-- ``ltm_sessions``: per deleted (actor, session) the highest generation deleted:
+- ``ltm_sessions``: per deleted (actor, session) the highest generation deleted and when (``cleared_since``):
   a tombstone that refuses late writes of that session.
 
 The text of a record is written on the request path (``write``: durable and
@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ import numpy as np
 
 from core.errors import DatabaseFileChanged, LongTermUnavailable
 from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SQLiteDatabase
-from longterm.base import MessageRecord
+from longterm.base import MessageRecord, cleared_since
 from longterm.sqlite_schema import FTS_COLUMNS, MIGRATIONS, NO_VECTOR, new_token
 from longterm.index import ActorBuffers, ActorIndex, empty_index, keep_bounded
 from longterm.text import date_words
@@ -291,7 +292,7 @@ class SQLiteLongTermStore:
         try:
             with self._db.write() as db:
                 epochs: dict[str, int] = {}
-                tombstones: dict[tuple[str, str], int] = {}
+                tombstones: dict[tuple[str, str], tuple[int, float]] = {}
                 for i, record in enumerate(records):
                     tokens.append(None)
                     if record.actor_id not in epochs:
@@ -300,12 +301,12 @@ class SQLiteLongTermStore:
                         epochs[record.actor_id], numbered[record.actor_id] = row if row else (0, 0)
                     key = (record.actor_id, record.session_id)
                     if key not in tombstones:
-                        row = db.execute("SELECT deleted_generation FROM ltm_sessions "
+                        row = db.execute("SELECT deleted_generation, deleted_at FROM ltm_sessions "
                                          "WHERE actor_id = ? AND session_id = ?", key).fetchone()
-                        tombstones[key] = row[0] if row else -1
+                        tombstones[key] = (row[0], row[1]) if row else (-1, 0.0)
                     if record.epoch is not None and record.epoch != epochs[record.actor_id]:
                         continue  # forgotten since the request started
-                    if record.generation <= tombstones[key]:
+                    if cleared_since(record, *tombstones[key]):
                         continue  # the session was cleared since the turn started
                     vector = None if vectors is None else vectors[i]
                     token = self._insert(db, record, vector, numbered[record.actor_id] + 1)
@@ -405,9 +406,10 @@ class SQLiteLongTermStore:
             with self._db.write() as db:
                 removed = self._delete_where(db, "actor_id = ? AND session_id = ? AND generation <= ?",
                                              (actor_id, session_id, generation))
-                db.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation) VALUES (?, ?, ?) "
-                           "ON CONFLICT (actor_id, session_id) DO UPDATE SET deleted_generation = "
-                           "max(deleted_generation, excluded.deleted_generation)", (actor_id, session_id, generation))
+                db.execute("INSERT INTO ltm_sessions (actor_id, session_id, deleted_generation, deleted_at) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (actor_id, session_id) DO UPDATE SET deleted_generation = "
+                           "max(deleted_generation, excluded.deleted_generation), deleted_at = excluded.deleted_at",
+                           (actor_id, session_id, generation, time.time()))
                 db.execute("INSERT INTO ltm_actors (actor_id, version, deletes) VALUES (?, 1, 1) ON CONFLICT "
                            "(actor_id) DO UPDATE SET version = version + 1, deletes = deletes + 1", (actor_id,))
         except _unavailable_errors as e:

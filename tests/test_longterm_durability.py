@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from longterm.base import MessageRecord
 from longterm.local import LocalLongTermMemory
 from longterm.postgres import PostgresLongTermMemory
 from longterm.postgres_store import PostgresLongTermStore
-from longterm.sqlite_schema import MIGRATIONS
+from longterm.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+from memory.postgres.schema import MIGRATIONS
 from longterm.sqlite_store import SQLiteLongTermStore
 from tests.helpers.longterm_helpers import embedder, local_ltm, say, texts
 from tests.helpers.postgres import RoundTrips
@@ -212,6 +213,34 @@ def test_a_session_id_reused_in_a_new_generation_stores_its_new_turns(backend: B
         ltm.close()
 
 
+def test_a_cleared_session_id_used_again_after_its_store_forgot_the_generation_stores_its_new_life(
+        backend: Backend) -> None:
+    """Redis and DynamoDB keep a cleared session's generation 7 days (any store with SESSION_TTL at least
+    that): the id used again later numbers its generations from 0 again. The delete's tombstone refuses the
+    late records of the cleared life, made around the delete, not the records of that new life."""
+    from longterm.base import LATE_RECORD_S
+
+    store = backend.store()
+    try:
+        assert store.write(records("alice", "x", 1, "my old locker code is 9911")) == 2
+        assert store.delete_session("alice", "x", generation=0) == 2
+        deleted_at = time.time()
+        late = [replace(r, created_at=deleted_at + 5.0) for r in records("alice", "x", 2, "a turn begun before the clear")]
+        assert store.write(late) == 0  # in flight during the clear: refused, as ever
+        new_life = [replace(r, created_at=deleted_at + LATE_RECORD_S + 60.0)
+                    for r in records("alice", "x", 1, "new life: my bike is blue")]
+        assert store.write(new_life) == 2  # generation 0 again, long after the delete: stored
+    finally:
+        store.close()
+    ltm = backend.memory()
+    try:
+        assert [r.text for r in ltm.store.session_records("alice", "x")] == ["new life: my bike is blue", "Noted."]
+        assert texts(ltm.search("alice", "bike blue", 1)) == ["new life: my bike is blue"]
+        assert ltm.delete_session("alice", "x", generation=0) == 2  # and a clear of the new life deletes it
+    finally:
+        ltm.close()
+
+
 # -- one record: delete, list, ids ------------------------------------------------------------------
 
 def test_delete_record_deletes_one_record_of_the_callers_actor_only(backend: Backend) -> None:
@@ -357,7 +386,8 @@ def test_the_schema_has_one_version_and_is_applied_once_by_replicas_starting_tog
         t.join()
     try:
         with psycopg.connect(postgres_schema, autocommit=True) as conn:
-            assert conn.execute("SELECT version FROM memory_schema WHERE component = 'longterm'").fetchone() == (1,)
+            assert conn.execute("SELECT version FROM memory_schema WHERE component = 'longterm'").fetchone() == (
+                len(MIGRATIONS["longterm"]),)  # every migration applied, once
             nullable = conn.execute("SELECT is_nullable FROM information_schema.columns WHERE table_schema = "
                                     "current_schema() AND table_name = 'ltm_records' AND column_name = 'embedding'"
                                     ).fetchone()
@@ -390,7 +420,7 @@ def test_a_vector_computed_for_a_deleted_record_never_lands_on_a_newer_one(tmp_p
 def test_a_file_from_the_previous_release_gets_public_ids_and_paging(tmp_path: Path) -> None:
     """SQLite only: a records file written by the release before public ids (PostgreSQL's schema began with them)."""
     path = tmp_path / "longterm.db"
-    old = SQLiteDatabase(path, migrations=MIGRATIONS[:1])  # the schema of the release before this one
+    old = SQLiteDatabase(path, migrations=SQLITE_MIGRATIONS[:1])  # the schema of the release before this one
     vector = np.zeros(384, "<f4")
     vector[0] = 1.0
     with old.write() as db:
