@@ -22,7 +22,7 @@ from service import Assistant
 from service.actions import ACTIONS
 from tests.conftest import SESSION_HEADER
 from tests.helpers.scripted_model import ScriptedModel
-from tests.test_longterm_http import ltm_settings, replica
+from tests.helpers.longterm_http import ltm_settings, replica
 
 LONE_SURROGATE = '"\\ud800"'  # JSON text that parses to a str holding a lone surrogate
 HUGE = "9" * 4_000  # parses (Python's limit is 4,300 digits); str() of it is 4,000 characters

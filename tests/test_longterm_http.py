@@ -28,14 +28,14 @@ from core.settings import Settings
 from longterm.agentcore import AgentCoreLongTermMemory
 from longterm.local import LocalLongTermMemory
 from longterm.sqlite_store import SQLiteLongTermStore
-from memory.sqlite import SQLiteStore
 from service import Assistant
 from service.turn import SYSTEM_PROMPT
 from tests.helpers.agentcore_fake import MEMORY_ID
 from tests.helpers.agentcore_records_fake import FakeRecordService
 from tests.conftest import ACTOR_HEADER, agentcore_store, boto3_session
 from tests.helpers.http_load import in_thread
-from tests.helpers.longterm_helpers import embedder, local_ltm
+from tests.helpers.longterm_helpers import embedder
+from tests.helpers.longterm_http import http, ltm_assistant, ltm_settings, replica  # noqa: F401 (fixtures)
 from tests.helpers.redis_server import delete_prefix, unique_prefix
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.session_helpers import result_text, tool_results
@@ -46,32 +46,6 @@ from tests.test_streaming import sse_events
 
 FACT = "Remember this: my daughter's name is Ingrid and she plays the cello"
 QUESTION = "What instrument does my daughter play?"
-
-
-def ltm_settings(tmp_path: Path) -> Settings:
-    """The defaults (LTM_MIN_SCORE included), SQLite sessions and records under ``tmp_path``."""
-    return replace(Settings.from_env({}), memory_backend="sqlite", session_db=tmp_path / "sessions.db",
-                   model_provider="echo")
-
-
-def replica(settings: Settings, model: Any, ltm: LocalLongTermMemory | None = None) -> Assistant:
-    """One server's Assistant on the shared files (its own store and long-term memory objects, as a process has)."""
-    return Assistant(settings, SQLiteStore(settings.session_db), model, ltm or local_ltm(settings.ltm_db))
-
-
-@pytest.fixture
-def ltm_assistant(tmp_path: Path, model: ScriptedModel) -> Iterator[Assistant]:
-    assistant = replica(ltm_settings(tmp_path), model)
-    agent.set_assistant(assistant)
-    yield assistant
-    agent.set_assistant(None)
-    assistant.close()
-
-
-@pytest.fixture
-def http(ltm_assistant: Assistant) -> Iterator[TestClient]:
-    with TestClient(agent.app) as c:
-        yield c
 
 
 def say(http: TestClient, actor: str, session: str, message: str, **extra: Any) -> dict:

@@ -8,20 +8,17 @@ The pieces (record kinds, the relevance model) are tested on their own at the en
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-import agent
 from longterm.relevance import (CHATTER, QUESTION, REPLY, STATEMENT, features, probability, record_kind,
                                 repeats, words_of)
 from service import Assistant
 from tests.helpers.scripted_model import ScriptedModel
 from tests.test_http import invoke
-from tests.test_longterm_http import ltm_settings, replica
+from tests.helpers.longterm_http import http, ltm_assistant  # noqa: F401 (fixtures)
 
 #: what a user told the assistant over a few sessions (each message one turn)
 TOLD = {
@@ -30,21 +27,6 @@ TOLD = {
     "tuesday": ["Good morning!", "I support FC Porto, I never miss a match on TV.", "My cat is called Biscuit, a ginger tabby.",
                 "I'm saving up for an electric bike."],
 }
-
-
-@pytest.fixture
-def assistant(tmp_path: Path, model: ScriptedModel) -> Iterator[Assistant]:
-    built = replica(ltm_settings(tmp_path), model)
-    agent.set_assistant(built)
-    yield built
-    agent.set_assistant(None)
-    built.close()
-
-
-@pytest.fixture
-def http(assistant: Assistant) -> Iterator[TestClient]:
-    with TestClient(agent.app) as client:
-        yield client
 
 
 def say(http: TestClient, session: str, message: str, actor: str = "ana") -> dict:
@@ -67,17 +49,17 @@ def recalled(model: ScriptedModel) -> list[str]:
 
 
 def test_a_paraphrase_with_no_word_in_common_is_recalled_in_a_new_session(
-        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
-    tell(http, assistant, TOLD)
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, ltm_assistant, TOLD)
     answer = say(http, "friday", "Which football team do I follow?")
     assert answer["history_length"] == 0  # a new session: it can only come from long-term memory
     assert recalled(model)[0] == "user: I support FC Porto, I never miss a match on TV."
     assert answer["memory"]["long_term"][0]["session_id"] == "tuesday"
 
 
-def test_a_question_memory_cannot_answer_injects_nothing(http: TestClient, assistant: Assistant,
+def test_a_question_memory_cannot_answer_injects_nothing(http: TestClient, ltm_assistant: Assistant,
                                                          model: ScriptedModel) -> None:
-    tell(http, assistant, TOLD)
+    tell(http, ltm_assistant, TOLD)
     for question in ("What is the capital of Australia?", "How long should I boil an egg?",
                      "Translate 'good morning' into French."):
         answer = say(http, "friday", question)
@@ -85,9 +67,9 @@ def test_a_question_memory_cannot_answer_injects_nothing(http: TestClient, assis
         assert recalled(model) == []
 
 
-def test_a_newer_statement_of_the_same_subject_ranks_first(http: TestClient, assistant: Assistant,
+def test_a_newer_statement_of_the_same_subject_ranks_first(http: TestClient, ltm_assistant: Assistant,
                                                             model: ScriptedModel) -> None:
-    tell(http, assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
+    tell(http, ltm_assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
                            "march": ["Big news: we moved from Lisbon to Porto last week!"]})
     say(http, "april", "Where do I live?")
     users = [line for line in recalled(model) if line.startswith("user: ")]
@@ -96,9 +78,9 @@ def test_a_newer_statement_of_the_same_subject_ranks_first(http: TestClient, ass
 
 
 def test_an_update_that_names_the_same_thing_ranks_first_though_its_words_differ(
-        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # the two statements' vectors are far apart (cosine 0.34): only the name they share says one updates the other
-    tell(http, assistant, {"january": ["I drive an old blue Fiat Panda."],
+    tell(http, ltm_assistant, {"january": ["I drive an old blue Fiat Panda."],
                            "june": ["We sold the Fiat and now share a Renault Zoe."]})
     for question in ("What car do I have?", "What do we drive now?"):
         say(http, "july", question)
@@ -107,10 +89,10 @@ def test_an_update_that_names_the_same_thing_ranks_first_though_its_words_differ
 
 
 def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
-        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # records that state nothing but share the question's words rank high: they must not take the places
     # (LTM_TOP_K, 5) of the statements that answer it
-    tell(http, assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
+    tell(http, ltm_assistant, {"january": ["I live in Lisbon, in a small flat near the river."],
                            "questions": ["Which city is best to visit these days?", "What's new in the city these days?",
                                          "Which city should I visit these days?", "Is the city busy these days?",
                                          "What do cities charge for parking these days?",
@@ -122,8 +104,8 @@ def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
 
 
 def test_a_general_question_about_a_subject_the_user_mentioned_injects_nothing(
-        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
-    tell(http, assistant, {"books": ["My favourite book is One Hundred Years of Solitude."],
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, ltm_assistant, {"books": ["My favourite book is One Hundred Years of Solitude."],
                            "food": ["I've been vegetarian for about five years now."]})
     for question in ("Who wrote Pride and Prejudice?", "Give me a recipe for pancakes."):
         answer = say(http, "later", question)
@@ -133,18 +115,18 @@ def test_a_general_question_about_a_subject_the_user_mentioned_injects_nothing(
 
 
 def test_an_earlier_question_does_not_outrank_the_statement_it_asked_about(
-        http: TestClient, assistant: Assistant, model: ScriptedModel) -> None:
-    tell(http, assistant, TOLD)
-    tell(http, assistant, {"wednesday": ["what is the name of my cat?"]})
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    tell(http, ltm_assistant, TOLD)
+    tell(http, ltm_assistant, {"wednesday": ["what is the name of my cat?"]})
     say(http, "friday", "Tell me about my cat")
     lines = recalled(model)
     assert lines[0] == "user: My cat is called Biscuit, a ginger tabby."
     assert "user: what is the name of my cat?" not in lines[:1]
 
 
-def test_a_fact_said_twice_and_echoed_back_is_injected_once(http: TestClient, assistant: Assistant,
+def test_a_fact_said_twice_and_echoed_back_is_injected_once(http: TestClient, ltm_assistant: Assistant,
                                                              model: ScriptedModel) -> None:
-    tell(http, assistant, {"one": ["I'm allergic to peanuts, so I always check the labels."],
+    tell(http, ltm_assistant, {"one": ["I'm allergic to peanuts, so I always check the labels."],
                            "two": ["Just so you know, I am allergic to peanuts and I always check labels."]})
     say(http, "three", "Do I have any food allergies?")
     lines = recalled(model)
@@ -153,11 +135,11 @@ def test_a_fact_said_twice_and_echoed_back_is_injected_once(http: TestClient, as
     assert about_peanuts[0].startswith("user: ")
 
 
-def test_small_talk_is_kept_but_not_recalled_for_a_real_question(http: TestClient, assistant: Assistant,
+def test_small_talk_is_kept_but_not_recalled_for_a_real_question(http: TestClient, ltm_assistant: Assistant,
                                                                   model: ScriptedModel) -> None:
-    tell(http, assistant, TOLD)
-    assert assistant.ltm is not None
-    assert any(m.text == "Hi there!" for m in assistant.ltm.search("ana", "Hi there!", 50))  # kept
+    tell(http, ltm_assistant, TOLD)
+    assert ltm_assistant.ltm is not None
+    assert any(m.text == "Hi there!" for m in ltm_assistant.ltm.search("ana", "Hi there!", 50))  # kept
     say(http, "friday", "Hi there, how are you today?")
     assert recalled(model) == []
     for greeting in ("Hello", "Hi there!", "thanks!", "ok"):  # small talk asks nothing: nothing is recalled for it

@@ -8,7 +8,6 @@ Against the real ``service.Assistant`` with local long-term memory (SQLite), and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,24 +20,10 @@ from service import Assistant
 from tests.helpers.longterm_helpers import embedder
 from tests.helpers.scripted_model import ScriptedModel
 from tests.helpers.server import Server
-from tests.test_longterm_http import FACT, QUESTION, GatedRecords, ctx, ltm_settings, replica, say, search
+from tests.helpers.longterm_http import http, ltm_assistant, ltm_settings, replica  # noqa: F401 (fixtures)
+from tests.test_longterm_http import FACT, QUESTION, GatedRecords, ctx, say, search
 
 OTHER_FACT = "I collect stamps from Norway"
-
-
-@pytest.fixture
-def ltm_assistant(tmp_path: Path, model: ScriptedModel) -> Iterator[Assistant]:
-    assistant = replica(ltm_settings(tmp_path), model)
-    agent.set_assistant(assistant)
-    yield assistant
-    agent.set_assistant(None)
-    assistant.close()
-
-
-@pytest.fixture
-def http(ltm_assistant: Assistant) -> Iterator[TestClient]:
-    with TestClient(agent.app) as c:
-        yield c
 
 
 def invoke(http: TestClient, body: dict):

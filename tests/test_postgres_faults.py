@@ -7,29 +7,20 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
-from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
 
 from core.errors import StoreUnavailable
 from memory.postgres.store import PostgresStore
-from tests.helpers.postgres import PostgresEngine
+from tests.helpers.postgres import PostgresEngine, exchange
 from tests.helpers.server import Server
 
-USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
-
-
-def exchange(n: int) -> list[ConversationalMessage]:
-    return [ConversationalMessage(f"question {n}", USER), ConversationalMessage(f"answer {n}", ASSISTANT)]
-
-
 @pytest.fixture
-def url(postgres_engine: PostgresEngine) -> Iterator[str]:
-    url = postgres_engine.new_schema()
-    yield url
-    postgres_engine.drop_schema(url)
+def url(postgres_schema: str) -> str:
+    """A fresh schema on the run's PostgreSQL (``postgres_schema``), dropped after the test."""
+    return postgres_schema
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> object:

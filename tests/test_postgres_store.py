@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,21 +19,13 @@ from memory import create_store
 from memory.postgres import describe_postgres
 from memory.postgres.schema import MIGRATIONS
 from memory.postgres.store import PostgresStore
-from tests.helpers.postgres import PostgresEngine, RoundTrips, schema_of, schema_url
+from tests.helpers.postgres import PostgresEngine, RoundTrips, exchange, schema_of, schema_url
 from tests.helpers.server import ROOT, spare_port
 
-USER, ASSISTANT = MessageRole.USER, MessageRole.ASSISTANT
-
-
-def exchange(n: int) -> list[ConversationalMessage]:
-    return [ConversationalMessage(f"question {n}", USER), ConversationalMessage(f"answer {n}", ASSISTANT)]
-
-
 @pytest.fixture
-def url(postgres_engine: PostgresEngine) -> Iterator[str]:
-    url = postgres_engine.new_schema()
-    yield url
-    postgres_engine.drop_schema(url)
+def url(postgres_schema: str) -> str:
+    """A fresh schema on the run's PostgreSQL (``postgres_schema``), dropped after the test."""
+    return postgres_schema
 
 
 # -- the schema --------------------------------------------------------------------------------------
@@ -156,7 +147,8 @@ def test_a_plain_turn_with_a_ttl_is_still_two_round_trips(url: str) -> None:
 def test_any_text_round_trips_exactly(url: str, text: str) -> None:
     store = PostgresStore(url)
     try:
-        store.add_turns("alice", "s1", [ConversationalMessage(text, USER), ConversationalMessage(text, ASSISTANT)],
+        store.add_turns("alice", "s1", [ConversationalMessage(text, MessageRole.USER),
+                                        ConversationalMessage(text, MessageRole.ASSISTANT)],
                         idempotency_key="k")
         [[user, reply]] = store.get_last_k_turns("alice", "s1", 1)
         assert (user.text, reply.text) == (text, text)

@@ -14,7 +14,15 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
+
 from tests.helpers.dynamodb_local import MissingTool
+
+
+def exchange(n: int) -> list[ConversationalMessage]:
+    """Turn ``n`` of a test conversation: "question n" and "answer n"."""
+    return [ConversationalMessage(f"question {n}", MessageRole.USER),
+            ConversationalMessage(f"answer {n}", MessageRole.ASSISTANT)]
 
 
 def schema_url(base_url: str, schema: str) -> str:
