@@ -285,9 +285,10 @@ class Settings:
     #: ``LTM_TOP_K``: long-term records injected before each answer (and ``search_memory``'s default)
     ltm_top_k: int = 5
     #: ``LTM_MIN_SCORE``: records scoring less are not injected. The score is P(the record answers the query)
-    #: (``longterm.relevance``, fitted on a calibration set of natural questions), the same at 10 records and
-    #: at 10,000; 0.1 is where that set reached 0.9 of its answers with 0.2 records per unanswerable question
-    ltm_min_score: float = 0.1
+    #: (``longterm.relevance``, fitted on two calibration sets of natural questions), the same at 10 records and
+    #: at 10,000; 0.05 is the lowest threshold at which both sets get at most 0.3 records per question on a
+    #: subject the user never mentioned (docs/longterm.md, "What reaches the model")
+    ltm_min_score: float = 0.05
     #: ``LTM_MAX_TOKENS``: the injected records' budget in the memory block (estimated tokens)
     ltm_max_tokens: int = 600
     #: ``LTM_NAMESPACE``: the AgentCore namespace subtree searched for an actor's records

@@ -31,7 +31,7 @@ import numpy as np
 
 from longterm.embedding import DIMENSIONS
 from longterm.relevance import STATEMENT, record_kind
-from longterm.text import date_words, proper_names, stem, tokenize
+from longterm.text import date_words, proper_names, relatives, stem, tokenize
 
 #: (id, session_id, generation, turn, seq, speaker, vector bytes, text, caption, created_at)
 Row = tuple[int, str, int, int, int, str, bytes, str, str, float]
@@ -89,6 +89,8 @@ class ActorIndex:
     names_of: Mapping[int, frozenset[str]] = field(default_factory=dict)
     #: every name stem the actor's statements use (shared with later snapshots: may run ahead)
     name_stems: Collection[str] = field(default_factory=frozenset)
+    #: relation stem -> the names the actor's statements give it ("brother" -> {"declan"}; ``text.relatives``)
+    relatives_of: Mapping[str, Collection[str]] = field(default_factory=dict)
     version: int = -1
     deletes: int = -1
     #: per record: has its vector yet (None: all have). A record stored on the request path waits for the
@@ -145,6 +147,7 @@ class ActorBuffers:
         self._df: Counter[str] = Counter()
         self._names_of: dict[int, frozenset[str]] = {}
         self._name_stems: set[str] = set()
+        self._relatives_of: dict[str, list[str]] = {}
 
     @property
     def last_id(self) -> int:
@@ -189,6 +192,10 @@ class ActorBuffers:
                     if named:
                         self._names_of[k] = named
                         self._name_stems.update(named)
+                        for relation, name in relatives(text):
+                            known = self._relatives_of.setdefault(relation, [])
+                            if name not in known:
+                                known.append(name)  # appended in place: a snapshot's reader sees whole lists
                 if speaker:
                     self._names.add(speaker)
                 self._index(k, text, caption, created_at)
@@ -258,7 +265,7 @@ class ActorBuffers:
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
-                              self._names_of, self._name_stems, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
+                              self._names_of, self._name_stems, self._relatives_of, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
 
 
 def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:

@@ -19,7 +19,7 @@ query cost 3-4 ms of CPU in FTS5; here it costs the postings of its terms.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,14 +33,15 @@ MIN_IDF = 1e-6
 
 
 def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float],
-          overlap: np.ndarray | None = None) -> np.ndarray:
+          overlap: np.ndarray | None = None, aliases: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
     """Positive BM25F of every record of ``index`` for ``terms`` (0: no term matched).
 
     ``weights``: text, caption, previous message, next message, day. A term is one phrase of
     the query, as in an FTS5 OR-query of quoted terms: two words with one stem count twice.
     ``overlap`` (an array of the index's size, zeros): filled in the same pass over the postings with
     the share of the query's distinct stems, weighted by rarity, that each record's own text contains
-    (``longterm.relevance``'s lexical evidence).
+    (``longterm.relevance``'s lexical evidence). ``aliases``: stem -> other stems that count as it
+    ("brother" -> ["declan"]: a record naming Declan contains the query's "brother").
     """
     n = index.size
     scores = np.zeros(n, np.float64)
@@ -54,10 +55,10 @@ def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float],
     own = {TEXT: w_text, CAPTION: w_caption, DAY: w_day}
     for term in terms:
         stemmed = stem(term)
-        records, columns, counts = index.postings(stemmed)
+        records, columns, counts = postings_of(index, stemmed, (aliases or {}).get(stemmed, ()))
         if overlap is not None and stemmed not in seen:
             seen.add(stemmed)
-            in_text_only = records[columns == TEXT]
+            in_text_only = np.unique(records[columns == TEXT])
             weight = overlap_weight(n, in_text_only.size)
             total += weight
             overlap[in_text_only] += weight
@@ -83,6 +84,17 @@ def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float],
     if overlap is not None and total:
         overlap /= total
     return scores
+
+
+def postings_of(index: ActorIndex, stemmed: str, aliases: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(records, columns, counts) of ``stemmed`` and of its aliases, as if they were one word. A record holding
+    two of them in one column counts once there (the first's count): the scoring adds by fancy indexing."""
+    found = [index.postings(s) for s in (stemmed, *aliases)]
+    if len(found) == 1:
+        return found[0]
+    records, columns, counts = (np.concatenate(parts) for parts in zip(*found))
+    _, first = np.unique(records << 3 | columns, return_index=True)
+    return records[first], columns[first], counts[first]
 
 
 def overlap_weight(records: int, containing: int) -> float:

@@ -32,7 +32,12 @@ UPDATE_PULLS = 1
 
 def relevant_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
                    min_score: float) -> tuple[list[int], np.ndarray]:
-    """The pool's records of at least ``min_score``, in their order, what tells something first.
+    """The pool's records of at least ``min_score``, what tells something first, the most relevant first.
+
+    The user's own records are ordered by relevance (a probability from absolute evidence: on the held-out
+    set, hit rate 0.848 -> 0.869 and update cases 14 -> 15 of 18 against the ranking's order). A transcript
+    of named speakers (LoCoMo) keeps the ranking's order, whose speaker boost and neighbour term the relevance
+    model lacks: by relevance its delivered recall fell 0.665 -> 0.554.
 
     Before this, the best ``top_k`` by rank were taken and then cut by the threshold: five earlier
     questions sharing the query's words ("which city should I visit these days?") could take every place,
@@ -41,7 +46,10 @@ def relevant_first(index: ActorIndex, pool: list[int], relevance: np.ndarray,
     relevant = relevance >= min_score
     kept, relevance = [j for j, keep in zip(pool, relevant) if keep], relevance[relevant]
     tells = np.isin(index.kinds[kept], (STATEMENT, REPLY))
-    first = np.argsort(~tells, kind="stable")
+    if index.speaker_ids[kept].any():  # a transcript of named speakers: the ranking's order (see above)
+        first = np.argsort(~tells, kind="stable")
+    else:
+        first = np.lexsort((-relevance, ~tells))
     return [kept[i] for i in first], relevance[first]
 
 

@@ -14,7 +14,7 @@ import functools
 import re
 import unicodedata
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import snowballstemmer
@@ -149,6 +149,68 @@ def proper_names(text: str) -> frozenset[str]:
             names.extend(stem(t) for t in tokenize(word))
         starts = False
     return frozenset(n for n in names if n not in STOPWORDS)
+
+
+#: the words by which people name someone (or a pet) by their relation to them: "my brother Declan"
+RELATIONS = frozenset("""
+wife husband partner boyfriend girlfriend fiance fiancee spouse son daughter kid kids child children baby twins
+brother sister sibling mum mom mam mother dad father parent grandma grandmother grandad grandpa grandfather nan
+granny aunt auntie uncle cousin nephew niece stepson stepdaughter friend mate buddy bestie boss manager colleague
+coworker flatmate roommate housemate neighbour neighbor landlord landlady teacher tutor doctor gp dentist
+therapist physio coach trainer vet childminder nanny babysitter dog cat puppy pup kitten pet horse pony rabbit
+hamster parrot
+""".split())
+#: "a border collie called Biscuit": whatever is called a name is named by that word too
+_CALLED = frozenset(("called", "named"))
+_WORDS_AND_MARKS = re.compile(r"[^\W\d_][^\W_]*|[.!?,;:]")
+
+
+def relatives(text: str) -> list[tuple[str, str]]:
+    """(relation stem, name token) pairs a statement introduces: "My younger brother Declan works as a chef" ->
+    [("brother", "declan")], "We have a border collie called Biscuit" -> [("colli", "biscuit")], "my kids Cian
+    and Orla" -> both names. A later query that says "my brother" can then find "Declan just got engaged"."""
+    words = _WORDS_AND_MARKS.findall(text)
+    pairs: list[tuple[str, str]] = []
+    for n, word in enumerate(words[:-1]):
+        lower = word.lower()
+        if lower in _CALLED and n > 0 and words[n - 1][0].isalpha():
+            relation, at = words[n - 1].lower(), n + 1
+        elif lower in RELATIONS and not word[0].isupper():
+            relation, at = lower, n + 1 + (words[n + 1] == ",")
+        else:
+            continue
+        if relation in STOPWORDS:
+            continue
+        while at < len(words) and words[at][0].isupper() and words[at] not in ("I", "I'm", "I've"):
+            pairs += [(stem(relation), t) for t in tokenize(words[at]) if t not in STOPWORDS]
+            at += 2 if at + 2 < len(words) and words[at + 1] == "and" and words[at + 2][0].isupper() else len(words)
+    return pairs
+
+
+#: at most this many names are written beside a relation in the text a query is embedded with
+MAX_RELATIVE_NAMES = 3
+
+
+def with_relatives(query: str, relatives_of: Mapping[str, Collection[str]]) -> str:
+    """``query`` with the names the actor gave its relations written beside them: "How is my brother's love
+    life?" -> "How is my brother marek's love life?" (what the dense model can then tie to "Marek got
+    engaged"); ``query`` itself when it names no such relation."""
+    if not relatives_of:
+        return query
+
+    def named(match: re.Match[str]) -> str:
+        names = list(relatives_of.get(stem(match.group(0).lower()), ()))[:MAX_RELATIVE_NAMES]
+        return f"{match.group(0)} {' and '.join(names)}" if names else match.group(0)
+
+    return _LETTERS.sub(named, query)
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def relatives_in(terms: Sequence[str], relatives_of: Mapping[str, Collection[str]]) -> dict[str, list[str]]:
+    """Per relation stem among ``terms``, the stems of the names the actor gave it ("brother" -> ["declan"])."""
+    return {stem(t): [stem(name) for name in relatives_of[stem(t)]] for t in terms if stem(t) in relatives_of}
 
 
 def date_words(created_at: float) -> str:

@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 
 from longterm.relevance import (CHATTER, QUESTION, REPLY, STATEMENT, features, probability, record_kind,
                                 repeats, words_of)
+from core.settings import Settings
+from longterm.text import stem
 from service import Assistant
 from tests.helpers.scripted_model import ScriptedModel
 from tests.test_http import invoke
@@ -88,6 +90,16 @@ def test_an_update_that_names_the_same_thing_ranks_first_though_its_words_differ
         assert users[0] == "user: We sold the Fiat and now share a Renault Zoe.", (question, users)
 
 
+def test_a_relative_asked_about_by_relation_is_found_by_the_name_the_user_gave_them(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "Marek got engaged" says neither "brother" nor anything like "love life": only "my brother Marek", said in
+    # another session, ties the question to it
+    tell(http, ltm_assistant, {**TOLD, "may": ["My younger brother Marek works as a sous chef in Gdansk."],
+                               "june": ["Marek got engaged to his boyfriend last weekend!"]})
+    say(http, "july", "How is my brother's love life going?")
+    assert "user: Marek got engaged to his boyfriend last weekend!" in recalled(model)
+
+
 def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # records that state nothing but share the question's words rank high: they must not take the places
@@ -148,6 +160,19 @@ def test_small_talk_is_kept_but_not_recalled_for_a_real_question(http: TestClien
 
 # -- the pieces ----------------------------------------------------------------------------------
 
+def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() -> None:
+    from longterm.index import build_index
+    from longterm.selection import relevant_first
+
+    texts = ["I live in Porto.", "Where do I live?", "We moved to Porto from Lisbon.", "I work in a bakery."]
+    index = build_index([(n + 1, "s", 0, n + 1, 0, "", None, text, "", 1e9 + n) for n, text in enumerate(texts)])
+    # the ranking's order (by rank) against the relevance model's: the more relevant statement goes first, the
+    # question after every statement, the record under the threshold nowhere
+    pool, relevance = relevant_first(index, [1, 0, 2, 3], np.array([0.9, 0.3, 0.6, 0.01]), 0.05)
+    assert pool == [2, 0, 1]
+    assert list(relevance) == [0.6, 0.3, 0.9]
+
+
 @pytest.mark.parametrize("text, seq, kind", [
     ("I work as a lighthouse keeper.", 0, STATEMENT),
     ("Big news: we moved to Porto!", 0, STATEMENT),
@@ -171,11 +196,12 @@ def test_relevance_rises_with_each_kind_of_evidence_and_falls_for_what_states_no
                                           np.array([kind]), about_asker))[0])
 
     assert 0.0 < p(0.1) < p(0.4) < p(0.4, overlap=0.5) < 1.0
-    assert p(0.1) < 0.1 < p(0.45)  # unrelated under the default LTM_MIN_SCORE, a close paraphrase above
+    default = Settings().ltm_min_score
+    assert p(0.1) < default < p(0.45)  # unrelated under the default LTM_MIN_SCORE, a close paraphrase above
     for kind in (QUESTION, CHATTER, REPLY):
         assert p(0.5, 0.5, 5.0, kind) < p(0.5, 0.5, 5.0, STATEMENT)
     # a general question needs much more: a record about the same subject is not what it asks for
-    assert p(0.45, 0.3, 5.0, about_asker=False) < 0.1 < p(0.45, 0.3, 5.0)
+    assert p(0.4, 0.3, 5.0, about_asker=False) < default < p(0.4, 0.3, 5.0)
 
 
 @pytest.mark.parametrize("query, about", [
@@ -191,6 +217,10 @@ def test_relevance_rises_with_each_kind_of_evidence_and_falls_for_what_states_no
     ("Give me a recipe for pancakes.", False),  # "me" receives; it says nothing of the asker
     ("Tell me a joke about penguins.", False),
     ("What is the capital of Australia?", False),
+    ("What are the kids called?", True),  # "the kids" of a chat are the asker's
+    ("when's mum's birthday again", True),
+    ("How long do dogs live?", False),  # a general question says "dogs", "a dog"
+    ("What is the best car for a family?", False),
 ])
 def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people(query: str, about: bool) -> None:
     from longterm.relevance import about_the_asker
@@ -199,6 +229,20 @@ def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people
     known = {stem("tomas"): 2, stem("ines"): 1, stem("lisbon"): 3}  # stem -> records containing it
     names = {stem("ines"), stem("lisbon")}  # what the actor's statements name inside a sentence
     assert about_the_asker(query, known, names=names) is about
+
+
+@pytest.mark.parametrize("text, pairs", [
+    ("My younger brother Declan works as a sous chef.", [("brother", "declan")]),
+    ("We have a border collie called Biscuit, she's three", [(stem("collie"), "biscuit")]),
+    ("our kids Cian and Orla love the beach", [("kid", "cian"), ("kid", "orla")]),
+    ("I have a call with my manager Rui every Monday.", [(stem("manager"), "rui")]),
+    ("My sister is a nurse. Joana lives in Coimbra.", []),  # no name beside the relation
+    ("I moved to Porto with my family.", []),
+])
+def test_a_statement_names_the_relatives_it_introduces(text: str, pairs: list[tuple[str, str]]) -> None:
+    from longterm.text import relatives
+
+    assert relatives(text) == pairs
 
 
 def test_the_names_of_a_statement_are_its_capitalised_words_inside_a_sentence() -> None:

@@ -41,7 +41,7 @@ def test_a_wrong_ltm_setting_names_itself(env: dict[str, str], says: str) -> Non
 def test_ltm_defaults() -> None:
     settings = Settings.from_env({"SESSION_DB": "/data/chat.sqlite"})
     assert (settings.long_term_memory, settings.ltm_top_k, settings.ltm_min_score, settings.ltm_max_tokens) == (
-        None, 5, 0.1, 600)
+        None, 5, 0.05, 600)
     assert settings.ltm_db == Path("/data/chat-longterm.sqlite")
     assert Settings.from_env({"LONG_TERM_MEMORY": "OFF"}).long_term_memory is False
 
