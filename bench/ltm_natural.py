@@ -1,6 +1,7 @@
 """Benchmark: long-term memory where users meet it, played through the product over HTTP at its defaults.
 
-usage: .venv/bin/python bench/ltm_natural.py [SET.json] [--quick] [--sweep] [--fit] [-v] [--no-results]
+usage: .venv/bin/python bench/ltm_natural.py [SET.json] [--quick] [--sweep] [-v] [--no-results]
+       .venv/bin/python bench/ltm_natural.py --fit SET.json [SET.json ...]
 
 SET is a JSON file (default ``bench/data/ltm_natural.json``) in this format:
 
@@ -11,7 +12,14 @@ SET is a JSON file (default ``bench/data/ltm_natural.json``) in this format:
      "questions": [{"text": "What do I do for a living?",
                     "answer": ["job"],                    fact ids any one of which answers it
                     "outdated": ["home_lisbon"]}, ...],   optional: older statements the answer replaces
-     "unanswerable": ["What is the capital of Australia?", ...]}
+     "unanswerable": ["What is the capital of Australia?",             a string, or with its kind:
+                      {"text": "How long do collies live?", "kind": "related"}, ...]}
+
+An unanswerable question's optional ``kind`` is one of ``UNANSWERABLE_KINDS``: "general" (general knowledge,
+no link to the user), "personal" (about the user, on a subject never mentioned), "related" (on a subject the
+user did talk about: "What was my first pet's name?" after talking of the dog), "chatter". Noise is then
+printed per kind too: a record on the subject of a "related" question may help the model even though it does
+not answer it; for the others anything injected is unrelated.
 
 Two statements with the same ``fact`` id are near-duplicates (the user said the same thing twice).
 Extra keys ("about", "date", ...) are ignored.
@@ -38,9 +46,9 @@ Printed:
 ``--quick``: the first two sessions and their questions (seconds). ``--sweep``: plays the set again at
 several ``LTM_MIN_SCORE`` values and prints hit rate and noise at each (the default is chosen from the
 calibration set's sweep).
-``--fit``: tells the sessions, then fits the relevance model (``longterm.relevance.COEFFICIENTS``) on the
-candidates of every question: run it on a calibration set (``bench/data/ltm_calibration.json``), never on
-the set the benchmark reports. ``-v``: lists the missed questions and the noise.
+``--fit``: tells each set's sessions, then fits the relevance model (``longterm.relevance.COEFFICIENTS``) on
+the candidates of every question of every set given: run it on the calibration sets
+(``bench/data/ltm_calibration*.json``), never on a set the benchmark reports. ``-v``: lists the missed questions and the noise.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +72,7 @@ DEFAULT_SET = Path(__file__).resolve().parent / "data" / "ltm_natural.json"
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 GOAL_HIT_RATE = 0.9
 GOAL_NOISE = 0.3
+UNANSWERABLE_KINDS = ("general", "personal", "related", "chatter")
 SWEEP = (0.0, 0.02, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 
 
@@ -80,6 +89,8 @@ class NaturalSet:
     sessions: list[tuple[str, list[tuple[str, str | None]]]]  # (session id, [(text, fact id or None)])
     questions: list[Question]
     unanswerable: list[str]
+    #: an unanswerable question's kind, where the set gives one (``UNANSWERABLE_KINDS``)
+    kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def statements(self) -> int:
@@ -104,7 +115,16 @@ def load(path: Path) -> NaturalSet:
     unknown = sorted({f for q in questions for f in (*q.answer, *q.outdated)} - facts)
     if unknown:
         raise ValueError(f"{path}: questions name facts no message states: {', '.join(unknown)}")
-    return NaturalSet(str(raw.get("actor") or "natural"), sessions, questions, list(raw.get("unanswerable", [])))
+    unanswerable, kinds = [], {}
+    for item in raw.get("unanswerable", []):
+        text = item if isinstance(item, str) else str(item["text"])
+        unanswerable.append(text)
+        if not isinstance(item, str) and item.get("kind") is not None:
+            if item["kind"] not in UNANSWERABLE_KINDS:
+                raise ValueError(f"{path}: unanswerable {text!r}: kind {item['kind']!r} is not one of "
+                                 f"{', '.join(UNANSWERABLE_KINDS)}")
+            kinds[text] = item["kind"]
+    return NaturalSet(str(raw.get("actor") or "natural"), sessions, questions, unanswerable, kinds)
 
 
 def quick(data: NaturalSet) -> NaturalSet:
@@ -112,7 +132,7 @@ def quick(data: NaturalSet) -> NaturalSet:
     sessions = data.sessions[:2]
     told = {fact for _, messages in sessions for _, fact in messages if fact}
     questions = [q for q in data.questions if set(q.answer) <= told and set(q.outdated) <= told][:12]
-    return NaturalSet(data.actor, sessions, questions, data.unanswerable[:6])
+    return NaturalSet(data.actor, sessions, questions, data.unanswerable[:6], data.kinds)
 
 
 @dataclass
@@ -273,17 +293,20 @@ def candidates(ltm: Any, data: NaturalSet, fact_at: dict[tuple[str, int], str]) 
     return out
 
 
-def fit_coefficients(path: Path, data: NaturalSet) -> tuple[float, ...]:
+def fit_coefficients(paths: list[Path], sets: list[NaturalSet]) -> tuple[float, ...]:
+    """Fit the relevance model on the candidates of every question of every set (each set told in its own store)."""
     import numpy as np
 
     from longterm.relevance import fit
 
     collected: list[tuple[Any, Any]] = []
-    play(data, 0.0, fit=collected)
+    for data in sets:
+        play(data, 0.0, fit=collected)
     x = np.concatenate([c[0] for c in collected])
     y = np.concatenate([c[1] for c in collected])
     coefficients = fit(x, y)
-    print(f"{path.name}: {len(collected)} questions, {len(y)} candidates, {int(y.sum())} relevant")
+    print(f"{', '.join(p.name for p in paths)}: {len(collected)} questions, {len(y)} candidates, "
+          f"{int(y.sum())} relevant")
     print("relevance coefficients (cosine, text overlap, saturated bm25, question, chatter, reply, not about the "
           "asker, bias):")
     print(f"COEFFICIENTS = {coefficients}")
@@ -329,11 +352,20 @@ def update_case(a: Asked) -> tuple[bool, str]:
     return True, f"newest at {newest + 1}" + (f", outdated at {stale[0] + 1}" if stale else ", outdated not injected")
 
 
-def summary(asked: list[Asked], min_score: float = 0.0) -> dict[str, float]:
+def summary(asked: list[Asked], min_score: float = 0.0, kinds: dict[str, str] | None = None) -> dict[str, Any]:
     answerable = [a for a in asked if a.question is not None]
     unanswerable = [a for a in asked if a.question is None]
     updates = [a for a in answerable if a.question.outdated]  # type: ignore[union-attr]
+    by_kind: dict[str, list[Asked]] = {}
+    for a in unanswerable:
+        if kinds and a.text in kinds:
+            by_kind.setdefault(kinds[a.text], []).append(a)
+    unrelated = [a for kind, of_kind in by_kind.items() if kind != "related" for a in of_kind]
     return {
+        #: records per unanswerable question on a subject the user never talked about (sets that give kinds)
+        "noise_unrelated": (sum(noise(a, min_score) for a in unrelated) / len(unrelated)) if unrelated else None,
+        "noise_by_kind": {kind: {"questions": len(of_kind), "noise": sum(noise(a, min_score) for a in of_kind)
+                                 / len(of_kind)} for kind, of_kind in sorted(by_kind.items())},
         "hit_rate": sum(hit(a, min_score) for a in answerable) / max(len(answerable), 1),
         "hit_rate_lenient": sum(hit(a, min_score, True) for a in answerable) / max(len(answerable), 1),
         "noise": sum(noise(a, min_score) for a in unanswerable) / max(len(unanswerable), 1),
@@ -345,7 +377,7 @@ def summary(asked: list[Asked], min_score: float = 0.0) -> dict[str, float]:
 
 
 def report(data: NaturalSet, asked: list[Asked], info: dict[str, Any], verbose: bool) -> dict[str, Any]:
-    s = summary(asked)
+    s = summary(asked, kinds=data.kinds)
     answerable = [a for a in asked if a.question is not None]
     search_ms = [a.search_ms for a in asked]
     embed_cpu = [a.embed_cpu_ms for a in asked]
@@ -356,6 +388,9 @@ def report(data: NaturalSet, asked: list[Asked], info: dict[str, Any], verbose: 
         ["delivered hit rate (the user's statement injected)", fmt(s["hit_rate"]), f">= {GOAL_HIT_RATE}"],
         ["  counting the model's reply that repeats it", fmt(s["hit_rate_lenient"]), ""],
         ["noise: records injected per unanswerable question", fmt(s["noise"]), f"<= {GOAL_NOISE}"],
+        *[[f"  {kind} ({of_kind['questions']} questions)", fmt(of_kind["noise"]),
+           f"<= {GOAL_NOISE}" if kind != "related" else ""]
+          for kind, of_kind in s["noise_by_kind"].items()],
         ["records injected per answerable question", fmt(s["injected_per_answerable"]), ""],
         ["duplicate statements injected per question", fmt(s["duplicates_per_question"]), "0"],
         [f"update cases: newest statement first ({s['updates']})", fmt(s["updates_passed"]), "1.0"],
@@ -383,7 +418,7 @@ def report(data: NaturalSet, asked: list[Asked], info: dict[str, Any], verbose: 
         print("\nNoise (unanswerable questions that got records):")
         for a in asked:
             if a.question is None and a.injected:
-                print(f"  {a.text!r}: " + "; ".join(f"{i['role']}:{i['score']:.2f}:{i['text'][:40]!r}"
+                print(f"  {a.text!r} ({data.kinds.get(a.text, 'no kind')}): " + "; ".join(f"{i['role']}:{i['score']:.2f}:{i['text'][:40]!r}"
                                                     for i in a.injected))
     return {**s, "search_p50_ms": percentile(search_ms, 50), "embed_cpu_p50_ms": percentile(embed_cpu, 50),
             "ltm_cpu_per_turn_p50_ms": percentile(per_turn, 50), "ltm_cpu_per_turn_mean_ms": sum(per_turn) / len(per_turn),
@@ -396,11 +431,12 @@ def sweep(data: NaturalSet) -> list[dict[str, float]]:
     rows = []
     for threshold in SWEEP:
         asked, _ = play(data, threshold)
-        rows.append({"min_score": threshold, **summary(asked, threshold)})
+        rows.append({"min_score": threshold, **summary(asked, threshold, data.kinds)})
     print_table("Threshold sweep (the set played at each LTM_MIN_SCORE; the default is chosen from the "
                 "calibration set's)",
-                ["LTM_MIN_SCORE", "hit rate", "noise / unanswerable", "injected / answerable"],
-                [[f"{r['min_score']:.2f}", fmt(r["hit_rate"]), fmt(r["noise"]), fmt(r["injected_per_answerable"])]
+                ["LTM_MIN_SCORE", "hit rate", "noise / unanswerable", "of them unrelated", "injected / answerable"],
+                [[f"{r['min_score']:.2f}", fmt(r["hit_rate"]), fmt(r["noise"]),
+                  "-" if r["noise_unrelated"] is None else fmt(r["noise_unrelated"]), fmt(r["injected_per_answerable"])]
                  for r in rows])
     return rows
 
@@ -415,6 +451,9 @@ def plot(rows: list[dict[str, float]], default: float, title: str, name: str = "
     x = [r["min_score"] for r in rows]
     ax.plot(x, [r["hit_rate"] for r in rows], "o-", color="#3182bd", label="delivered hit rate")
     ax.plot(x, [r["noise"] for r in rows], "s-", color="#de2d26", label="records per unanswerable question")
+    if all(r.get("noise_unrelated") is not None for r in rows):
+        ax.plot(x, [r["noise_unrelated"] for r in rows], "s:", color="#fc9272",
+                label="records per unanswerable question on a subject never mentioned")
     ax.plot(x, [r["injected_per_answerable"] for r in rows], "^--", color="#999999", lw=0.8,
             label="records per answerable question")
     ax.axhline(GOAL_HIT_RATE, color="#3182bd", lw=0.6, ls=":")
@@ -436,39 +475,47 @@ def results_name(path: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path, nargs="?", default=DEFAULT_SET)
+    parser.add_argument("paths", type=Path, nargs="*", metavar="SET",
+                        help=f"the set to play (default {DEFAULT_SET.name}); with --fit, one or more")
     parser.add_argument("--quick", action="store_true", help="two sessions, 12 questions: seconds")
     parser.add_argument("--sweep", action="store_true", help="hit rate and noise over LTM_MIN_SCORE values")
     parser.add_argument("--fit", action="store_true",
-                        help="fit the relevance model on this set (a calibration set, never the benchmark's)")
+                        help="fit the relevance model on these sets (calibration sets, never the benchmark's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list the misses and the noise")
     parser.add_argument("--no-results", action="store_true", help="print only (no bench/results files)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    try:
-        data = load(args.path)
-    except (OSError, ValueError, KeyError, TypeError) as e:  # a set that is not in the format above
-        print(f"{args.path}: not a usable set: {type(e).__name__}: {e} (the format is in --help)", file=sys.stderr)
-        return 2
-    if quick_run(args.quick):
-        data = quick(data)
-    print(f"{args.path.name}: {len(data.sessions)} sessions, {data.statements} statements, "
-          f"{len(data.questions)} questions, {len(data.unanswerable)} unanswerable")
+    paths = args.paths or [DEFAULT_SET]
+    if len(paths) > 1 and not args.fit:
+        parser.error("play one set at a time (several sets only with --fit)")
+    sets = []
+    for path in paths:
+        try:
+            data = load(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a set that is not in the format above
+            print(f"{path}: not a usable set: {type(e).__name__}: {e} (the format is in --help)", file=sys.stderr)
+            return 2
+        if quick_run(args.quick):
+            data = quick(data)
+        print(f"{path.name}: {len(data.sessions)} sessions, {data.statements} statements, "
+              f"{len(data.questions)} questions, {len(data.unanswerable)} unanswerable")
+        sets.append(data)
     started = time.perf_counter()
     if args.fit:
-        fit_coefficients(args.path, data)
+        fit_coefficients(paths, sets)
         return 0
+    path, data = paths[0], sets[0]
     asked, info = play(data)
     result = report(data, asked, info, args.verbose)
     if args.sweep:
         result["sweep"] = sweep(data)
         if not args.no_results and not args.quick:
             plot(result["sweep"], Settings.from_env({}).ltm_min_score,
-                 f"Long-term memory as users meet it ({args.path.name}: {len(data.questions)} questions, "
-                 f"{len(data.unanswerable)} unanswerable)", results_name(args.path))
+                 f"Long-term memory as users meet it ({path.name}: {len(data.questions)} questions, "
+                 f"{len(data.unanswerable)} unanswerable)", results_name(path))
     print(f"\nplayed in {time.perf_counter() - started:.1f} s")
     if not args.no_results:  # a quick run writes ltm_natural_quick.json (common.quick_run)
-        write_results(results_name(args.path) + ("_sweep" if args.sweep else ""), {"file": args.path.name, **result})
+        write_results(results_name(path) + ("_sweep" if args.sweep else ""), {"file": path.name, **result})
     return 0
 
 
