@@ -100,6 +100,16 @@ def test_a_relative_asked_about_by_relation_is_found_by_the_name_the_user_gave_t
     assert "user: Marek got engaged to his boyfriend last weekend!" in recalled(model)
 
 
+def test_a_wider_word_for_a_relation_finds_the_relatives_the_user_named(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "kids" and "boys" are neither "twins" nor a name, and MiniLM puts the sentences far apart: without the
+    # relation's words and names nothing is recalled for either question
+    tell(http, ltm_assistant, {**TOLD, "may": ["the hard part is my twins, Arjun and Kiran, are 6 and never sit still"]})
+    for question in ("Are my kids in school yet?", "How old are the boys now?"):
+        say(http, "july", question)
+        assert recalled(model)[:1] == ["user: the hard part is my twins, Arjun and Kiran, are 6 and never sit still"]
+
+
 def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # records that state nothing but share the question's words rank high: they must not take the places
@@ -243,6 +253,17 @@ def test_a_statement_names_the_relatives_it_introduces(text: str, pairs: list[tu
     from longterm.text import relatives
 
     assert relatives(text) == pairs
+
+
+def test_a_query_names_the_relatives_of_any_word_for_their_relation() -> None:
+    from longterm.text import relatives_in, with_relatives
+
+    named = {stem("twins"): ["arjun", "kiran"], stem("husband"): ["owen"], stem("brother"): ["vikram"]}
+    assert with_relatives("How many children do I have?", named) == "How many children arjun and kiran do I have?"
+    assert with_relatives("what's my spouse's name?", named) == "what's my spouse owen's name?"
+    assert with_relatives("Where does my sister live?", named) == "Where does my sister live?"  # no name for her
+    aliases = relatives_in(["brother", "job"], named)
+    assert set(aliases) == {"brother"} and aliases["brother"][0] == "vikram" and "bro" in aliases["brother"]
 
 
 def test_the_names_of_a_statement_are_its_capitalised_words_inside_a_sentence() -> None:
