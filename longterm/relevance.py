@@ -39,6 +39,8 @@ hi hello hey hiya howdy morning evening afternoon night good great nice cool ok 
 yes yeah yep no nope sure perfect awesome lovely brilliant wow lol haha bye goodbye later see meet pleasure
 sorry mind never right alright got it welcome again there please hmm oh ah well done np gotcha noted
 helpful useful interesting amazing fantastic excellent understood makes sense agreed exactly indeed
+mate mates buddy pal guys folks worries helps helped appreciate appreciated legend champ sweet ya yea nah going
+doing sup
 """.split())
 #: first words of a question or a request to the assistant (a sentence that asks, not tells)
 ASKING_WORDS = frozenset("""

@@ -193,6 +193,10 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("Hi! Nice to meet you.", 0, CHATTER),
     ("ok", 0, CHATTER),
     ("Thanks, that's helpful!", 0, CHATTER),
+    ("morning mate", 0, CHATTER),
+    ("no worries, all good", 0, CHATTER),
+    ("hey there, how ya going?", 0, CHATTER),
+    ("I'm going to Lisbon with my mate Rui.", 0, STATEMENT),
     ("I work as a lighthouse keeper.", 1, REPLY),  # the model's reply, whatever it says
 ])
 def test_a_records_kind_comes_from_its_text_and_place(text: str, seq: int, kind: int) -> None:
