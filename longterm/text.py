@@ -167,7 +167,8 @@ _SAME_RELATION = ("kid kids child children", "son sons boy boys", "daughter daug
                   "sibling siblings", "friend mate buddy pal bestie", "boss manager supervisor", "doctor gp",
                   "dog dogs puppy pup", "cat cats kitten", "pet pets", "grandma grandmother nan nana granny gran",
                   "grandad grandpa grandfather")
-#: relations a wider word covers: "how many children do I have?" asks about "my twins, Arjun and Kiran"
+#: relations a wider word covers: "how many children do I have?" asks about "my twins, Arjun and Kiran", and
+#: "where's my mum?" about "my parents live in Faro"
 _COVERS = {"kids": "son daughter twin baby", "partner": "wife husband boyfriend girlfriend fiance fiancee",
            "parent": "mum dad", "sibling": "brother sister", "pet": "dog cat rabbit hamster parrot horse pony",
            "son": "twin", "daughter": "twin"}
@@ -178,11 +179,14 @@ def _relation_table() -> dict[str, frozenset[str]]:
     group_of = {word: group.split() for group in _SAME_RELATION for word in group.split()}
     table: dict[str, frozenset[str]] = {}
     for word in RELATIONS | set(group_of):
-        words = set(group_of.get(word, [word]))
+        group = group_of.get(word, [word])
+        words = set(group)
         for wider, covered in _COVERS.items():
-            if wider in words:
-                for narrower in covered.split():
-                    words.update(group_of.get(narrower, [narrower]))
+            narrower = [w for n in covered.split() for w in group_of.get(n, [n])]
+            if wider in group:  # "children" asks about the twins
+                words.update(narrower)
+            elif word in narrower:  # "my mum" is among "my parents live in Faro" (not her brother's words)
+                words.update(group_of.get(wider, [wider]))
         table[stem(word)] = frozenset(stem(w) for w in words)
     return table
 

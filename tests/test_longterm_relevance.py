@@ -110,6 +110,14 @@ def test_a_wider_word_for_a_relation_finds_the_relatives_the_user_named(
         assert recalled(model)[:1] == ["user: the hard part is my twins, Arjun and Kiran, are 6 and never sit still"]
 
 
+def test_a_narrower_word_for_a_relation_finds_what_was_said_of_the_wider_one(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "mum" and "dad" are among "my folks" (and "my parents"): by words and vectors alone nothing is recalled
+    tell(http, ltm_assistant, {**TOLD, "may": ["My folks moved back to the Azores when they retired."]})
+    say(http, "july", "Where are my mum and dad?")
+    assert recalled(model)[:1] == ["user: My folks moved back to the Azores when they retired."]
+
+
 def test_earlier_questions_on_the_subject_do_not_crowd_the_answer_out(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # records that state nothing but share the question's words rank high: they must not take the places
