@@ -50,19 +50,27 @@ def select(memories: Iterable[Memory], min_score: float, max_tokens: int) -> lis
     A record that does not fit whole is clipped to what is left (if at least ``MIN_CLIP_TOKENS``),
     and nothing follows it.
     """
-    chosen: list[Memory] = []
+    return [memory for memory, _ in quoted(memories, min_score, max_tokens)]
+
+
+def quoted(memories: Iterable[Memory], min_score: float, max_tokens: int) -> list[tuple[Memory, str]]:
+    """``select``'s records, each with its quoted item: the one its tokens were counted on, placed as it is
+    (quoting each record again to place it doubled the cost of this step)."""
+    chosen: list[tuple[Memory, str]] = []
     left = max_tokens
     for memory in memories:
         if memory.score < min_score:
             continue
-        cost = estimate_tokens(line(memory))
+        item = line(memory)
+        cost = estimate_tokens(item)
         if cost <= left:
-            chosen.append(memory)
+            chosen.append((memory, item))
             left -= cost
             continue
         if left >= MIN_CLIP_TOKENS:
             overhead = estimate_tokens(line(_with_text(memory, "")))
-            chosen.append(_with_text(memory, memory.text[: max(0, (left - overhead) * 4 - 1)] + "…"))
+            clipped = _with_text(memory, memory.text[: max(0, (left - overhead) * 4 - 1)] + "…")
+            chosen.append((clipped, line(clipped)))
         break
     return chosen
 
@@ -114,8 +122,9 @@ class LongTermHooks(HookProvider):
             logger.warning("%s | long-term recall skipped: %s: %s", state.ids(), type(e).__name__, e)
             state.recall_skipped = f"long-term store failed: {type(e).__name__}"
             return
-        chosen = select(found, self.min_score, self.max_tokens)
-        state.recalled = [line(m) for m in chosen]
+        picked = quoted(found, self.min_score, self.max_tokens)
+        chosen = [memory for memory, _ in picked]
+        state.recalled = [item for _, item in picked]
         state.recall_considered = len(found)
         state.recall_tokens = sum(estimate_tokens(item) for item in state.recalled)
         state.recall_texts = [m.text for m in chosen] if capture_content() else []

@@ -330,7 +330,10 @@ def _allowed(index: ActorIndex, exclude: frozenset[tuple[str, int]] | set[tuple[
         if code is not None:
             by_session.setdefault(code, []).append(turn)
     for code, turns in by_session.items():
-        allowed &= ~((index.sessions == code) & np.isin(index.turns, turns))
+        # the turns are compared with the session's own records only (a few dozen, not the actor's thousands), all
+        # at once: ``np.isin`` cost 0.13-0.2 ms of every turn's search (its own overhead, whatever the size)
+        rows = np.flatnonzero(index.sessions == code)
+        allowed[rows[(index.turns[rows, None] == np.asarray(turns)).any(axis=1)]] = False
     return allowed
 
 

@@ -63,6 +63,19 @@ def owner_token(actor_id: str) -> str:
     return "a" + actor_id.encode("utf-8").hex() + "x"
 
 
+def _neighbours(db: sqlite3.Connection, record: MessageRecord) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+    """(id, text) of the message before and after ``record`` in its session (same generation), or None."""
+    scope = (record.actor_id, record.session_id, record.generation)
+    position = (record.turn, record.turn, record.seq)
+    before = db.execute(
+        "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
+        "AND (turn < ? OR (turn = ? AND seq < ?)) ORDER BY turn DESC, seq DESC LIMIT 1", scope + position).fetchone()
+    after = db.execute(
+        "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
+        "AND (turn > ? OR (turn = ? AND seq > ?)) ORDER BY turn, seq LIMIT 1", scope + position).fetchone()
+    return before, after
+
+
 @dataclass(frozen=True)
 class StoredRecord:
     id: int
@@ -289,6 +302,7 @@ class SQLiteLongTermStore:
         tokens: list[str | None] = []
         numbered: dict[str, int] = {}  # actor -> its records counter (actor_seq of its newest record)
         touched: set[str] = set()
+        stored: list[tuple[int, MessageRecord]] = []  # (rowid, record) of each record this transaction inserts
         try:
             with self._db.write() as db:
                 epochs: dict[str, int] = {}
@@ -309,11 +323,13 @@ class SQLiteLongTermStore:
                     if cleared_since(record, *tombstones[key]):
                         continue  # the session was cleared since the turn started
                     vector = None if vectors is None else vectors[i]
-                    token = self._insert(db, record, vector, numbered[record.actor_id] + 1)
-                    if token is not None:
-                        tokens[-1] = token
+                    inserted = self._insert(db, record, vector, numbered[record.actor_id] + 1)
+                    if inserted is not None:
+                        tokens[-1], rowid = inserted
+                        stored.append((rowid, record))
                         numbered[record.actor_id] += 1
                         touched.add(record.actor_id)
+                self._index_text(db, stored)
                 for actor_id in touched:
                     db.execute("INSERT INTO ltm_actors (actor_id, version, records) VALUES (?, 1, ?) "
                                "ON CONFLICT (actor_id) DO UPDATE SET version = version + 1, records = excluded.records",
@@ -323,7 +339,9 @@ class SQLiteLongTermStore:
         return tokens
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray | None, actor_seq: int) -> str | None:
+    def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray | None,
+                actor_seq: int) -> tuple[str, int] | None:
+        """The record's row (its text indexed by ``_index_text``): its public id and rowid, None if stored already."""
         token = new_token()
         cursor = db.execute(
             "INSERT OR IGNORE INTO ltm_records (actor_id, session_id, generation, turn, seq, role, speaker, text, "
@@ -333,24 +351,30 @@ class SQLiteLongTermStore:
              NO_VECTOR if vector is None else np.asarray(vector, "<f4").tobytes(), token, actor_seq))
         if cursor.rowcount == 0:
             return None  # already stored (a retried write)
-        rowid = cursor.lastrowid
-        scope = (record.actor_id, record.session_id, record.generation)
-        position = (record.turn, record.turn, record.seq)
-        before = db.execute(
-            "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
-            "AND (turn < ? OR (turn = ? AND seq < ?)) ORDER BY turn DESC, seq DESC LIMIT 1", scope + position).fetchone()
-        after = db.execute(
-            "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
-            "AND (turn > ? OR (turn = ? AND seq > ?)) ORDER BY turn, seq LIMIT 1", scope + position).fetchone()
-        db.execute("INSERT INTO ltm_fts (rowid, text, caption, prev, next, date, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (rowid, record.text, record.caption, before[1] if before else "", after[1] if after else "",
-                    date_words(record.created_at), owner_token(record.actor_id)))
-        # the neighbours' context now includes this message
-        if before is not None:
-            db.execute("UPDATE ltm_fts SET next = ? WHERE rowid = ?", (record.text, before[0]))
-        if after is not None:
-            db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
-        return token
+        assert cursor.lastrowid is not None
+        return token, cursor.lastrowid
+
+    @staticmethod
+    def _index_text(db: sqlite3.Connection, stored: Sequence[tuple[int, MessageRecord]]) -> None:
+        """The FTS5 rows of the records just inserted, each with its session neighbours' text as context.
+
+        Written once all of the transaction's records have their rows, so a neighbour inserted with it (an
+        exchange's user message and reply) is in the context from the start; only a neighbour stored earlier
+        has its context updated. Indexing each record as it was inserted wrote the user message's row, then
+        rewrote it for the reply (an FTS5 update re-indexes the whole row): the same rows in the end, for
+        ≈ 0.1 ms more per exchange.
+        """
+        inserted = {rowid for rowid, _ in stored}
+        for rowid, record in stored:
+            before, after = _neighbours(db, record)
+            db.execute("INSERT INTO ltm_fts (rowid, text, caption, prev, next, date, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (rowid, record.text, record.caption, before[1] if before else "", after[1] if after else "",
+                        date_words(record.created_at), owner_token(record.actor_id)))
+            # an older neighbour's context now includes this message
+            if before is not None and before[0] not in inserted:
+                db.execute("UPDATE ltm_fts SET next = ? WHERE rowid = ?", (record.text, before[0]))
+            if after is not None and after[0] not in inserted:
+                db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
 
     def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
         """Give records (by public id) their embedding; how many took it. Only a record still there without one

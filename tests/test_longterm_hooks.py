@@ -11,9 +11,10 @@ import pytest
 from strands import Agent
 
 from core.quoting import MEMORY_CLOSE, MEMORY_OPEN, SEARCH_PREAMBLE
-from hooks.longterm import LongTermHooks, select
+from hooks.longterm import LongTermHooks, quoted, select
 from hooks.memory import MemoryHooks
 from longterm.base import LongTermMemory, Memory
+from longterm.lines import line
 from longterm.local import LocalLongTermMemory
 from memory.in_memory import InMemoryStore
 from memory.turn import TurnState
@@ -97,6 +98,15 @@ def test_the_injected_records_fit_the_token_budget() -> None:
     assert len(chosen) == 1 and chosen[0].text.endswith("…") and len(chosen[0].text) < 400
     assert select([short, long], min_score=0.0, max_tokens=100)[0] == short
     assert select([short], min_score=0.85, max_tokens=100) == []
+
+
+def test_each_chosen_record_comes_with_its_quoted_item_the_clipped_one_too() -> None:
+    long = Memory("peanut " * 400, "s1", 1, 0.8, 0.0, "1")
+    short = Memory("short", "s1", 2, 0.9, 0.0, "2")
+    picked = quoted([short, long], min_score=0.0, max_tokens=100)
+    assert [memory for memory, _ in picked] == select([short, long], min_score=0.0, max_tokens=100)
+    assert [item for _, item in picked] == [line(memory) for memory, _ in picked]
+    assert picked[1][0].text.endswith("…")
 
 
 class BrokenMemory(LongTermMemory):

@@ -151,6 +151,25 @@ def test_a_message_is_found_by_its_neighbours_words_and_its_day(tmp_path: Path) 
     store.close()
 
 
+def test_each_messages_context_is_its_neighbours_text_however_the_records_arrive(tmp_path: Path) -> None:
+    store = SQLiteLongTermStore(tmp_path / "ltm.db")
+
+    def exchange(turn: int, *seqs: int) -> None:  # one transaction, as ``record_exchange`` writes
+        store.write([MessageRecord("alice", "s1", turn, seq, "user" if seq == 0 else "assistant", f"t{turn}.{seq}",
+                                   1_683_550_000.0) for seq in seqs], np.zeros((len(seqs), 384), np.float32))
+
+    exchange(1, 0, 1)
+    exchange(3, 0, 1)
+    exchange(2, 1)  # between two stored exchanges, and alone
+    exchange(2, 0)
+    with store._db.connection() as db:
+        rows = db.execute("SELECT f.prev, r.text, f.next FROM ltm_fts f JOIN ltm_records r ON r.id = f.rowid "
+                          "ORDER BY r.turn, r.seq").fetchall()
+    texts = ["t1.0", "t1.1", "t2.0", "t2.1", "t3.0", "t3.1"]
+    assert rows == [(([""] + texts)[n], text, (texts + [""])[n + 1]) for n, text in enumerate(texts)]
+    store.close()
+
+
 def test_owner_tokens_cannot_meet() -> None:
     assert owner_token("ab") != owner_token("a-b")
     assert owner_token("a") != owner_token("a ")
