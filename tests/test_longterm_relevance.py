@@ -100,6 +100,20 @@ def test_a_relative_asked_about_by_relation_is_found_by_the_name_the_user_gave_t
     assert "user: Marek got engaged to his boyfriend last weekend!" in recalled(model)
 
 
+def test_a_deleted_statement_no_longer_ties_the_relation_to_its_name(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # what the index learnt from a statement ("brother" is Marek) is the user's data too: deleting the
+    # statement forgets it, so "my brother" finds "Marek got engaged" no more
+    tell(http, ltm_assistant, {**TOLD, "may": ["My younger brother Marek works as a sous chef in Gdansk."],
+                               "june": ["Marek got engaged to his boyfriend last weekend!"]})
+    memories = invoke(http, {"action": "list_memories", "actor_id": "ana", "limit": 100}).json()["memories"]
+    introduced = [m["record_id"] for m in memories if m["text"].startswith("My younger brother Marek")]
+    assert len(introduced) == 1
+    assert invoke(http, {"action": "delete_memory", "actor_id": "ana", "record_id": introduced[0]}).status_code == 200
+    say(http, "july", "How is my brother's love life going?")
+    assert "user: Marek got engaged to his boyfriend last weekend!" not in recalled(model)
+
+
 def test_a_wider_word_for_a_relation_finds_the_relatives_the_user_named(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # "kids" and "boys" are neither "twins" nor a name, and MiniLM puts the sentences far apart: without the
