@@ -31,7 +31,8 @@ import numpy as np
 
 from longterm.embedding import DIMENSIONS
 from longterm.relevance import STATEMENT, record_kind
-from longterm.text import date_words, proper_names, relatives, stem, tokenize
+from longterm.relatives import introduced
+from longterm.text import date_words, proper_names, stem, tokenize
 
 #: (id, session_id, generation, turn, seq, speaker, vector bytes, text, caption, created_at)
 Row = tuple[int, str, int, int, int, str, bytes, str, str, float]
@@ -89,7 +90,7 @@ class ActorIndex:
     names_of: Mapping[int, frozenset[str]] = field(default_factory=dict)
     #: every name stem the actor's statements use (shared with later snapshots: may run ahead)
     name_stems: Collection[str] = field(default_factory=frozenset)
-    #: relation stem -> the names the actor's statements give it ("brother" -> {"declan"}; ``text.relatives``)
+    #: relation stem -> the names the actor's statements give it ("brother" -> {"declan"}; ``relatives.introduced``)
     relatives_of: Mapping[str, Collection[str]] = field(default_factory=dict)
     version: int = -1
     deletes: int = -1
@@ -192,7 +193,7 @@ class ActorBuffers:
                     if named:
                         self._names_of[k] = named
                         self._name_stems.update(named)
-                        for relation, name in relatives(text):
+                        for relation, name in introduced(text):
                             known = self._relatives_of.setdefault(relation, [])
                             if name not in known:
                                 known.append(name)  # appended in place: a snapshot's reader sees whole lists

@@ -55,8 +55,8 @@ from longterm.scoring import DEFAULT_WEIGHTS, Weights, boost_speaker, fuse, max_
 from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
-from longterm.text import (embedded_text, find_names, informative_terms, query_terms, strip_names,
-                           relatives_in, tokenize, with_relatives)
+from longterm.relatives import aliases, with_names
+from longterm.text import embedded_text, find_names, informative_terms, query_terms, strip_names, tokenize
 from longterm.writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -158,15 +158,13 @@ class LocalLongTermMemory(LongTermMemory):
         named = find_names(query, index.names)
         text = (strip_names(query, named) or query) if named else query
         drop = {t for name in named for t in tokenize(name)}
-        # the query's relations named as the actor named them ("my brother" -> "my brother marek"): a query
-        # that names one is embedded with the names (its record's vector is then the writer's to make)
-        vector = self._vector_of(with_relatives(text, index.relatives_of)) if w.dense > 0 else None
+        # "my brother" is also the name the actor gave him ("Declan just got engaged", ``longterm.relatives``): in
+        # the text embedded (then not the message's own, so its record's vector is the writer's to make) and in
+        # the keywords (a record naming Declan contains "brother")
+        vector = self._vector_of(with_names(text, index.relatives_of)) if w.dense > 0 else None
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         overlap = np.zeros(index.size, np.float64)  # filled by the same pass over the postings as bm25
-        # "my brother" also matches the name the actor gave him ("Declan just got engaged"); in the keywords
-        # only: the query's vector stays the message's own (it becomes the record's vector)
-        aliases = relatives_in(terms, index.relatives_of)
-        bm25 = best_only(bm25f(index, terms, w.columns, overlap, aliases), w.candidates)
+        bm25 = best_only(bm25f(index, terms, w.columns, overlap, aliases(terms, index.relatives_of)), w.candidates)
         cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)

@@ -122,7 +122,7 @@ def record_kind(text: str, seq: int = 0) -> int:
 
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,
 #: bias), fitted by ``bench/ltm_natural.py --fit bench/data/ltm_calibration.json bench/data/ltm_calibration2.json``
-#: before a query's relatives were named in its embedding (``text.with_relatives``); a refit after it,
+#: before a query's relatives were named in its embedding (``relatives.with_names``); a refit after it,
 #: (13.642, 0.963, -0.467, -6.578, -9.151, -3.516, -2.189, -6.672), delivered less on the calibration sets
 #: themselves (hit rate 0.835 vs 0.851 on the second at LTM_MIN_SCORE 0.05, the same noise), so this one stays
 COEFFICIENTS = (13.209, 1.955, -0.424, -7.018, -9.7, -3.815, -2.271, -6.554)

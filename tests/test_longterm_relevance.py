@@ -276,19 +276,19 @@ def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people
     ("I moved to Porto with my family.", []),
 ])
 def test_a_statement_names_the_relatives_it_introduces(text: str, pairs: list[tuple[str, str]]) -> None:
-    from longterm.text import relatives
+    from longterm.relatives import introduced
 
-    assert relatives(text) == pairs
+    assert introduced(text) == pairs
 
 
 def test_a_query_names_the_relatives_of_any_word_for_their_relation() -> None:
-    from longterm.text import relatives_in, with_relatives
+    from longterm.relatives import aliases, with_names
 
     named = {stem("twins"): ["arjun", "kiran"], stem("husband"): ["owen"], stem("brother"): ["vikram"]}
-    assert with_relatives("How many children do I have?", named) == "How many children arjun and kiran do I have?"
-    assert with_relatives("what's my spouse's name?", named) == "what's my spouse owen's name?"
-    assert with_relatives("Where does my sister live?", named) == "Where does my sister live?"  # no name for her
-    aliases = relatives_in(["brother", "job"], named)
+    assert with_names("How many children do I have?", named) == "How many children arjun and kiran do I have?"
+    assert with_names("what's my spouse's name?", named) == "what's my spouse owen's name?"
+    assert with_names("Where does my sister live?", named) == "Where does my sister live?"  # no name for her
+    aliases = aliases(["brother", "job"], named)
     assert set(aliases) == {"brother"} and aliases["brother"][0] == "vikram" and "bro" in aliases["brother"]
 
 
