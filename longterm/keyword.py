@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from longterm.index import CAPTION, DAY, TEXT, ActorIndex
+from longterm.index import CAPTION, COLUMN_BITS, DAY, TEXT, ActorIndex
 from longterm.text import stem
 
 K1 = 1.2
@@ -55,10 +55,10 @@ def bm25f(index: ActorIndex, terms: Sequence[str], weights: Sequence[float],
     own = {TEXT: w_text, CAPTION: w_caption, DAY: w_day}
     for term in terms:
         stemmed = stem(term)
-        records, columns, counts = postings_of(index, stemmed, (aliases or {}).get(stemmed, ()))
+        records, columns, counts = postings_of(index, stemmed, aliases.get(stemmed, ()) if aliases else ())
         if overlap is not None and stemmed not in seen:
             seen.add(stemmed)
-            in_text_only = np.unique(records[columns == TEXT])
+            in_text_only = records[columns == TEXT]  # one posting per record and column, aliases merged
             weight = overlap_weight(n, in_text_only.size)
             total += weight
             overlap[in_text_only] += weight
@@ -93,7 +93,7 @@ def postings_of(index: ActorIndex, stemmed: str, aliases: Sequence[str]) -> tupl
     if len(found) == 1:
         return found[0]
     records, columns, counts = (np.concatenate(parts) for parts in zip(*found))
-    _, first = np.unique(records << 3 | columns, return_index=True)
+    _, first = np.unique(records << COLUMN_BITS | columns, return_index=True)  # one posting per record and column
     return records[first], columns[first], counts[first]
 
 
