@@ -394,6 +394,7 @@ def test_a_cursor_pages_on_when_the_session_it_names_was_written_since(dynamodb_
 
 # -- concurrency across processes ---------------------------------------------------------------------
 
+WRITERS = 8
 WRITER = """
 import sys
 from bedrock_agentcore.memory.constants import ConversationalMessage as M, MessageRole as R
@@ -407,19 +408,21 @@ for n in range(20):
 
 
 def test_writers_in_separate_processes_get_distinct_gap_free_counts(dynamodb_local: DynamoDBLocal, table: str) -> None:
-    """Each process is a replica: only the conditional write keeps them apart."""
+    """Each process is a replica: only the conditional write keeps them apart. Eight writers in tight loops make
+    losing streaks: a writer that just won writes its next turn before a loser can, so the losers must outlast
+    the streak (``writes.write_attempts``) rather than give up after a count of tries, which failed every run."""
     env = {**os.environ, **CLIENT_ENV}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, dynamodb_local.endpoint, table, str(w)], cwd=ROOT,
-                              env=env, stdout=subprocess.PIPE, text=True) for w in range(4)]
+                              env=env, stdout=subprocess.PIPE, text=True) for w in range(WRITERS)]
     counts = []
     for p in procs:
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0
         counts += [int(line) for line in out.split()]
-    assert sorted(counts) == list(range(1, 81))
+    assert sorted(counts) == list(range(1, WRITERS * 20 + 1))
     store, _ = new_store(dynamodb_local, table)
-    turns = store.get_last_k_turns("alice", "busy", 200)
-    assert len(turns) == 80 and len(store.list_events("alice", "busy")) == 80
+    turns = store.get_last_k_turns("alice", "busy", 400)
+    assert len(turns) == WRITERS * 20 and len(store.list_events("alice", "busy")) == WRITERS * 20
     for turn in turns:
         assert [m.role for m in turn] == [USER, ASSISTANT]
         assert turn[0].text.replace("question", "answer") == turn[1].text

@@ -29,7 +29,8 @@ time) and ``expires_at`` DynamoDB's TTL attribute (when an item may be reclaimed
   the fragments (and, with an idempotency key, the record, on the condition that
   no live record of this life holds the key) are put with it. A writer that lost
   the race gets the current head back (``ReturnValuesOnConditionCheckFailure``)
-  and tries again, so concurrent writers (threads, processes, replicas) get
+  and tries again (after a jittered pause from the second loss on, for up to
+  10 s: ``writes.write_attempts``), so concurrent writers (threads, processes, replicas) get
   distinct, gap-free counts and a turn is stored whole or not at all. The head
   seen by the last read (or write) of the session in this process is
   remembered, so a plain turn costs two calls: the ``Query`` and the transaction.

@@ -18,8 +18,13 @@ PART_BYTES = 350_000
 #: TransactWriteItems holds at most 100 items and 4 MB: the head, the idempotency record (if any), fragments
 TRANSACTION_ITEMS = 100
 MAX_WRITE_BYTES = 3_500_000
-#: conditional writes lost to other writers before a request gives up with a 503
+#: a conditional write lost to other writers is tried at least this often, and for at least this many seconds,
+#: before the request gives up with a 503 (``writes.write_attempts``)
 WRITE_ATTEMPTS = 25
+WRITE_PATIENCE = 10.0
+#: seconds: the wait after the second lost try, doubling with each one up to the cap (``writes.pause_after_lost_race``)
+LOST_RACE_PAUSE = 0.005
+LOST_RACE_PAUSE_CAP = 0.25
 #: the head seen by a window read answers ``get_summary`` in the same thread for this long
 WINDOW_SUMMARY_SECONDS = 1.0
 HEADS_REMEMBERED = 4096

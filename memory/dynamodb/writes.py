@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bedrock_agentcore.memory.constants import ConversationalMessage, MessageRole
@@ -21,12 +21,40 @@ from memory.dynamodb.items import (
     _Write, split_body,
 )
 from memory.dynamodb.keys import (
-    MAX_WRITE_BYTES, META_SK, PART_BYTES, REQUEST_PREFIX, TRANSACTION_ITEMS, TTL_ATTRIBUTE, TURN_PREFIX,
-    WRITE_ATTEMPTS, FragmentKey, actor_key, request_sk, session_pk,
+    LOST_RACE_PAUSE, LOST_RACE_PAUSE_CAP, MAX_WRITE_BYTES, META_SK, PART_BYTES, REQUEST_PREFIX, TRANSACTION_ITEMS,
+    TTL_ATTRIBUTE, TURN_PREFIX, WRITE_ATTEMPTS, WRITE_PATIENCE, FragmentKey, actor_key, request_sk, session_pk,
 )
 from memory.dynamodb.session_io import SessionItems
 
 logger = logging.getLogger(__name__)
+
+
+def write_attempts() -> Iterator[int]:
+    """The tries of a conditional write on one session: at least ``WRITE_ATTEMPTS``, and on for up to
+    ``WRITE_PATIENCE`` seconds while other writers keep winning.
+
+    A writer that just won knows the head it left and writes its next turn at once, so while it keeps writing,
+    a writer that lost learns each new head one write too late and loses again. Counting tries alone let
+    such a streak run out the count (a 503 for a turn nobody had rejected); the patience outlasts the streak.
+    """
+    give_up_at = time.monotonic() + WRITE_PATIENCE
+    attempt = 0
+    while attempt < WRITE_ATTEMPTS or time.monotonic() < give_up_at:
+        yield attempt
+        attempt += 1
+
+
+def pause_after_lost_race(attempt: int) -> bool:
+    """Wait before the next try of a conditional write that lost to another writer; whether it waited.
+
+    The first retry goes at once, with the head the cancellation handed back. After that, writers colliding on
+    one session wait a random time that doubles with each loss (full jitter, capped), which takes them out of
+    step; the head they hold is old by then and is read again.
+    """
+    if attempt == 0:
+        return False
+    time.sleep(random.uniform(0, min(LOST_RACE_PAUSE_CAP, LOST_RACE_PAUSE * 2 ** attempt)))
+    return True
 
 
 class SessionWrites(SessionItems):
@@ -55,7 +83,7 @@ class SessionWrites(SessionItems):
             if seen is None or (generation is not None and self._writer_generation(seen, time.time()) != generation):
                 # nothing remembered, or what is may be stale (a turn's load this process remembers still counts)
                 seen = self._seen_again(remembered, self._read_head(pk))
-            for attempt in range(WRITE_ATTEMPTS):
+            for attempt in write_attempts():
                 now = time.time()
                 if generation is not None and self._writer_generation(seen, now) != generation:
                     self._remember(pk, seen.head)
@@ -70,6 +98,8 @@ class SessionWrites(SessionItems):
                     code, item = _reason(reasons, 0)
                     if code == "ConditionalCheckFailed":  # another writer got there first: here is the head now
                         seen = self._seen_again(seen, Head.from_item(item) if item else None)
+                        if pause_after_lost_race(attempt):
+                            seen = self._seen_again(seen, self._read_head(pk))
                         continue
                     if write.record_index is not None:
                         code, item = _reason(reasons, write.record_index)
@@ -80,7 +110,7 @@ class SessionWrites(SessionItems):
                                 ConsistentRead=True).get("Item", {}))
                             raise AlreadyStored(record.count, self._reply(pk, record, actor_id, session_id))
                     if any(code == "TransactionConflict" for code, _ in reasons):  # a transaction in flight: wait
-                        time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                        pause_after_lost_race(attempt + 1)
                         continue
                     raise
                 others = max(0, self._holds(seen, now) - 1)  # this turn's hold ends (memory.expiry)
@@ -92,8 +122,8 @@ class SessionWrites(SessionItems):
                 self._keep_fragments_alive(pk, actor_id, session_id, write.head, now)
                 return write.head.users
         self._forget(pk)
-        raise StoreUnavailable("dynamodb", f"{WRITE_ATTEMPTS} conditional writes on one session lost to other "
-                                           "writers; try again")
+        raise StoreUnavailable("dynamodb", f"conditional writes on one session lost to other writers for "
+                                           f"{WRITE_PATIENCE:g} s; try again")
 
     @staticmethod
     def _generation(head: Head | None) -> int:
@@ -226,7 +256,7 @@ class SessionWrites(SessionItems):
         epoch = int(now * 1000)
         remembered = self._remembered(pk)
         expired_life = remembered is not None and self._expired_life(remembered.head, now)
-        for _ in range(WRITE_ATTEMPTS):
+        for attempt in write_attempts():
             # the step is pinned by the condition: a head that is not as assumed comes back and is tried again
             life = "#lu <= :now AND #turns > :zero" if expired_life else \
                 "(attribute_not_exists(#lu) OR #lu > :now OR attribute_not_exists(#turns) OR #turns = :zero)"
@@ -255,10 +285,12 @@ class SessionWrites(SessionItems):
                 head = Head.from_item(current) if current else None
                 epoch = max(epoch, head.epoch + 1 if head is not None else epoch)
                 expired_life = self._expired_life(head, now)
+                pause_after_lost_race(attempt)
                 continue
             old = Head.from_item(answer["Attributes"]) if answer.get("Attributes") else None
             return old, Head(epoch, self._generation(old) + (2 if expired_life else 1))
-        raise StoreUnavailable("dynamodb", "the session kept changing while it was being cleared; try again")
+        raise StoreUnavailable("dynamodb", f"the session kept changing while it was being cleared, for "
+                                           f"{WRITE_PATIENCE:g} s; try again")
 
     def _delete_older_items(self, pk: str, epoch: int) -> None:
         """Delete the idempotency records, then the fragments, of every life before ``epoch`` (none of them is
