@@ -100,6 +100,24 @@ def test_a_relative_asked_about_by_relation_is_found_by_the_name_the_user_gave_t
     assert "user: Marek got engaged to his boyfriend last weekend!" in recalled(model)
 
 
+def test_a_relative_named_before_the_relation_is_found_by_it(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "Kylie, my daughter" names her as surely as "my daughter Kylie": the later news says only "Kylie"
+    tell(http, ltm_assistant, {**TOLD, "may": ["That's Kylie, my daughter, she's 31 and lives up at Redcliffe."],
+                               "june": ["Kylie's quit the dental clinic and started a dog grooming van."]})
+    say(http, "july", "What's my daughter doing for work these days?")
+    assert "user: Kylie's quit the dental clinic and started a dog grooming van." in recalled(model)
+
+
+def test_someone_elses_relative_is_not_taken_for_the_users(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "his boyfriend Marcus" is Marek's: "my boyfriend" must not bring Marcus's records to a single user
+    tell(http, ltm_assistant, {**TOLD, "may": ["My younger brother Marek got engaged to his boyfriend Marcus!"],
+                               "june": ["Marcus is a pilot for a cargo airline out of Leipzig."]})
+    say(http, "july", "Should I introduce my boyfriend to my parents?")
+    assert "user: Marcus is a pilot for a cargo airline out of Leipzig." not in recalled(model)
+
+
 def test_a_deleted_statement_no_longer_ties_the_relation_to_its_name(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # what the index learnt from a statement ("brother" is Marek) is the user's data too: deleting the
@@ -274,6 +292,14 @@ def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people
     ("I have a call with my manager Rui every Monday.", [(stem("manager"), "rui")]),
     ("My sister is a nurse. Joana lives in Coimbra.", []),  # no name beside the relation
     ("I moved to Porto with my family.", []),
+    ("That's Kylie, my daughter, she's 31", [("daughter", "kylie")]),  # the name before the relation
+    ("we also have a border collie called Biscuit", [(stem("collie"), "biscuit")]),
+    ("my supervisor Dr. Kelleher wants a draft", [(stem("supervisor"), "kelleher")]),  # a title is no name
+    # someone else's relatives, and a relation that does not close the phrase, introduce nobody to the user
+    ("Declan just got engaged to his boyfriend Marcus!", []),
+    ("Kylie's husband Josh is a sparky", []),
+    ("Kylie's got a little boy, Mason, he's 4", []),
+    ("On Monday, my boss said no", []),
 ])
 def test_a_statement_names_the_relatives_it_introduces(text: str, pairs: list[tuple[str, str]]) -> None:
     from longterm.relatives import introduced
@@ -288,7 +314,10 @@ def test_a_query_names_the_relatives_of_any_word_for_their_relation() -> None:
     assert with_names("How many children do I have?", named) == "How many children arjun and kiran do I have?"
     assert with_names("what's my spouse's name?", named) == "what's my spouse owen's name?"
     assert with_names("Where does my sister live?", named) == "Where does my sister live?"  # no name for her
-    aliases = aliases(["brother", "job"], named)
+    # an in-law is not the relation the word starts with: "my son-in-law" is not "my son"
+    assert with_names("What's my brother-in-law's trade?", named) == "What's my brother-in-law's trade?"
+    assert aliases("What's my brother-in-law's trade?", ["brother", "law", "trade"], named) == {}
+    aliases = aliases("what does my brother do for a job?", ["brother", "job"], named)
     assert set(aliases) == {"brother"} and aliases["brother"][0] == "vikram" and "bro" in aliases["brother"]
 
 
