@@ -85,6 +85,8 @@ def _owner(words: Sequence[str], at: int) -> bool | None:
             return True
         if lower in _HAVING:  # "we also have", "I've got": the user's; "Kylie's got", "he has": not
             return any(w.lower() in ("i", "we") for w in words[max(0, back - 2):back])
+        if word == "-":  # "my step-son"
+            continue
         if lower in _THEIRS or word[0].isupper():
             return False  # someone else's: "his", "their", a name ("Kylie's")
         if _is_mark(word) or (lower in STOPWORDS and lower not in ("a", "an")):
@@ -95,7 +97,7 @@ def _owner(words: Sequence[str], at: int) -> bool | None:
 def _names_after(words: Sequence[str], at: int) -> list[str]:
     """The name tokens from ``words[at]`` on: one name, or several joined by "and" ("Cian and Orla")."""
     names: list[str] = []
-    while at < len(words) and words[at][0].isupper() and words[at] not in ("I", "I'm", "I've"):
+    while at < len(words) and words[at][0].isupper() and words[at] != "I":
         if words[at].lower() in _TITLES and at + 1 < len(words):
             at += 1 + (words[at + 1] == ".")
             continue
@@ -106,12 +108,13 @@ def _names_after(words: Sequence[str], at: int) -> list[str]:
 
 def _name_before(words: Sequence[str], owner: int, relation: int) -> list[str]:
     """An appositive's name: "That's Kylie, my daughter, she's 31" -> Kylie. The relation must close the
-    phrase (a mark or the end after it), so "On Monday, my boss said" names nobody."""
-    closed = relation + 1 == len(words) or _is_mark(words[relation + 1])
+    phrase (a mark or the end after it), so "On Monday, my boss said" names nobody, and "Josh, my son-in-law"
+    names no son."""
+    closed = relation + 1 == len(words) or (_is_mark(words[relation + 1]) and words[relation + 1] != "-")
     if owner < 2 or words[owner - 1] != "," or not closed:
         return []
     name = words[owner - 2]
-    if not name[0].isupper() or name in ("I", "I'm", "I've"):
+    if not name[0].isupper() or name == "I":
         return []
     return [t for t in tokenize(name) if t not in STOPWORDS]
 
@@ -132,9 +135,9 @@ def introduced(text: str) -> list[tuple[str, str]]:
             after = n + 1 + (n + 1 < len(words) and words[n + 1] == ",")
             relation, at, names = lower, n, _names_after(words, after)
             if not names:
-                owner = next((b for b in range(n - 1, max(-1, n - 1 - _OWNER_REACH), -1)
-                              if words[b].lower() in _OWNERS), None)
-                names = _name_before(words, owner, n) if owner is not None else []
+                owner_at = next((b for b in range(n - 1, max(-1, n - 1 - _OWNER_REACH), -1)
+                                 if words[b].lower() in _OWNERS), None)
+                names = _name_before(words, owner_at, n) if owner_at is not None else []
         else:
             continue
         if relation in STOPWORDS or not names:

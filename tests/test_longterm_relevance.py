@@ -300,6 +300,8 @@ def test_a_query_is_about_the_asker_when_it_speaks_of_them_or_names_their_people
     ("Kylie's husband Josh is a sparky", []),
     ("Kylie's got a little boy, Mason, he's 4", []),
     ("On Monday, my boss said no", []),
+    ("Josh, my son-in-law, is a sparky", []),  # an in-law is not the relation its word starts with
+    ("my step-son Tom starts school", [("son", "tom")]),
 ])
 def test_a_statement_names_the_relatives_it_introduces(text: str, pairs: list[tuple[str, str]]) -> None:
     from longterm.relatives import introduced
