@@ -21,8 +21,9 @@ from tests.helpers.server import Server
 def busy_capable_server(directory: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Server, RedisServer]]:
     """A real server (echo model, chat page on) on a private Redis, with no queue for a busy session."""
     redis = RedisServer(directory / "redis").start()
-    server = Server({"DEV_UI": "on", "MEMORY_BACKEND": "redis", "SESSION_QUEUE_MAX": "0",
-                     "REDIS_URL": f"{redis.url}?socket_timeout=120", **(env or {})})
+    server = Server({"DEV_UI": "on", "MEMORY_BACKEND": "redis", "SESSION_QUEUE_MAX": "0", "LOG_LEVEL": "DEBUG",
+                     "REDIS_URL": f"{redis.url}?socket_timeout=120", **(env or {})},
+                    log_path=directory / "server.log")  # a failing test shows what the server saw
     try:
         server.start()
         yield server, redis
