@@ -183,22 +183,27 @@ _IN_LAW = re.compile(r"[-\s]+in[-\s]+law", re.IGNORECASE)
 
 def relations_in(query: str) -> frozenset[str]:
     """The stems of the relation words ``query`` asks about (not those of an in-law: "son-in-law")."""
-    return frozenset(stem(m.group(0).lower()) for m in _LETTERS.finditer(query)
-                     if stem(m.group(0).lower()) in _RELATIONS_COVERED and not _IN_LAW.match(query, m.end()))
+    found = set()
+    for match in _LETTERS.finditer(query):
+        stemmed = stem(match.group(0).lower())
+        if stemmed in _RELATIONS_COVERED and not _IN_LAW.match(query, match.end()):
+            found.add(stemmed)
+    return frozenset(found)
 
 
 def aliases(query: str, terms: Sequence[str], relatives_of: Mapping[str, Collection[str]]) -> dict[str, list[str]]:
     """Per relation stem among ``terms`` that ``query`` asks about, the stems that count as it in a record: the
     names the actor gave it and the other words for it ("brother" -> ["declan", "bro"]; "children" -> ["arjun",
     "kiran", "twin", ...])."""
+    relations = {term: stemmed for term in terms if (stemmed := stem(term)) in _RELATIONS_COVERED}
+    if not relations:
+        return {}  # most queries name no relation: the query is not read again
     asked = relations_in(query)
     found = {}
-    for term in terms:
-        stemmed = stem(term)
-        covered = _RELATIONS_COVERED.get(stemmed)
-        if covered and stemmed in asked:
+    for term, stemmed in relations.items():
+        if stemmed in asked:
             names = [stem(name) for name in names_for(term, relatives_of)]
-            found[stemmed] = [*names, *sorted(covered - {stemmed})]
+            found[stemmed] = [*names, *sorted(_RELATIONS_COVERED[stemmed] - {stemmed})]
     return found
 
 
