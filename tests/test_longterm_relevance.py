@@ -90,32 +90,39 @@ def test_an_update_that_names_the_same_thing_ranks_first_though_its_words_differ
         assert users[0] == "user: We sold the Fiat and now share a Renault Zoe.", (question, users)
 
 
+def recalled_after_news(http: TestClient, assistant: Assistant, model: ScriptedModel, introduction: str, news: str,
+                        question: str) -> list[str]:
+    """What ``question``, asked in a new session, hands the model after ``introduction`` (in May) and ``news`` (in
+    June) were told in sessions of their own."""
+    tell(http, assistant, {**TOLD, "may": [introduction], "june": [news]})
+    say(http, "july", question)
+    return recalled(model)
+
+
 def test_a_relative_asked_about_by_relation_is_found_by_the_name_the_user_gave_them(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # "Marek got engaged" says neither "brother" nor anything like "love life": only "my brother Marek", said in
     # another session, ties the question to it
-    tell(http, ltm_assistant, {**TOLD, "may": ["My younger brother Marek works as a sous chef in Gdansk."],
-                               "june": ["Marek got engaged to his boyfriend last weekend!"]})
-    say(http, "july", "How is my brother's love life going?")
-    assert "user: Marek got engaged to his boyfriend last weekend!" in recalled(model)
+    assert "user: Marek got engaged to his boyfriend last weekend!" in recalled_after_news(
+        http, ltm_assistant, model, "My younger brother Marek works as a sous chef in Gdansk.",
+        "Marek got engaged to his boyfriend last weekend!", "How is my brother's love life going?")
 
 
 def test_a_relative_named_before_the_relation_is_found_by_it(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # "Kylie, my daughter" names her as surely as "my daughter Kylie": the later news says only "Kylie"
-    tell(http, ltm_assistant, {**TOLD, "may": ["That's Kylie, my daughter, she's 31 and lives up at Redcliffe."],
-                               "june": ["Kylie's quit the dental clinic and started a dog grooming van."]})
-    say(http, "july", "What's my daughter doing for work these days?")
-    assert "user: Kylie's quit the dental clinic and started a dog grooming van." in recalled(model)
+    assert "user: Kylie's quit the dental clinic and started a dog grooming van." in recalled_after_news(
+        http, ltm_assistant, model, "That's Kylie, my daughter, she's 31 and lives up at Redcliffe.",
+        "Kylie's quit the dental clinic and started a dog grooming van.",
+        "What's my daughter doing for work these days?")
 
 
 def test_someone_elses_relative_is_not_taken_for_the_users(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # "his boyfriend Marcus" is Marek's: "my boyfriend" must not bring Marcus's records to a single user
-    tell(http, ltm_assistant, {**TOLD, "may": ["My younger brother Marek got engaged to his boyfriend Marcus!"],
-                               "june": ["Marcus is a pilot for a cargo airline out of Leipzig."]})
-    say(http, "july", "Should I introduce my boyfriend to my parents?")
-    assert "user: Marcus is a pilot for a cargo airline out of Leipzig." not in recalled(model)
+    assert "user: Marcus is a pilot for a cargo airline out of Leipzig." not in recalled_after_news(
+        http, ltm_assistant, model, "My younger brother Marek got engaged to his boyfriend Marcus!",
+        "Marcus is a pilot for a cargo airline out of Leipzig.", "Should I introduce my boyfriend to my parents?")
 
 
 def test_a_deleted_statement_no_longer_ties_the_relation_to_its_name(
