@@ -23,6 +23,7 @@ from bedrock_agentcore.runtime.context import RequestContext
 from starlette.middleware import Middleware
 
 import longterm
+from core.allocator import limit_malloc_arenas
 from core.errors import ConfigError
 from core.settings import Settings
 from core.telemetry import configure_telemetry, observe_queue, shutdown_telemetry
@@ -152,6 +153,7 @@ def chat_handler(payload: Any, context: RequestContext) -> Any:
 
 
 def main() -> None:
+    arenas = limit_malloc_arenas()  # before any thread allocates: each would keep an arena of its own
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
@@ -171,7 +173,7 @@ def main() -> None:
     gc.freeze()
     log_access(access, server["host"])
     log_start_up(assistant.settings, assistant.model.get_config(), server["host"], server["port"],
-                 server["http"].limits.max_connections, telemetry)
+                 server["http"].limits.max_connections, telemetry, arenas)
     probe_store(assistant.store)
     if settings.dev_ui:
         logger.info("DEV_UI=on | the chat page: %s", page_url(server["host"], server["port"]))

@@ -162,7 +162,10 @@ class ActorBuffers:
         for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
                      "_record_lengths", "_speaker_ids", "_has_vector", "_kinds", "_created"):
             old = getattr(self, name)
-            new = np.full((capacity, *old.shape[1:]), -1 if name in ("_prev", "_next") else 0, old.dtype)
+            shape = (capacity, *old.shape[1:])
+            # zeros, not a fill: the rows beyond ``size`` stay untouched pages until a record is appended (a
+            # third of the vectors' capacity, 12 MB at 16,000 records, was resident for nothing)
+            new = np.full(shape, -1, old.dtype) if name in ("_prev", "_next") else np.zeros(shape, old.dtype)
             new[: self.size] = old[: self.size]
             setattr(self, name, new)
 

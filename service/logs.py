@@ -226,15 +226,17 @@ def describe_model(config: Any) -> tuple[str, str]:
 
 
 def log_start_up(settings: Settings, model_config: Any, host: str, port: int, max_connections: int,
-                 telemetry: str = "off") -> None:
-    """The one start-up line: where it serves, the store, the model and its context, the request limits, traces."""
+                 telemetry: str = "off", malloc_arenas: str = "allocator default") -> None:
+    """The one start-up line: where it serves, the store, the model and its context, the request limits, traces,
+    the C allocator's arenas (``core.allocator``)."""
     model_id, context = describe_model(model_config)
     if context == "?" and settings.model_provider == "local":  # llama.cpp's slots, as the settings sized them
         context = f"{settings.local_model_context} tokens x {settings.local_model_parallel} slots"
     logger.info(
         "serving on http://%s:%d | store=<%s> | model=<%s> | context=<%s> | max_tokens=<%d> | "
-        "limits: body %d bytes, %d waiting per session, %d turn threads, %d connections | telemetry=<%s>",
+        "limits: body %d bytes, %d waiting per session, %d turn threads, %d connections | telemetry=<%s> | "
+        "malloc_arenas=<%s>",
         host, port, describe_store(settings), model_id,
         context, settings.max_tokens, settings.body_limit, settings.session_queue_max, settings.turn_workers,
-        max_connections, telemetry,
+        max_connections, telemetry, malloc_arenas,
     )
