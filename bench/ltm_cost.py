@@ -4,8 +4,9 @@ usage: .venv/bin/python bench/ltm_cost.py [--turns 200] [--seconds 4] [--rounds 
 
 The turn is benchmark 3's (``bench/server_throughput.py``, distinct workload): the ``sqlite`` backend,
 400 sessions of 20 stored turns with a rolling summary, 25-45-word messages, the echo reply; with
-long-term memory on, the actor holds those sessions' 16,400 records (random unit vectors: a search
-costs the same whatever they are) and every turn searches and then queues its exchange. In-process,
+long-term memory on, the actor holds those sessions' 16,400 records (random unit vectors for the user's
+messages: a search costs the same whatever they are; none for the replies, as the product stores them)
+and every turn searches and then stores its exchange. In-process,
 no HTTP: the assistant is ``service.Assistant``, without long-term memory (off) and with it (on: the
 ``ltm`` that ``agent.build_assistant`` hands it).
 
@@ -87,6 +88,7 @@ def prefill(db: Path, long_term: bool) -> None:
         rng = np.random.default_rng(3)
         vectors = rng.standard_normal((len(records), 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors[1::2] = 0  # the replies: not embedded, as the product stores them (longterm.local.EMBED_REPLIES)
         for start in range(0, len(records), 2000):
             ltm_store.write(records[start:start + 2000], vectors[start:start + 2000])
         ltm_store.close()

@@ -259,7 +259,7 @@ def question_scores(ltm: LocalLongTermMemory, conv: Conversation) -> list[dict[s
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         bm25 = {columns: best_only(bm25f(index, terms, columns), DEFAULT_WEIGHTS.candidates)
                 for columns in COLUMN_VARIANTS}
-        cosine = index.vectors @ ltm.query_vector(text)
+        cosine = index.cosines(ltm.query_vector(text))
         evidence = np.isin(dia_at, q.evidence)
         speakers = [index.speaker_codes[n] for n in named]
         out.append({"bm25": bm25, "cosine": cosine, "named": speakers, "evidence": evidence, "n": len(q.evidence),

@@ -154,7 +154,8 @@ def prefill(store: SessionStore, workloads: tuple[str, ...] = ("distinct", "hot"
 def prefill_long_term(session_db: str) -> None:
     """The LTM server's actor has long-term records of every prefilled session (2 per turn).
 
-    Written with the store's own write (random unit vectors: a search costs the same whatever they are).
+    Written with the store's own write (random unit vectors: a search costs the same whatever they are; the
+    replies without one, as the product stores them: ``longterm.local.EMBED_REPLIES``).
     """
     import numpy as np
 
@@ -172,7 +173,9 @@ def prefill_long_term(session_db: str) -> None:
                 records += [MessageRecord(ACTOR, session_id, turn, 0, "user", text, time.time()),
                             MessageRecord(ACTOR, session_id, turn, 1, "assistant", echo_reply(text), time.time())]
             vectors = rng.standard_normal((len(records), 384)).astype(np.float32)
-            store.write(records, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors[1::2] = 0  # the replies (records alternate: the user's message, then the reply)
+            store.write(records, vectors)
     finally:
         store.close()
 

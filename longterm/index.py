@@ -2,9 +2,17 @@
 
 ``ActorBuffers`` grows in place (capacity 1.5x), so the records a write adds
 cost the next search only their own rows: no copy of the actor's vectors per
-write (a 16,000-record actor is 25 MB of float32). Each record is linked to the
-previous and next message of its session (same generation), found with a
-per-session sorted list, whatever order the records arrive in.
+write. Each record is linked to the previous and next message of its session
+(same generation), found with a per-session sorted list, whatever order the
+records arrive in.
+
+Only the records that have a vector hold a row of the vector matrix (``dense``:
+rows in the order their vectors arrived, ``dense_records`` saying whose). The
+model's replies are not embedded (``longterm.local.EMBED_REPLIES``), so half of
+an assistant's records have none: a search's matrix-vector product, which reads
+the whole matrix from memory on every turn, reads half as much (8,200 rows of
+1.5 kB instead of 16,400 for the throughput benchmark's actor), and the memory
+holds no rows of zeros.
 
 Each record's terms (Porter stems of its text, caption and day) go into an
 inverted index: per stem, a compact ``array`` of (record << 2 | column, count)
@@ -61,7 +69,13 @@ class ActorIndex:
     """A consistent snapshot of one actor's first ``size`` records."""
 
     ids: np.ndarray  # record ids (rowids), ascending
-    vectors: np.ndarray  # (size, 384) float32, unit length
+    #: (rows, 384) float32, unit length: the vectors of the records that have one, in the order they came
+    dense: np.ndarray
+    #: the record (index) of each row of ``dense``
+    dense_records: np.ndarray
+    #: per record its row of ``dense``, -1 if it has no vector (the model's replies, or not embedded yet); shared
+    #: with later snapshots: a row at or beyond ``len(dense)`` came later, and counts as none here
+    dense_row: np.ndarray
     sessions: np.ndarray  # session code per record (see session_codes)
     turns: np.ndarray
     speakers: np.ndarray  # object array of speaker names ("" when none)
@@ -102,6 +116,26 @@ class ActorIndex:
     def size(self) -> int:
         return int(self.ids.size)
 
+    def cosines(self, query: np.ndarray) -> np.ndarray:
+        """Every record's cosine with the unit vector ``query`` (0 for a record without a vector)."""
+        out = np.zeros(self.size, np.float32)
+        if self.dense_records.size:
+            out[self.dense_records] = self.dense @ query
+        return out
+
+    def vectors_of(self, records: Sequence[int]) -> np.ndarray:
+        """The vectors of ``records`` (indexes), one row each: zeros for a record without one."""
+        rows = self.dense_row[np.asarray(records, np.int64)] if len(records) else np.zeros(0, np.int64)
+        out = np.zeros((len(rows), DIMENSIONS), np.float32)
+        has = (rows >= 0) & (rows < len(self.dense))  # a row beyond the snapshot's came after it
+        out[has] = self.dense[rows[has]]
+        return out
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every record's vector (zeros where none), as a copy: for inspection; a search uses ``cosines``."""
+        return self.vectors_of(range(self.size))
+
     def postings(self, stem_: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(records, columns, counts) of ``stem_`` among this snapshot's records."""
         found = self.inverted.get(stem_)
@@ -127,7 +161,10 @@ class ActorBuffers:
         self.size = 0
         self._lock = threading.Lock()
         self._ids = np.zeros(capacity, np.int64)
-        self._vectors = np.zeros((capacity, DIMENSIONS), np.float32)
+        self._dense_row = np.full(capacity, -1, np.int64)
+        self.dense_size = 0
+        self._dense = np.zeros((capacity, DIMENSIONS), np.float32)
+        self._dense_records = np.zeros(capacity, np.int64)
         self._sessions = np.zeros(capacity, np.int64)
         self._turns = np.zeros(capacity, np.int64)
         self._speakers = np.zeros(capacity, object)
@@ -158,16 +195,26 @@ class ActorBuffers:
         capacity = len(self._ids)
         if need <= capacity:
             return
-        capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth: an actor's vectors are most of it
-        for name in ("_ids", "_vectors", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
+        capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth
+        for name in ("_ids", "_dense_row", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
                      "_record_lengths", "_speaker_ids", "_has_vector", "_kinds", "_created"):
-            old = getattr(self, name)
-            shape = (capacity, *old.shape[1:])
-            # zeros, not a fill: the rows beyond ``size`` stay untouched pages until a record is appended (a
-            # third of the vectors' capacity, 12 MB at 16,000 records, was resident for nothing)
-            new = np.full(shape, -1, old.dtype) if name in ("_prev", "_next") else np.zeros(shape, old.dtype)
-            new[: self.size] = old[: self.size]
-            setattr(self, name, new)
+            _regrow(self, name, capacity, self.size, -1 if name in ("_prev", "_next", "_dense_row") else 0)
+
+    def _add_dense(self, k: int, vector: bytes) -> None:
+        """Record ``k``'s vector as the next row of the matrix (a zero vector, a reply's, gets none)."""
+        values = np.frombuffer(vector, "<f4")
+        if not values.any():
+            return
+        m = self.dense_size
+        capacity = len(self._dense_records)
+        if m >= capacity:
+            capacity = max(m + 1 + (m + 1) // 8, capacity + capacity // 2)
+            _regrow(self, "_dense", capacity, m, 0)
+            _regrow(self, "_dense_records", capacity, m, 0)
+        self._dense[m] = values
+        self._dense_records[m] = k
+        self._dense_row[k] = m
+        self.dense_size = m + 1
 
     def append(self, rows: Iterable[Row], version: int) -> None:
         """Add newer records (ids above ``last_id``) and link them into their sessions.
@@ -184,7 +231,7 @@ class ActorBuffers:
                 code = self._codes.setdefault(session_id, len(self._codes))
                 self._ids[k] = rowid
                 if vector:
-                    self._vectors[k] = np.frombuffer(vector, "<f4")
+                    self._add_dense(k, vector)
                 self._has_vector[k] = bool(vector)
                 self.missing += not vector
                 self._sessions[k], self._turns[k], self._speakers[k] = code, turn, speaker
@@ -214,7 +261,7 @@ class ActorBuffers:
                 k = self._position.get(int(rowid))
                 if k is None or k >= self.size or not vector or self._has_vector[k]:
                     continue
-                self._vectors[k] = np.frombuffer(vector, "<f4")
+                self._add_dense(k, vector)
                 self._has_vector[k] = True
                 self.missing -= 1
             self.embedded = max(self.embedded, embedded)
@@ -263,13 +310,28 @@ class ActorBuffers:
 
     def snapshot(self) -> ActorIndex:
         with self._lock:
-            n = self.size
-            return ActorIndex(self._ids[:n], self._vectors[:n], self._sessions[:n], self._turns[:n],
+            n, m = self.size, self.dense_size
+            # the rows of a snapshot never change: a vector added later is a new row beyond m, which the
+            # snapshot's ``dense_row`` may already point to (a view) and ``vectors_of`` treats as none
+            return ActorIndex(self._ids[:n], self._dense[:m], self._dense_records[:m], self._dense_row[:n],
+                              self._sessions[:n], self._turns[:n],
                               self._speakers[:n], self._prev[:n].copy(), self._next[:n].copy(), dict(self._codes),
                               self._position, tuple(sorted(self._names, key=lambda s: (-len(s), s))), self._df,
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
                               self._names_of, self._name_stems, self._relatives_of, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
+
+
+def _regrow(buffers: ActorBuffers, name: str, capacity: int, used: int, fill: int) -> None:
+    """Replace the array ``name`` by one of ``capacity`` rows holding its first ``used`` rows.
+
+    Zeros, not a fill, where the fill is 0: the rows beyond ``used`` stay untouched pages until written (a third
+    of the vectors' capacity, 12 MB at 16,000 records, was resident for nothing)."""
+    old = getattr(buffers, name)
+    shape = (capacity, *old.shape[1:])
+    new = np.full(shape, fill, old.dtype) if fill else np.zeros(shape, old.dtype)
+    new[:used] = old[:used]
+    setattr(buffers, name, new)
 
 
 def build_index(rows: Sequence[Row], version: int = 0, deletes: int = 0) -> ActorIndex:

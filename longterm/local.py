@@ -166,7 +166,7 @@ class LocalLongTermMemory(LongTermMemory):
         overlap = np.zeros(index.size, np.float64)  # filled by the same pass over the postings as bm25
         bm25 = best_only(bm25f(index, terms, w.columns, overlap, aliases(text, terms, index.relatives_of)),
                            w.candidates)
-        cosine = index.vectors @ vector() if vector is not None else np.zeros(index.size, np.float32)
+        cosine = index.cosines(vector()) if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)
         rank = smooth_neighbours(fused, index.prev_index, index.next_index, w.smooth) * KIND_WEIGHT[index.kinds]

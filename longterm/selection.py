@@ -78,7 +78,7 @@ def newest_first(index: ActorIndex, pool: list[int], relevance: np.ndarray, top_
     statements = [j for j in candidates if index.kinds[j] == STATEMENT and index.speaker_ids[j] == 0]
     if len(statements) < 2:
         return list(pool), score
-    vectors = index.vectors[statements]
+    vectors = index.vectors_of(statements)
     similar = vectors @ vectors.T
     position = {j: n for n, j in enumerate(statements)}
     order: list[int] = []
@@ -116,7 +116,8 @@ def _near_duplicate(index: ActorIndex, a: int, b: int, words_a: frozenset[str], 
     two statements alike in their vectors that mostly repeat each other's words and numbers."""
     if index.kinds[a] == REPLY or index.kinds[b] == REPLY:  # a reply is not embedded: its words tell
         return repeats(words_a, words_b)
-    return float(index.vectors[a] @ index.vectors[b]) >= NEAR_DUPLICATE and restates(words_a, words_b)
+    pair = index.vectors_of([a, b])
+    return float(pair[0] @ pair[1]) >= NEAR_DUPLICATE and restates(words_a, words_b)
 
 
 def one_per_fact(index: ActorIndex, order: Sequence[int], score: Mapping[int, float], rows: Mapping[int, object],

@@ -13,7 +13,7 @@ from longterm.index import build_index
 from longterm.sqlite_store import SQLiteLongTermStore, owner_token
 from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
                            query_terms, stem, strip_names)
-from tests.helpers.longterm_helpers import embedder
+from tests.helpers.longterm_helpers import embedder, local_ltm, say
 
 
 # -- query processing ------------------------------------------------------------------------
@@ -333,3 +333,41 @@ def test_queries_are_embedded_before_the_writers_queued_texts() -> None:
     for future in (first, *queued, query):
         future.result(10)
     assert order[1] == 99 and sorted(order) == [0, 1, 2, 3, 99]
+
+
+def test_only_embedded_records_hold_a_row_of_the_vector_matrix(tmp_path: Path) -> None:
+    """A search reads the whole vector matrix on every turn: the model's replies (not embedded) take no row of it,
+    and a record whose vector comes later (the background writer's) gets its row then, unseen by older snapshots."""
+    ltm = local_ltm(tmp_path / "ltm.db")
+    try:
+        for turn, text in enumerate(["I live in Lisbon with my cat.", "My sister Joana is a nurse."], start=1):
+            ltm.query_vector(text)  # the search embeds the message before the model call: its record reuses it
+            say(ltm, "alice", "s1", turn, text, f"You said '{text}'")
+        index = ltm.store.actor_index("alice")
+        assert index.size == 4 and len(index.dense) == 2  # two messages with vectors, two replies without
+        assert index.dense_row.tolist() == [0, -1, 1, -1]
+        query = ltm.query_vector("Where does my sister work?")
+        cosines = index.cosines(query)
+        assert cosines[1] == 0 and cosines[3] == 0
+        assert np.allclose(cosines[[0, 2]], index.vectors[[0, 2]] @ query) and cosines[2] > cosines[0]
+
+    finally:
+        ltm.close()
+
+
+def test_a_vector_added_later_takes_a_new_row_that_older_snapshots_do_not_see() -> None:
+    from longterm.index import ActorBuffers
+
+    unit = np.zeros(384, np.float32)
+    unit[0] = 1.0
+    buffers = ActorBuffers()
+    buffers.append([(1, "s1", 0, 1, 0, "", unit.tobytes(), "I live in Lisbon", "", 1.7e9),
+                    (2, "s1", 0, 1, 1, "", np.zeros(384, "<f4").tobytes(), "You said so", "", 1.7e9),
+                    (3, "s2", 0, 1, 0, "", b"", "We adopted a greyhound", "", 1.7e9)], 1)  # its vector: later
+    before = buffers.snapshot()
+    buffers.add_vectors([(3, unit.tobytes())], embedded=1)
+    after = buffers.snapshot()
+    assert len(before.dense) == 1 and before.cosines(unit).tolist() == [1.0, 0.0, 0.0]
+    assert not before.vectors_of([2]).any()  # its row came after this snapshot
+    assert len(after.dense) == 2 and after.cosines(unit).tolist() == [1.0, 0.0, 1.0]
+    assert after.vectors_of([2, 1]).tolist() == [unit.tolist(), [0.0] * 384]
