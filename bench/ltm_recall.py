@@ -44,7 +44,7 @@ from typing import Any
 
 from common import (fmt, machine_line, percentile, postgres_url, print_table, quick_run, save_plot, scratch_dir,
                     write_results)
-from ltm_baseline import keyword_baseline
+from ltm_baseline import KeywordIndex, keyword_baseline
 
 import numpy as np  # noqa: E402
 
@@ -182,6 +182,9 @@ def recall(found: list[str], evidence: tuple[str, ...], k: int) -> float:
 
 def evaluate(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dict[str, Any]:
     """Per question: recall@5/@10 of the product's search and of plain BM25, and the search latency."""
+    baseline = KeywordIndex()  # the same records, keyed by their dialog turn
+    for conv in conversations:
+        baseline.add(((r.session_id, r.turn), r) for r in records_of(conv))
     rows: list[dict[str, Any]] = []
     latencies: list[int] = []
     for conv in conversations:
@@ -191,12 +194,11 @@ def evaluate(ltm: LocalLongTermMemory, conversations: list[Conversation]) -> dic
             found = ltm.search(conv.actor, q.text, 10)
             latencies.append(time.perf_counter_ns() - started)
             ours = [dia[(m.session_id, m.turn)] for m in found]
-            ids = keyword_baseline(ltm, conv.actor, q.text, 10)
-            by_id = ltm.store.fetch(conv.actor, ids)
-            base = [dia[(by_id[i].session_id, by_id[i].turn)] for i in ids if i in by_id]
+            base = [dia[key] for key in keyword_baseline(baseline, conv.actor, q.text, 10)]
             rows.append({"category": q.category, "ours5": recall(ours, q.evidence, 5),
                          "ours10": recall(ours, q.evidence, 10), "bm25_5": recall(base, q.evidence, 5),
                          "bm25_10": recall(base, q.evidence, 10)})
+    baseline.close()
     return {"rows": rows, "latency_ms": [ns / 1e6 for ns in latencies]}
 
 

@@ -198,20 +198,6 @@ class PostgresLongTermStore:
         with self._cache_lock:
             keep_bounded(self._cache, actor_id, buffers, self._cache_rows)
 
-    def keyword_search(self, actor_id: str, match: str, limit: int,
-                       weights: Sequence[float]) -> list[tuple[int, float]]:
-        """(record id, rank) of the actor's records matching ``match`` (FTS5 syntax: terms OR-ed) by Postgres
-        full-text search over text and caption, best first: the benchmark's keyword baseline."""
-        terms = [t.strip('"') for t in match.replace("(", " ").replace(")", " ").split() if t.upper() != "OR"]
-        if not terms:
-            return []
-        query = " | ".join(f"'{t}'" for t in terms if "'" not in t)
-        rows = self._run("the keyword search", lambda conn: conn.execute(
-            "SELECT id, ts_rank_cd(words, q) AS r FROM ltm_records, to_tsquery('english', %s) q "
-            "WHERE actor_id = %s AND words @@ q ORDER BY r DESC, id LIMIT %s", (query, actor_id, limit)).fetchall(),
-            retry=True)
-        return [(rid, float(rank)) for rid, rank in rows]
-
     def fetch(self, actor_id: str, ids: Sequence[int]) -> dict[int, StoredRecord]:
         """The records of ``ids`` that belong to the actor (a record deleted meanwhile is missing)."""
         if not len(ids):

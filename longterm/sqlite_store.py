@@ -10,9 +10,11 @@ Tables (numbered migrations in ``PRAGMA user_version`` of their own file, ``long
   bits: it says nothing about other actors' activity); ``actor_seq`` numbers an
   actor's records (the ``list_records`` cursor); ``vector_seq`` says when its
   vector was added (per actor), so a cached actor picks up new vectors only.
-- ``ltm_fts``: an FTS5 index (porter stemming) of each record's text, caption,
-  the previous and next message of its session (context), its day in words, and
-  an ``owner`` token that restricts a MATCH to one actor inside the index.
+- no keyword index: a search scores BM25F in memory over the cached actor's terms
+  (``longterm.keyword``). The FTS5 index of the first releases (``ltm_fts``) was
+  kept up to date on every write for nothing the product read: 0.3 ms of a turn's
+  0.4 ms of writing and two thirds of the file. Migration 4 drops it; the
+  benchmark's keyword baseline builds its own (``bench/ltm_baseline.py``).
 - ``ltm_actors``: per actor its *epoch* (bumped by ``forget``), a *version*
   (bumped by every change), which the in-memory vector cache compares, so a
   second process writing the same file is seen by the next search, and the
@@ -20,8 +22,8 @@ Tables (numbered migrations in ``PRAGMA user_version`` of their own file, ``long
 - ``ltm_sessions``: per deleted (actor, session) the highest generation deleted and when (``cleared_since``):
   a tombstone that refuses late writes of that session.
 
-The text of a record is written on the request path (``write``: durable and
-keyword-searchable before the reply is acknowledged); its vector later
+The text of a record is written on the request path (``write``: durable, and
+keyword-searchable by the next search, before the reply is acknowledged); its vector later
 (``add_vectors``, conditional on the row still being there without one, so a
 delete stays deleted). Every write is one ``BEGIN IMMEDIATE`` transaction that checks the epoch and the
 tombstone before it inserts, and ``forget`` / ``delete_session`` take the same
@@ -48,32 +50,13 @@ import numpy as np
 from core.errors import DatabaseFileChanged, LongTermUnavailable
 from core.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SQLiteDatabase
 from longterm.base import MessageRecord, cleared_since
-from longterm.sqlite_schema import FTS_COLUMNS, MIGRATIONS, NO_VECTOR, new_token
+from longterm.sqlite_schema import MIGRATIONS, NO_VECTOR, new_token
 from longterm.index import ActorBuffers, ActorIndex, empty_index, keep_bounded
-from longterm.text import date_words
 
 logger = logging.getLogger(__name__)
 
 #: rows of vectors kept in memory over all cached actors (float32: 1.5 kB each)
 CACHE_ROWS = 40_000
-
-
-def owner_token(actor_id: str) -> str:
-    """The actor as one FTS token: hex (the tokenizer keeps it whole), ending in x (porter leaves it alone)."""
-    return "a" + actor_id.encode("utf-8").hex() + "x"
-
-
-def _neighbours(db: sqlite3.Connection, record: MessageRecord) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
-    """(id, text) of the message before and after ``record`` in its session (same generation), or None."""
-    scope = (record.actor_id, record.session_id, record.generation)
-    position = (record.turn, record.turn, record.seq)
-    before = db.execute(
-        "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
-        "AND (turn < ? OR (turn = ? AND seq < ?)) ORDER BY turn DESC, seq DESC LIMIT 1", scope + position).fetchone()
-    after = db.execute(
-        "SELECT id, text FROM ltm_records WHERE actor_id = ? AND session_id = ? AND generation = ? "
-        "AND (turn > ? OR (turn = ? AND seq > ?)) ORDER BY turn, seq LIMIT 1", scope + position).fetchone()
-    return before, after
 
 
 @dataclass(frozen=True)
@@ -204,26 +187,6 @@ class SQLiteLongTermStore:
         with self._cache_lock:
             keep_bounded(self._cache, actor_id, buffers, self._cache_rows)
 
-    def keyword_search(self, actor_id: str, match: str, limit: int,
-                       weights: Sequence[float]) -> list[tuple[int, float]]:
-        """(record id, positive BM25) of the actor's records matching ``match``, best first.
-
-        A weight of 0 leaves that column out of the MATCH too (the baseline searches the text only).
-        """
-        if not match:
-            return []
-        columns = " ".join(c for c, w in zip(FTS_COLUMNS, weights) if w > 0)
-        expression = f'owner : "{owner_token(actor_id)}" AND {{{columns}}} : ({match})'
-        rank = ", ".join(f"{float(w):g}" for w in weights) + ", 0"
-        try:
-            with self._db.connection() as db:
-                rows = db.execute(
-                    f"SELECT rowid, bm25(ltm_fts, {rank}) AS s FROM ltm_fts WHERE ltm_fts MATCH ? ORDER BY s LIMIT ?",
-                    (expression, limit)).fetchall()
-        except _unavailable_errors as e:
-            raise self._guard("the keyword search")(e) from e
-        return [(rowid, -score) for rowid, score in rows]
-
     def fetch(self, actor_id: str, ids: Sequence[int]) -> dict[int, StoredRecord]:
         """The records of ``ids`` that belong to the actor (a record deleted meanwhile is missing)."""
         if not len(ids):
@@ -302,7 +265,6 @@ class SQLiteLongTermStore:
         tokens: list[str | None] = []
         numbered: dict[str, int] = {}  # actor -> its records counter (actor_seq of its newest record)
         touched: set[str] = set()
-        stored: list[tuple[int, MessageRecord]] = []  # (rowid, record) of each record this transaction inserts
         try:
             with self._db.write() as db:
                 epochs: dict[str, int] = {}
@@ -323,13 +285,10 @@ class SQLiteLongTermStore:
                     if cleared_since(record, *tombstones[key]):
                         continue  # the session was cleared since the turn started
                     vector = None if vectors is None else vectors[i]
-                    inserted = self._insert(db, record, vector, numbered[record.actor_id] + 1)
-                    if inserted is not None:
-                        tokens[-1], rowid = inserted
-                        stored.append((rowid, record))
+                    tokens[-1] = self._insert(db, record, vector, numbered[record.actor_id] + 1)
+                    if tokens[-1] is not None:
                         numbered[record.actor_id] += 1
                         touched.add(record.actor_id)
-                self._index_text(db, stored)
                 for actor_id in touched:
                     db.execute("INSERT INTO ltm_actors (actor_id, version, records) VALUES (?, 1, ?) "
                                "ON CONFLICT (actor_id) DO UPDATE SET version = version + 1, records = excluded.records",
@@ -340,8 +299,8 @@ class SQLiteLongTermStore:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, record: MessageRecord, vector: np.ndarray | None,
-                actor_seq: int) -> tuple[str, int] | None:
-        """The record's row (its text indexed by ``_index_text``): its public id and rowid, None if stored already."""
+                actor_seq: int) -> str | None:
+        """The record's row: its public id, None if stored already."""
         token = new_token()
         cursor = db.execute(
             "INSERT OR IGNORE INTO ltm_records (actor_id, session_id, generation, turn, seq, role, speaker, text, "
@@ -349,32 +308,7 @@ class SQLiteLongTermStore:
             (record.actor_id, record.session_id, record.generation, record.turn, record.seq, record.role,
              record.speaker, record.text, record.caption, record.created_at,
              NO_VECTOR if vector is None else np.asarray(vector, "<f4").tobytes(), token, actor_seq))
-        if cursor.rowcount == 0:
-            return None  # already stored (a retried write)
-        assert cursor.lastrowid is not None
-        return token, cursor.lastrowid
-
-    @staticmethod
-    def _index_text(db: sqlite3.Connection, stored: Sequence[tuple[int, MessageRecord]]) -> None:
-        """The FTS5 rows of the records just inserted, each with its session neighbours' text as context.
-
-        Written once all of the transaction's records have their rows, so a neighbour inserted with it (an
-        exchange's user message and reply) is in the context from the start; only a neighbour stored earlier
-        has its context updated. Indexing each record as it was inserted wrote the user message's row, then
-        rewrote it for the reply (an FTS5 update re-indexes the whole row): the same rows in the end, for
-        ≈ 0.1 ms more per exchange.
-        """
-        inserted = {rowid for rowid, _ in stored}
-        for rowid, record in stored:
-            before, after = _neighbours(db, record)
-            db.execute("INSERT INTO ltm_fts (rowid, text, caption, prev, next, date, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (rowid, record.text, record.caption, before[1] if before else "", after[1] if after else "",
-                        date_words(record.created_at), owner_token(record.actor_id)))
-            # an older neighbour's context now includes this message
-            if before is not None and before[0] not in inserted:
-                db.execute("UPDATE ltm_fts SET next = ? WHERE rowid = ?", (record.text, before[0]))
-            if after is not None and after[0] not in inserted:
-                db.execute("UPDATE ltm_fts SET prev = ? WHERE rowid = ?", (record.text, after[0]))
+        return None if cursor.rowcount == 0 else token  # 0: already stored (a retried write)
 
     def add_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
         """Give records (by public id) their embedding; how many took it. Only a record still there without one
@@ -421,7 +355,6 @@ class SQLiteLongTermStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            db.execute(f"DELETE FROM ltm_fts WHERE rowid IN ({marks})", chunk)
             db.execute(f"DELETE FROM ltm_records WHERE id IN ({marks})", chunk)
         return len(ids)
 

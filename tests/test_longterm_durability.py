@@ -436,6 +436,8 @@ def test_a_file_from_the_previous_release_gets_public_ids_and_paging(tmp_path: P
     old.close()
     ltm = local_ltm(path)
     try:
+        with ltm.store._db.connection() as db:  # migration 4: the old keyword index, its copies of the text, gone
+            assert db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'ltm_fts%'").fetchone()[0] == 0
         listed = ltm.list_records("alice", limit=1)
         assert [m.text for m in listed.records] == ["I moved to Porto"] and listed.next_cursor == "r2"
         assert [m.text for m in ltm.list_records("alice", cursor=listed.next_cursor).records] == ["I like tea"]

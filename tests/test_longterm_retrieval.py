@@ -1,8 +1,12 @@
-"""The retrieval recipe's pieces, each on a tiny hand-made corpus (``longterm.text``, ``.scoring``, the FTS5 index)."""
+"""The retrieval recipe's pieces, each on a tiny hand-made corpus (``longterm.text``, ``.scoring``, ``.keyword`` and
+the FTS5 index it is checked against, ``bench/ltm_baseline.py``)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ import pytest
 from longterm.base import MessageRecord
 from longterm.scoring import (boost_speaker, fuse, max_normalise, minmax, smooth_neighbours, top_k)
 from longterm.index import build_index
-from longterm.sqlite_store import SQLiteLongTermStore, owner_token
+from longterm.sqlite_store import SQLiteLongTermStore
 from longterm.text import (date_words, embedded_text, estimate_tokens, find_names, fts_match, informative_terms,
                            query_terms, stem, strip_names)
 from tests.helpers.longterm_helpers import embedder, local_ltm, say
@@ -125,52 +129,66 @@ def test_neighbours_follow_conversation_order_not_write_order() -> None:
 
 # -- the FTS5 index -------------------------------------------------------------------------------
 
+def load_baseline() -> ModuleType:
+    """``bench/ltm_baseline.py``: the FTS5 index the benchmark's baseline searches and keyword scores are checked
+    against (the product keeps none)."""
+    spec = importlib.util.spec_from_file_location("ltm_baseline", Path(__file__).parents[1] / "bench" / "ltm_baseline.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reference_index(said: list[tuple[str, str, str]]) -> Any:
+    """The reference index of (actor, session, text) messages, turn by turn as ``_write`` stores them, keyed by
+    their rowid in a fresh store (1, 2, ... in the order given)."""
+    index = load_baseline().KeywordIndex()
+    turns: dict[tuple[str, str], int] = {}
+    records = []
+    for key, (actor, session, text) in enumerate(said, 1):
+        turns[(actor, session)] = turns.get((actor, session), 0) + 1
+        records.append((key, MessageRecord(actor, session, turns[(actor, session)], 0, "user", text, 1_683_550_000.0)))
+    index.add(records)
+    return index
+
+
 def _write(store: SQLiteLongTermStore, actor: str, session: str, *texts: str) -> None:
     records = [MessageRecord(actor, session, n + 1, 0, "user", t, 1_683_550_000.0) for n, t in enumerate(texts)]
     store.write(records, np.zeros((len(records), 384), np.float32))
 
 
-def test_keyword_search_ranks_by_bm25_within_one_actor(tmp_path: Path) -> None:
-    store = SQLiteLongTermStore(tmp_path / "ltm.db")
-    _write(store, "alice", "s1", "hiking in the mountains", "we went hiking and hiking again", "a quiet day")
-    _write(store, "bob", "s1", "hiking hiking hiking hiking")
-    hits = store.keyword_search("alice", fts_match(["hike"]), 10, (1.0, 0, 0, 0, 0))
-    assert [rowid for rowid, _ in hits] == [2, 1]
+def test_the_reference_keyword_index_ranks_by_bm25_within_one_actor() -> None:
+    index = reference_index([("alice", "s1", "hiking in the mountains"), ("alice", "s1", "we went hiking and hiking again"),
+                             ("alice", "s1", "a quiet day"), ("bob", "s1", "hiking hiking hiking hiking")])
+    hits = index.search("alice", fts_match(["hike"]), 10, (1.0, 0, 0, 0, 0))
+    assert [key for key, _ in hits] == [2, 1]
     assert all(score > 0 for _, score in hits)
-    store.close()
 
 
 def test_a_message_is_found_by_its_neighbours_words_and_its_day(tmp_path: Path) -> None:
+    from longterm.keyword import bm25f
+
     store = SQLiteLongTermStore(tmp_path / "ltm.db")
     _write(store, "alice", "s1", "Did you go to the concert?", "Yes, it was wonderful")
-    by_context = store.keyword_search("alice", fts_match(["concert"]), 10, (1.0, 0, 0.5, 0.5, 0))
-    assert {rowid for rowid, _ in by_context} == {1, 2}
-    by_day = store.keyword_search("alice", fts_match(query_terms("What happened on 8 May 2023?")), 10,
-                                  (1.0, 0, 0, 0, 1.0))
-    assert {rowid for rowid, _ in by_day} == {1, 2}
+    index = store.actor_index("alice")
+    assert (bm25f(index, ["concert"], (1.0, 0, 0.5, 0.5, 0)) > 0).tolist() == [True, True]
+    assert (bm25f(index, ["concert"], (1.0, 0, 0, 0, 0)) > 0).tolist() == [True, False]
+    assert (bm25f(index, query_terms("What happened on 8 May 2023?"), (1.0, 0, 0, 0, 1.0)) > 0).tolist() == [True, True]
     store.close()
 
 
-def test_each_messages_context_is_its_neighbours_text_however_the_records_arrive(tmp_path: Path) -> None:
+def test_the_records_file_keeps_no_keyword_index(tmp_path: Path) -> None:
+    """The search scores keywords in memory: a write maintains no FTS5 copy of the text (migration 4)."""
     store = SQLiteLongTermStore(tmp_path / "ltm.db")
-
-    def exchange(turn: int, *seqs: int) -> None:  # one transaction, as ``record_exchange`` writes
-        store.write([MessageRecord("alice", "s1", turn, seq, "user" if seq == 0 else "assistant", f"t{turn}.{seq}",
-                                   1_683_550_000.0) for seq in seqs], np.zeros((len(seqs), 384), np.float32))
-
-    exchange(1, 0, 1)
-    exchange(3, 0, 1)
-    exchange(2, 1)  # between two stored exchanges, and alone
-    exchange(2, 0)
+    _write(store, "alice", "s1", "I keep bees on the roof")
     with store._db.connection() as db:
-        rows = db.execute("SELECT f.prev, r.text, f.next FROM ltm_fts f JOIN ltm_records r ON r.id = f.rowid "
-                          "ORDER BY r.turn, r.seq").fetchall()
-    texts = ["t1.0", "t1.1", "t2.0", "t2.1", "t3.0", "t3.1"]
-    assert rows == [(([""] + texts)[n], text, (texts + [""])[n + 1]) for n, text in enumerate(texts)]
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not any("fts" in name for name in tables) and "ltm_records" in tables
     store.close()
 
 
 def test_owner_tokens_cannot_meet() -> None:
+    owner_token = load_baseline().owner_token
     assert owner_token("ab") != owner_token("a-b")
     assert owner_token("a") != owner_token("a ")
 
@@ -243,9 +261,11 @@ def test_keyword_scores_are_fts5s_bm25_over_the_same_columns_for_a_lone_actor(tm
     _write(store, "alice", "s1", *CONVERSATION)
     _write(store, "alice", "s2", "The quartet played in Oslo", "a concert hall by the harbour")
     index = store.actor_index("alice")
+    reference = reference_index([("alice", "s1", t) for t in CONVERSATION] +
+                                [("alice", "s2", t) for t in ("The quartet played in Oslo", "a concert hall by the harbour")])
     for terms in (["concert"], ["cello", "hiking"], ["quartet", "mountains", "jacket"], ["may", "2023"]):
         for columns in ((1.0, 0.5, 0.7, 0.5, 1.0), (1.0, 0, 0, 0, 0)):
-            expected = dict(store.keyword_search("alice", fts_match(terms), 100, columns))
+            expected = dict(reference.search("alice", fts_match(terms), 100, columns))
             scores = bm25f(index, terms, columns)
             found = {int(index.ids[j]): scores[j] for j in np.flatnonzero(scores)}
             assert found.keys() == expected.keys()

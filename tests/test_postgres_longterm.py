@@ -13,7 +13,6 @@ import pytest
 from core.errors import LongTermUnavailable
 from core.settings import Settings
 from longterm.postgres import create_postgres_long_term
-from longterm.text import fts_match, query_terms
 from tests.helpers.longterm_helpers import embedder, postgres_ltm, say, texts
 from tests.helpers.postgres import PostgresEngine
 
@@ -73,19 +72,21 @@ def test_records_keep_their_embedding_in_a_pgvector_column(postgres_schema: str)
         ltm.close()
 
 
-def test_the_keyword_baseline_uses_postgres_full_text_search(postgres_schema: str) -> None:
+def test_the_records_table_keeps_no_keyword_index(postgres_schema: str) -> None:
+    """The search scores keywords in the application: an insert maintains no tsvector (schema 3 dropped it)."""
     ltm = postgres_ltm(postgres_schema)
     try:
         say(ltm, "alice", "s1", 1, FACT)
-        say(ltm, "alice", "s1", 2, "My favourite colour is green")
-        say(ltm, "bob", "s1", 1, "peanuts are my favourite snack")
-        ltm.flush()
-        hits = ltm.store.keyword_search("alice", fts_match(query_terms("peanut allergies")), 5, (1.0, 0, 0, 0, 0))
-        found = ltm.store.fetch("alice", [record_id for record_id, _ in hits])
-        assert [r.text for r in found.values()] == [FACT]
+        with psycopg.connect(postgres_schema) as conn:
+            columns = {name for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'ltm_records'")}
+            indexes = {name for (name,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'ltm_records'")}
+        assert "body" in columns and "words" not in columns and "ltm_records_words" not in indexes
+        assert texts(ltm.search("alice", "peanut allergies", 5))[0] == FACT  # found all the same
     finally:
         ltm.close()
-
 
 def test_the_factory_reads_database_url_and_describes_it_without_the_password(postgres_schema: str) -> None:
     settings = Settings.from_env({"MEMORY_BACKEND": "postgres", "DATABASE_URL": postgres_schema})

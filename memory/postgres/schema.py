@@ -22,7 +22,7 @@ SQL_DIR = Path(__file__).with_name("sql")
 #: per component, its migrations in order. Append, never edit: a database records how many it applied.
 MIGRATIONS: dict[str, list[str]] = {
     "sessions": ["001_sessions.sql"],
-    "longterm": ["longterm_001.sql", "longterm_002.sql"],
+    "longterm": ["longterm_001.sql", "longterm_002.sql", "longterm_003.sql"],
 }
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS memory_schema (component text PRIMARY KEY, version integer NOT NULL)"
