@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longterm.embedding import DIMENSIONS
+from longterm.occupation import OCCUPATION, states_occupation
 from longterm.relevance import STATEMENT, record_kind
 from longterm.relatives import introduced
 from longterm.text import date_words, proper_names, stem, tokenize
@@ -249,7 +250,8 @@ class ActorBuffers:
                                 known.append(name)  # appended in place: a snapshot's reader sees whole lists
                 if speaker:
                     self._names.add(speaker)
-                self._index(k, text, caption, created_at)
+                own_work = self._kinds[k] == STATEMENT and not speaker and states_occupation(text)
+                self._index(k, text, caption, created_at, own_work)
                 self._link(k, (code, generation), (turn, seq))
                 self.size += 1
             self.version = max(self.version, version)
@@ -266,9 +268,12 @@ class ActorBuffers:
                 self.missing -= 1
             self.embedded = max(self.embedded, embedded)
 
-    def _index(self, k: int, text: str, caption: str, created_at: float) -> None:
-        """Record ``k``'s terms into the inverted index and its column lengths (text, caption, day)."""
+    def _index(self, k: int, text: str, caption: str, created_at: float, own_work: bool = False) -> None:
+        """Record ``k``'s terms into the inverted index and its column lengths (text, caption, day); ``own_work``:
+        the user says what they do for a living (``longterm.occupation``), one more term of its text."""
         words = term_counts(text)
+        if own_work:
+            words[OCCUPATION] += 1
         self._df.update(words.keys())
         day = day_terms(int(created_at // 86_400))
         lengths = [sum(words.values()), 0, len(day)]

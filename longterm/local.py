@@ -56,6 +56,7 @@ from longterm.index import ActorIndex
 from longterm.keyword import best_only, bm25f
 from longterm.sqlite_store import SQLiteLongTermStore
 from longterm.relatives import aliases, with_names
+from longterm import occupation
 from longterm.text import embedded_text, find_names, informative_terms, query_terms, strip_names, tokenize
 from longterm.writer import BackgroundWriter
 
@@ -164,8 +165,10 @@ class LocalLongTermMemory(LongTermMemory):
         vector = self._vector_of(with_names(text, index.relatives_of)) if w.dense > 0 else None
         terms = informative_terms(query_terms(text, drop), index.df, index.size)
         overlap = np.zeros(index.size, np.float64)  # filled by the same pass over the postings as bm25
-        bm25 = best_only(bm25f(index, terms, w.columns, overlap, aliases(text, terms, index.relatives_of)),
-                           w.candidates)
+        # "my brother" counts the names the actor gave him; "what do I do for a living?" counts the statement
+        # in which the user said what they do (``longterm.occupation``)
+        alias = {**aliases(text, terms, index.relatives_of), **occupation.aliases(query, terms)}
+        bm25 = best_only(bm25f(index, terms, w.columns, overlap, alias), w.candidates)
         cosine = index.cosines(vector()) if vector is not None else np.zeros(index.size, np.float32)
         fused = fuse_where_missing(bm25, cosine, index.has_vector, w.dense)
         fused = boost_speaker(fused, index.speaker_ids, [index.speaker_codes[n] for n in named], w.speaker_boost)

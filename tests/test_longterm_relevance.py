@@ -125,6 +125,17 @@ def test_someone_elses_relative_is_not_taken_for_the_users(
         "Marcus is a pilot for a cargo airline out of Leipzig.", "Should I introduce my boyfriend to my parents?")
 
 
+def test_the_users_occupation_answers_a_question_about_their_work_that_shares_no_word_with_it(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # "for a living" / "air traffic controller": no word in common, cosine 0.09 (longterm.occupation)
+    job = "so I'm an air traffic controller at the Winnipeg airport tower, been doing it about 8 years"
+    tell(http, ltm_assistant, {**TOLD, "march": [job, "My wife Priya runs a bakery on Corydon Avenue."]})
+    say(http, "april", "what do I do for a living?")
+    assert f"user: {job}" in recalled(model)
+    say(http, "may", "Where do I live these days?")  # "live" is not "a living": nothing about work
+    assert f"user: {job}" not in recalled(model)
+
+
 def test_a_deleted_statement_no_longer_ties_the_relation_to_its_name(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # what the index learnt from a statement ("brother" is Marek) is the user's data too: deleting the
@@ -328,6 +339,38 @@ def test_a_query_names_the_relatives_of_any_word_for_their_relation() -> None:
     assert aliases("What's my brother-in-law's trade?", ["brother", "law", "trade"], named) == {}
     aliases = aliases("what does my brother do for a job?", ["brother", "job"], named)
     assert set(aliases) == {"brother"} and aliases["brother"][0] == "vikram" and "bro" in aliases["brother"]
+
+
+@pytest.mark.parametrize("text, states", [
+    ("I work as a lighthouse keeper on the north coast.", True),
+    ("so I'm a nurse at University Hospital Galway, been there about 8 years now", True),
+    ("So I'm a physio at Southmead hospital, mostly rehab", True),
+    ("I drive road trains for a living, been a truckie 22 years", True),
+    ("I'm an air traffic controller at the Winnipeg airport tower", True),
+    ("I'm a carpenter by trade.", True),
+    ("I'm a bit older, so take it easy on me.", False),
+    ("I'm a big fan of jazz.", False),
+    ("My wife Priya runs a bakery.", False),
+    ("I work out three times a week.", False),
+])
+def test_a_statement_of_the_users_occupation_is_told_from_others(text: str, states: bool) -> None:
+    from longterm.occupation import states_occupation
+
+    assert states_occupation(text) is states
+
+
+@pytest.mark.parametrize("query, marked", [
+    ("What do I do for a living?", True), ("Where do I work?", True), ("What's my job?", True),
+    ("Which hospital am I employed at?", True), ("What do I do for a crust?", True),
+    ("Where do I live?", False),  # the stem of "living" is "live"
+    ("What does my wife do for work?", False), ("What did my grandfather do for work?", False),
+    ("What is the capital of Australia?", False),
+])
+def test_only_a_question_about_the_askers_own_work_reads_the_occupation_mark(query: str, marked: bool) -> None:
+    from longterm.occupation import OCCUPATION, aliases
+    from longterm.text import query_terms
+
+    assert (OCCUPATION in [a for found in aliases(query, query_terms(query)).values() for a in found]) is marked
 
 
 def test_the_names_of_a_statement_are_its_capitalised_words_inside_a_sentence() -> None:
