@@ -196,7 +196,7 @@ class ActorBuffers:
         capacity = len(self._ids)
         if need <= capacity:
             return
-        capacity = max(need + need // 8, capacity + capacity // 2)  # 1.5x per growth
+        capacity = _grown(capacity, need)
         for name in ("_ids", "_dense_row", "_sessions", "_turns", "_speakers", "_prev", "_next", "_lengths",
                      "_record_lengths", "_speaker_ids", "_has_vector", "_kinds", "_created"):
             _regrow(self, name, capacity, self.size, -1 if name in ("_prev", "_next", "_dense_row") else 0)
@@ -209,7 +209,7 @@ class ActorBuffers:
         m = self.dense_size
         capacity = len(self._dense_records)
         if m >= capacity:
-            capacity = max(m + 1 + (m + 1) // 8, capacity + capacity // 2)
+            capacity = _grown(capacity, m + 1)
             _regrow(self, "_dense", capacity, m, 0)
             _regrow(self, "_dense_records", capacity, m, 0)
         self._dense[m] = values
@@ -325,6 +325,11 @@ class ActorBuffers:
                               self._lengths[:n], self._record_lengths[:n].copy(), self._speaker_ids[:n],
                               dict(self._speaker_codes), self._inverted, self._kinds[:n], self._created[:n],
                               self._names_of, self._name_stems, self._relatives_of, self.version, self.deletes, self._has_vector[:n].copy() if self.missing else None)
+
+
+def _grown(capacity: int, need: int) -> int:
+    """The capacity an array of ``capacity`` rows grows to when it needs ``need``: 1.5x per growth."""
+    return max(need + need // 8, capacity + capacity // 2)
 
 
 def _regrow(buffers: ActorBuffers, name: str, capacity: int, used: int, fill: int) -> None:

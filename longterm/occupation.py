@@ -33,7 +33,7 @@ _FOR_A_LIVING = re.compile(r"\b(?:for|earn|make|making|earning) a living\b", re.
 _JOB_NOUNS = ("nurse|physio|chef|cook|vet|medic|pilot|clerk|barista|nanny|coach|tutor|guard|cop|soldier|sailor|"
               "marine|midwife|surgeon|architect|dentist|paramedic|mechanic|carpenter|plumber|electrician|"
               "programmer|developer|accountant|consultant|lawyer|solicitor|barrister|judge|firefighter|"
-              "postman|postie|paramedic|carer|cleaner|tradie|sparky|chippy|truckie|ranger|receptionist|"
+              "postman|postie|carer|cleaner|tradie|sparky|chippy|truckie|ranger|receptionist|"
               "pharmacist|librarian|researcher|scientist|engineer|analyst|designer|teacher|lecturer|professor")
 #: statements of the speaker's own work: "I work as/at/for", "I'm a nurse at ...", "... for a living"
 _OCCUPATION = re.compile(
@@ -43,15 +43,13 @@ _OCCUPATION = re.compile(
     r"|\bfor a (?:living|crust)\b|\bby (?:trade|profession)\b"
     r"|\bmy (?:job|work|day job|profession|career|occupation)\b(?! (?:is|was) (?:killing|stressful|boring|busy))",
     re.IGNORECASE)
-#: the asker is the one asked about: "do I", "am I", "I work", "I do", or "my" right before the work word
-_ASKER = re.compile(r"\b(?:do|did|am|have|was|should|can) i\b|\bi(?:'m| am| do| work|'ve|'d)\b", re.IGNORECASE)
-
-
 #: words ending as occupations do that are not ("I'm a bit older, ...", "I'm a better cook now")
 _NOT_JOBS = frozenset("""
 older younger bigger smaller better worse faster slower taller shorter happier later earlier other brother sister
 mother father daughter member fan lover beginner newcomer never
 """.split())
+#: the asker is the one asked about: "do I", "am I", "I work", "I do", or "my" right before the work word
+_ASKER = re.compile(r"\b(?:do|did|am|have|was|should|can) i\b|\bi(?:'m| am| do| work|'ve|'d)\b", re.IGNORECASE)
 
 
 def states_occupation(text: str) -> bool:
