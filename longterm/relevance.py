@@ -103,21 +103,53 @@ def about_the_asker(query: str, known: Mapping[str, int], named: Sequence[str] =
 def record_kind(text: str, seq: int = 0) -> int:
     """The kind of a record: the reply of an exchange (``seq`` > 0), chatter, a question, or a statement.
 
-    A message is a statement if any of its sentences tells something: "I moved to Porto. Any tips?" is one.
+    A message is a statement if any of its sentences tells something: "I moved to Porto. Any tips?" is one,
+    and so is a sentence that tells something in its first clause and asks in a later one, as people type
+    to an assistant: "I swell up badly with bee stings, what should I carry?" (``_tells_then_asks``).
     """
     if seq > 0:
         return REPLY
     words = tokenize(text)
-    if not words or all(w in CHATTER_WORDS or w in STOPWORDS for w in words):
+    if not words or _states_nothing(words):
         return CHATTER
     for sentence in _SENTENCE.findall(text):
         tokens = tokenize(sentence)
-        if not tokens or all(w in CHATTER_WORDS or w in STOPWORDS for w in tokens):
+        if not tokens or _states_nothing(tokens) or tokens[0] in ASKING_WORDS:
             continue
-        if sentence.rstrip().endswith("?") or tokens[0] in ASKING_WORDS:
-            continue
-        return STATEMENT
+        if not sentence.rstrip().endswith("?") or _tells_then_asks(sentence):
+            return STATEMENT
     return QUESTION
+
+
+#: where a sentence's clauses meet: a comma, a colon or a dash, or "so"/"but"/"and" ("he's a Sharks fan like me so
+#: maybe a rugby game?")
+_CLAUSE = re.compile(r"\s*[,;:\u2014\u2013]\s*|\s+-\s+|\s+(?:so|but|and)\s+", re.IGNORECASE)
+#: what opens a question without telling anything: "quick question, ...", "random q, ...", "I was wondering, ..."
+PREFACE_WORDS = frozenset("""
+quick question questions q random one thing things more another btw anyway wondering wonder curious ask asking
+query idea ideas tips advice help think reckon
+""".split())
+#: what opens a clause that supposes rather than tells: "if I head over to WA, who could I stay with?", "back when I
+#: was on the northern run, which...?"
+CONDITIONAL_WORDS = frozenset("if when whenever unless suppose supposing assuming say once".split())
+
+
+def _states_nothing(tokens: Sequence[str]) -> bool:
+    return all(w in CHATTER_WORDS or w in STOPWORDS for w in tokens)
+
+
+def _tells_then_asks(sentence: str) -> bool:
+    """Whether a sentence that ends in a question tells something before it asks: its first clause says something
+    ("so my cat keeps sneezing, is that normal?", "I'm on nights right now, 11pm to 7am, so any tips on
+    sleeping?") rather than only opening the question ("quick question, how do I...?", "hey, what's...?").
+    A sentence of one clause ("any tips for Lisbon?") asks."""
+    clauses = [c for c in _CLAUSE.split(sentence.strip()) if c]
+    if len(clauses) < 2:
+        return False
+    first = tokenize(clauses[0])
+    if not first or first[0] in ASKING_WORDS or CONDITIONAL_WORDS.intersection(first[:2]):
+        return False
+    return not all(w in CHATTER_WORDS or w in STOPWORDS or w in PREFACE_WORDS for w in first)
 
 
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,

@@ -136,6 +136,21 @@ def test_the_users_occupation_answers_a_question_about_their_work_that_shares_no
     assert f"user: {job}" not in recalled(model)
 
 
+def test_a_fact_told_in_the_same_sentence_as_a_request_is_recalled(
+        http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
+    # people tell a fact on the way to asking for something: each message ends in a question, but its first clause
+    # tells what the later question is answered by (taken for a question, none of them was recalled)
+    told = {"I play bass guitar in our church band on Sundays, can you explain what a walking bass line is?":
+            "What instrument do I play?",
+            "my daughter Ines has a peanut allergy so what snacks can I pack for her school trip?":
+            "Is my daughter allergic to anything?",
+            "we just adopted a greyhound called Pixel, how often should he be walked?": "What breed is our dog?"}
+    tell(http, ltm_assistant, {**TOLD, "may": list(told)})
+    for fact, question in told.items():
+        say(http, "july", question)
+        assert recalled(model)[:1] == [f"user: {fact}"], question
+
+
 def test_a_deleted_statement_no_longer_ties_the_relation_to_its_name(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
     # what the index learnt from a statement ("brother" is Marek) is the user's data too: deleting the
@@ -245,6 +260,14 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("I work as a lighthouse keeper.", 0, STATEMENT),
     ("Big news: we moved to Porto!", 0, STATEMENT),
     ("We moved to Porto. Any tips for restaurants?", 0, STATEMENT),  # it tells something, then asks
+    ("I swell up badly with bee stings, what should I carry?", 0, STATEMENT),  # in one sentence, too
+    ("he's a Sharks fan like me so maybe a rugby game?", 0, STATEMENT),
+    ("So my cat keeps sneezing - is that normal?", 0, STATEMENT),
+    ("Quick question, how do I boil an egg?", 0, QUESTION),  # its first clause only opens the question
+    ("Hey, what's the weather like in Porto?", 0, QUESTION),
+    ("If I head over to Perth, who could I stay with?", 0, QUESTION),  # it supposes, it does not tell
+    ("Is it normal that my cat, who is 12, sleeps all day?", 0, QUESTION),  # it asks from its first word
+    ("Any tips for keeping fit?", 0, QUESTION),
     ("What do I do for a living?", 0, QUESTION),
     ("Write me a haiku about autumn.", 0, QUESTION),  # a request tells nothing about the user
     ("Can you recommend a podcast", 0, QUESTION),
