@@ -40,7 +40,7 @@ yes yeah yep no nope sure perfect awesome lovely brilliant wow lol haha bye good
 sorry mind never right alright got it welcome again there please hmm oh ah well done np gotcha noted
 helpful useful interesting amazing fantastic excellent understood makes sense agreed exactly indeed
 mate mates buddy pal guys folks worries helps helped appreciate appreciated legend champ sweet ya yea nah going
-doing sup
+doing sup today
 """.split())
 #: first words of a question or a request to the assistant (a sentence that asks, not tells)
 ASKING_WORDS = frozenset("""

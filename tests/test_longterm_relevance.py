@@ -277,6 +277,7 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("morning mate", 0, CHATTER),
     ("no worries, all good", 0, CHATTER),
     ("hey there, how ya going?", 0, CHATTER),
+    ("hello! how are you today?", 0, CHATTER),
     ("I'm going to Lisbon with my mate Rui.", 0, STATEMENT),
     ("I work as a lighthouse keeper.", 1, REPLY),  # the model's reply, whatever it says
 ])
