@@ -139,17 +139,22 @@ def _states_nothing(tokens: Sequence[str]) -> bool:
 
 
 def _tells_then_asks(sentence: str) -> bool:
-    """Whether a sentence that ends in a question tells something before it asks: its first clause says something
-    ("so my cat keeps sneezing, is that normal?", "I'm on nights right now, 11pm to 7am, so any tips on
-    sleeping?") rather than only opening the question ("quick question, how do I...?", "hey, what's...?").
-    A sentence of one clause ("any tips for Lisbon?") asks."""
-    clauses = [c for c in _CLAUSE.split(sentence.strip()) if c]
-    if len(clauses) < 2:
+    """Whether a sentence that ends in a question tells something before it asks: a clause before the last says
+    something ("so my cat keeps sneezing, is that normal?", "right, I'm off to Lisbon tomorrow, any tips?")
+    rather than only opening the question ("quick question, how do I...?", "hey, what's...?"). A sentence of
+    one clause ("any tips for Lisbon?"), one that asks from its first word ("is it normal that my cat, who is
+    12, sleeps all day?") and one that supposes before it asks ("ok, if I head over to Perth, who could I stay
+    with?") ask."""
+    clauses = [tokenize(c) for c in _CLAUSE.split(sentence.strip())]
+    clauses = [c for c in clauses if c]
+    if len(clauses) < 2 or clauses[0][0] in ASKING_WORDS:
         return False
-    first = tokenize(clauses[0])
-    if not first or first[0] in ASKING_WORDS or CONDITIONAL_WORDS.intersection(first[:2]):
-        return False
-    return not all(w in CHATTER_WORDS or w in STOPWORDS or w in PREFACE_WORDS for w in first)
+    for words in clauses[:-1]:
+        if words[0] in ASKING_WORDS or CONDITIONAL_WORDS.intersection(words[:2]):
+            return False  # the question starts here, or what follows is supposed, not told
+        if not all(w in CHATTER_WORDS or w in STOPWORDS or w in PREFACE_WORDS for w in words):
+            return True
+    return False
 
 
 #: logistic coefficients over (cosine, text overlap, saturated bm25, question, chatter, reply, not about the asker,

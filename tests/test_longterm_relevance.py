@@ -263,7 +263,10 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("I swell up badly with bee stings, what should I carry?", 0, STATEMENT),  # in one sentence, too
     ("he's a Sharks fan like me so maybe a rugby game?", 0, STATEMENT),
     ("So my cat keeps sneezing - is that normal?", 0, STATEMENT),
+    ("Right, I'm off to Lisbon tomorrow, any tips?", 0, STATEMENT),  # a later clause tells
     ("Quick question, how do I boil an egg?", 0, QUESTION),  # its first clause only opens the question
+    ("Hey, quick question, how do I boil an egg?", 0, QUESTION),
+    ("ok so if I move to Perth, who could I stay with?", 0, QUESTION),
     ("Hey, what's the weather like in Porto?", 0, QUESTION),
     ("If I head over to Perth, who could I stay with?", 0, QUESTION),  # it supposes, it does not tell
     ("Is it normal that my cat, who is 12, sleeps all day?", 0, QUESTION),  # it asks from its first word
