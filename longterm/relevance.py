@@ -104,8 +104,8 @@ def record_kind(text: str, seq: int = 0) -> int:
     """The kind of a record: the reply of an exchange (``seq`` > 0), chatter, a question, or a statement.
 
     A message is a statement if any of its sentences tells something: "I moved to Porto. Any tips?" is one,
-    and so is a sentence that tells something in its first clause and asks in a later one, as people type
-    to an assistant: "I swell up badly with bee stings, what should I carry?" (``_tells_then_asks``).
+    and so is a sentence that tells something in a clause before the one that asks, as people type to an
+    assistant: "I swell up badly with bee stings, what should I carry?" (``_tells_then_asks``).
     """
     if seq > 0:
         return REPLY
@@ -131,11 +131,12 @@ query idea ideas tips advice help think reckon
 """.split())
 #: what opens a clause that supposes rather than tells: "if I head over to WA, who could I stay with?", "back when I
 #: was on the northern run, which...?"
-CONDITIONAL_WORDS = frozenset("if when whenever unless suppose supposing assuming say once".split())
+CONDITIONAL_WORDS = frozenset("if when whenever unless suppose supposing assuming say".split())
 
 
-def _states_nothing(tokens: Sequence[str]) -> bool:
-    return all(w in CHATTER_WORDS or w in STOPWORDS for w in tokens)
+def _states_nothing(tokens: Sequence[str], also: Collection[str] = frozenset()) -> bool:
+    """Whether ``tokens`` are only small talk and stop words (and the words ``also`` names)."""
+    return all(w in CHATTER_WORDS or w in STOPWORDS or w in also for w in tokens)
 
 
 def _tells_then_asks(sentence: str) -> bool:
@@ -152,7 +153,7 @@ def _tells_then_asks(sentence: str) -> bool:
     for words in clauses[:-1]:
         if words[0] in ASKING_WORDS or CONDITIONAL_WORDS.intersection(words[:2]):
             return False  # the question starts here, or what follows is supposed, not told
-        if not all(w in CHATTER_WORDS or w in STOPWORDS or w in PREFACE_WORDS for w in words):
+        if not _states_nothing(words, PREFACE_WORDS):
             return True
     return False
 

@@ -138,7 +138,7 @@ def test_the_users_occupation_answers_a_question_about_their_work_that_shares_no
 
 def test_a_fact_told_in_the_same_sentence_as_a_request_is_recalled(
         http: TestClient, ltm_assistant: Assistant, model: ScriptedModel) -> None:
-    # people tell a fact on the way to asking for something: each message ends in a question, but its first clause
+    # people tell a fact on the way to asking for something: each message ends in a question, but a clause before it
     # tells what the later question is answered by (taken for a question, none of them was recalled)
     told = {"I play bass guitar in our church band on Sundays, can you explain what a walking bass line is?":
             "What instrument do I play?",
@@ -271,6 +271,7 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("If I head over to Perth, who could I stay with?", 0, QUESTION),  # it supposes, it does not tell
     ("Is it normal that my cat, who is 12, sleeps all day?", 0, QUESTION),  # it asks from its first word
     ("Any tips for keeping fit?", 0, QUESTION),
+    ("Once a week I swim at the lido, is that enough exercise?", 0, STATEMENT),
     ("What do I do for a living?", 0, QUESTION),
     ("Write me a haiku about autumn.", 0, QUESTION),  # a request tells nothing about the user
     ("Can you recommend a podcast", 0, QUESTION),
