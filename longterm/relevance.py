@@ -127,7 +127,7 @@ _CLAUSE = re.compile(r"\s*[,;:\u2014\u2013]\s*|\s+-\s+|\s+(?:so|but|and)\s+", re
 #: what opens a question without telling anything: "quick question, ...", "random q, ...", "I was wondering, ..."
 PREFACE_WORDS = frozenset("""
 quick question questions q random one thing things more another btw anyway wondering wonder curious ask asking
-query idea ideas tips advice help think reckon
+query idea ideas tips advice help think reckon m re ve ll d
 """.split())
 #: what opens a clause that supposes rather than tells: "if I head over to WA, who could I stay with?", "back when I
 #: was on the northern run, which...?"
@@ -139,6 +139,15 @@ def _states_nothing(tokens: Sequence[str], also: Collection[str] = frozenset()) 
     return all(w in CHATTER_WORDS or w in STOPWORDS or w in also for w in tokens)
 
 
+def _unnamed(clause: str) -> list[str]:
+    """The clause's words but the names it addresses or mentions (a capitalised word after its first, or alone):
+    "Hey Gina, ..." and "Maria, ..." open a question as "hey" does."""
+    words = _CAPITALISED.findall(clause)
+    if len(words) == 1 and words[0][0].isupper():
+        return []
+    return [t for n, word in enumerate(words) if n == 0 or not word[0].isupper() for t in tokenize(word)]
+
+
 def _tells_then_asks(sentence: str) -> bool:
     """Whether a sentence that ends in a question tells something before it asks: a clause before the last says
     something ("so my cat keeps sneezing, is that normal?", "right, I'm off to Lisbon tomorrow, any tips?")
@@ -146,7 +155,7 @@ def _tells_then_asks(sentence: str) -> bool:
     one clause ("any tips for Lisbon?"), one that asks from its first word ("is it normal that my cat, who is
     12, sleeps all day?") and one that supposes before it asks ("ok, if I head over to Perth, who could I stay
     with?") ask."""
-    clauses = [tokenize(c) for c in _CLAUSE.split(sentence.strip())]
+    clauses = [_unnamed(c) for c in _CLAUSE.split(sentence.strip())]
     clauses = [c for c in clauses if c]
     if len(clauses) < 2 or clauses[0][0] in ASKING_WORDS:
         return False

@@ -268,6 +268,9 @@ def test_what_passes_the_threshold_is_ordered_by_relevance_statements_first() ->
     ("Hey, quick question, how do I boil an egg?", 0, QUESTION),
     ("ok so if I move to Perth, who could I stay with?", 0, QUESTION),
     ("Hey, what's the weather like in Porto?", 0, QUESTION),
+    ("Hey Gina, how's it going with the new puppy?", 0, QUESTION),  # a name addressed tells nothing
+    ("Maria, what's the deal with that note?", 0, QUESTION),
+    ("Nice! I'm curious, what is it about?", 0, QUESTION),
     ("If I head over to Perth, who could I stay with?", 0, QUESTION),  # it supposes, it does not tell
     ("Is it normal that my cat, who is 12, sleeps all day?", 0, QUESTION),  # it asks from its first word
     ("Any tips for keeping fit?", 0, QUESTION),
