@@ -124,7 +124,8 @@ def record_kind(text: str, seq: int = 0) -> int:
 #: where a sentence's clauses meet: a comma, a colon or a dash, or "so"/"but"/"and" ("he's a Sharks fan like me so
 #: maybe a rugby game?")
 _CLAUSE = re.compile(r"\s*[,;:\u2014\u2013]\s*|\s+-\s+|\s+(?:so|but|and)\s+", re.IGNORECASE)
-#: what opens a question without telling anything: "quick question, ...", "random q, ...", "I was wondering, ..."
+#: what opens a question without telling anything: "quick question, ...", "random q, ...", "I was wondering, ...", "I'm
+#: curious, ..." (with what is left of "I'm", "we're", "I've", "we'll", "I'd" once the apostrophe splits them)
 PREFACE_WORDS = frozenset("""
 quick question questions q random one thing things more another btw anyway wondering wonder curious ask asking
 query idea ideas tips advice help think reckon m re ve ll d
