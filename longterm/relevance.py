@@ -24,7 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from longterm.text import STOPWORDS, stem, tokenize
+from longterm.text import STOPWORDS, proper_names, stem, tokenize
 
 #: record kinds (int8 codes in the index)
 STATEMENT, QUESTION, CHATTER, REPLY = 0, 1, 2, 3
@@ -141,12 +141,13 @@ def _states_nothing(tokens: Sequence[str], also: Collection[str] = frozenset()) 
 
 
 def _unnamed(clause: str) -> list[str]:
-    """The clause's words but the names it addresses or mentions (a capitalised word after its first, or alone):
-    "Hey Gina, ..." and "Maria, ..." open a question as "hey" does."""
-    words = _CAPITALISED.findall(clause)
-    if len(words) == 1 and words[0][0].isupper():
+    """The clause's words but the names it addresses or mentions (``text.proper_names``, or a capitalised word
+    alone): "Hey Gina, ..." and "Maria, ..." open a question as "hey" does."""
+    words = tokenize(clause)
+    if len(words) == 1 and clause.lstrip()[:1].isupper():
         return []
-    return [t for n, word in enumerate(words) if n == 0 or not word[0].isupper() for t in tokenize(word)]
+    names = proper_names(clause)
+    return [w for w in words if stem(w) not in names] if names else words
 
 
 def _tells_then_asks(sentence: str) -> bool:
